@@ -1,0 +1,3 @@
+//! Pure rules: no I/O, no async runtime, no `cfg(target)`. Tested natively with no network.
+
+pub mod command;

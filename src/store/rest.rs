@@ -1,0 +1,1 @@
+//! Upstash REST wire format.
