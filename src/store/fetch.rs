@@ -1,0 +1,1 @@
+//! worker::Fetch transport (wasm).
