@@ -4,6 +4,7 @@
 //! - [`store`]: the [`store::Store`] trait and the Upstash REST client behind it.
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
 
+pub mod api;
 pub mod core;
 pub mod store;
 

@@ -1,0 +1,174 @@
+//! Service configuration, read once from the same variable names everywhere: `[vars]` and
+//! secrets in the worker, environment variables (or clap flags) natively.
+
+use std::time::Duration;
+
+/// What to do when Redis cannot be reached for a rate-limit decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailMode {
+    /// Allow the request, and say so in `EdgeCount-Fail-Mode: open`.
+    Open,
+    /// Answer 503, and say so in `EdgeCount-Fail-Mode: closed`.
+    Closed,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
+/// Which origins may read our answers from a browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if it is allowed.
+    pub fn allow(&self, origin: Option<&str>) -> Option<String> {
+        match self {
+            AllowedOrigins::Any => Some("*".to_owned()),
+            AllowedOrigins::List(list) => {
+                let origin = origin?;
+                list.iter()
+                    .any(|o| o.eq_ignore_ascii_case(origin))
+                    .then(|| origin.to_owned())
+            }
+        }
+    }
+}
+
+/// Everything the API needs besides the store. Built with [`Config::from_lookup`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `EDGECOUNT_ADMIN_TOKEN`: admin over every counter and limit.
+    pub admin_token: Option<String>,
+    /// `EDGECOUNT_UNIQUES_SECRET`: HMAC key for visitor hashing (uniques are off without it).
+    pub uniques_secret: Option<String>,
+    /// `EDGECOUNT_ALLOWED_ORIGINS`: comma-separated origins, or `*` (default).
+    pub allowed_origins: AllowedOrigins,
+    /// `EDGECOUNT_RATE_LIMITS`: named policies, parsed by the rate-limit core.
+    pub rate_limits: String,
+    /// `EDGECOUNT_FAIL_MODE`: `open` (default) or `closed`.
+    pub fail_mode: FailMode,
+    /// `EDGECOUNT_ORIGIN`: gateway mode, forward non-API requests here after the limit.
+    pub origin: Option<String>,
+    /// `EDGECOUNT_ABUSE_LIMIT`: per-IP hits allowed on counter routes per window
+    /// (`0` turns it off); default 120 per 60 s.
+    pub abuse_limit: u64,
+    pub abuse_window: Duration,
+}
+
+/// A configuration value that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Read every setting through `lookup(name)`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let allowed_origins = match get("EDGECOUNT_ALLOWED_ORIGINS") {
+            None => AllowedOrigins::Any,
+            Some(v) if v.trim() == "*" => AllowedOrigins::Any,
+            Some(v) => AllowedOrigins::List(
+                v.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        };
+        let fail_mode = match get("EDGECOUNT_FAIL_MODE").as_deref().map(str::trim) {
+            None | Some("open") => FailMode::Open,
+            Some("closed") => FailMode::Closed,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "EDGECOUNT_FAIL_MODE",
+                    message: format!("expected `open` or `closed`, got {other:?}"),
+                })
+            }
+        };
+        let abuse_limit = match get("EDGECOUNT_ABUSE_LIMIT") {
+            None => 120,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                name: "EDGECOUNT_ABUSE_LIMIT",
+                message: format!("expected a whole number, got {v:?}"),
+            })?,
+        };
+        if let Some(origin) = get("EDGECOUNT_ORIGIN") {
+            let ok = url::Url::parse(&origin)
+                .map(|u| matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(false);
+            if !ok {
+                return Err(ConfigError {
+                    name: "EDGECOUNT_ORIGIN",
+                    message: format!("expected an http(s) URL, got {origin:?}"),
+                });
+            }
+        }
+        Ok(Config {
+            admin_token: get("EDGECOUNT_ADMIN_TOKEN"),
+            uniques_secret: get("EDGECOUNT_UNIQUES_SECRET"),
+            allowed_origins,
+            rate_limits: get("EDGECOUNT_RATE_LIMITS").unwrap_or_default(),
+            fail_mode,
+            origin: get("EDGECOUNT_ORIGIN").map(|o| o.trim_end_matches('/').to_owned()),
+            abuse_limit,
+            abuse_window: Duration::from_secs(60),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_open_and_permissive() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.fail_mode, FailMode::Open);
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+        assert_eq!(c.abuse_limit, 120);
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn origins_list_echoes_only_listed_origins() {
+        let c = config(&[(
+            "EDGECOUNT_ALLOWED_ORIGINS",
+            "https://a.example, https://b.example/",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins.allow(Some("https://b.example")),
+            Some("https://b.example".into())
+        );
+        assert_eq!(c.allowed_origins.allow(Some("https://evil.example")), None);
+        assert_eq!(c.allowed_origins.allow(None), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = config(&[("EDGECOUNT_FAIL_MODE", "maybe")]).unwrap_err();
+        assert_eq!(e.name, "EDGECOUNT_FAIL_MODE");
+        assert!(config(&[("EDGECOUNT_ORIGIN", "ftp://x")]).is_err());
+        assert!(config(&[("EDGECOUNT_ABUSE_LIMIT", "-1")]).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! The counter and rate-limit HTTP API, free of any HTTP framework: an `http::Request` in, an
+//! `http::Response` out, given a [`Store`]. The worker (`worker.rs`) and `edgecount serve`
+//! (`serve.rs`) only adapt their runtime's types to these.
+
+pub mod config;
+pub mod response;
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use serde_json::json;
+
+use crate::core::command::Command;
+use crate::store::Store;
+pub use config::{Config, FailMode};
+pub use response::{ApiBody, ApiError, ApiResponse};
+
+/// The API over one store and one configuration; build once, share across requests.
+pub struct Api<S> {
+    store: S,
+    config: Config,
+}
+
+/// What the adapter knows about the caller beyond the request itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Client {
+    /// The caller's IP as the platform reports it (`CF-Connecting-IP` in the worker, the socket
+    /// peer natively). Used for uniques (hashed) and the abuse limit; never stored.
+    pub ip: Option<IpAddr>,
+}
+
+/// The parts of a request every route reads.
+pub struct Call<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub query: Vec<(String, String)>,
+    pub body: &'a Bytes,
+    pub client: Client,
+}
+
+impl Call<'_> {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+type Response<S> = ApiResponse<<S as Store>::Messages>;
+
+impl<S: Store> Api<S> {
+    pub fn new(store: S, config: Config) -> Self {
+        Api { store, config }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answer one request. Never fails: every error becomes a JSON answer.
+    pub async fn handle(&self, request: Request<Bytes>, client: Client) -> Response<S> {
+        let (parts, body) = request.into_parts();
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut response = if parts.method == Method::OPTIONS {
+            preflight()
+        } else {
+            let call = Call {
+                method: &parts.method,
+                headers: &parts.headers,
+                query: parse_query(parts.uri.query()),
+                body: &body,
+                client,
+            };
+            let segments = path_segments(parts.uri.path());
+            let response = match self.route(&segments, &call).await {
+                Ok(response) => response,
+                Err(e) => e.into_response(),
+            };
+            match call.query("callback") {
+                Some(cb) if parts.method == Method::GET && response::valid_callback(cb) => {
+                    response::into_jsonp(response, cb)
+                }
+                Some(_) if parts.method == Method::GET => {
+                    ApiError::bad_request("callback must be a JavaScript identifier")
+                        .into_response()
+                }
+                _ => response,
+            }
+        };
+        if let Some(allow) = self.config.allowed_origins.allow(origin.as_deref()) {
+            let headers = response.headers_mut();
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            }
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
+            if allow != "*" {
+                headers.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+        }
+        response
+    }
+
+    async fn route(&self, segments: &[String], call: &Call<'_>) -> Result<Response<S>, ApiError> {
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["healthz"] => Ok(self.healthz().await),
+            _ => Err(ApiError::not_found("no such route")),
+        }
+        .map(|r| {
+            let _ = call;
+            r
+        })
+    }
+
+    async fn healthz(&self) -> Response<S> {
+        match self.store.command(&Command::new("PING")).await {
+            Ok(_) => response::json_response(StatusCode::OK, &json!({"ok": true})),
+            Err(e) => response::json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ok": false, "error": ApiError::from(e).message}),
+            ),
+        }
+    }
+}
+
+/// Headers a browser script may read from our answers.
+const EXPOSED_HEADERS: &str = "X-Path, RateLimit, RateLimit-Policy, Retry-After, \
+X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, EdgeCount-Fail-Mode";
+
+fn preflight<M>() -> ApiResponse<M> {
+    let mut response = http::Response::new(ApiBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Idempotency-Key"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
+}
+
+/// Percent-decoded, non-empty path segments.
+pub fn path_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
