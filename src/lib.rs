@@ -10,3 +10,5 @@ pub mod store;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;

@@ -1,0 +1,119 @@
+//! `edgecount serve`: the counter and rate-limit API natively, on axum, with the reqwest REST
+//! transport — the same [`Api`] the worker runs, so self-hosters get the same answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::StatusCode;
+
+use crate::api::{Api, ApiError, Client, Config};
+use crate::store::http_native::NativeRestStore;
+
+/// Largest request body the API reads (batch requests are the big ones: 500 operations).
+const MAX_BODY: usize = 256 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "EDGECOUNT_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// The Upstash REST endpoint (a real Upstash database, or `edgecount proxy`).
+    #[arg(long, env = "UPSTASH_REDIS_REST_URL")]
+    pub rest_url: String,
+    /// The REST token.
+    #[arg(long, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
+    pub rest_token: String,
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    #[arg(long, env = "EDGECOUNT_TRUST_FORWARDED")]
+    pub trust_forwarded: bool,
+}
+
+struct ServeState {
+    api: Api<NativeRestStore>,
+    trust_forwarded: bool,
+}
+
+/// The axum app: every path goes to the shared API.
+pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(Arc::new(ServeState {
+            api,
+            trust_forwarded,
+        }))
+}
+
+async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Response {
+    // Absent when the app is driven without a socket (tests with `oneshot`).
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let e = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {MAX_BODY} bytes"),
+            );
+            return (e.status, axum::Json(e.body())).into_response();
+        }
+    };
+    let forwarded = state
+        .trust_forwarded
+        .then(|| {
+            parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|ip| ip.trim().parse().ok())
+        })
+        .flatten();
+    let client = Client {
+        ip: forwarded.or(peer),
+    };
+    let request = http::Request::from_parts(parts, body);
+    state.api.handle(request, client).await.map(Body::new)
+}
+
+/// Run until SIGINT/SIGTERM.
+pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_lookup(|name| std::env::var(name).ok())?;
+    let store = NativeRestStore::connect(&args.rest_url, &args.rest_token)?;
+    let api = Api::new(store, config);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("edgecount serve listening on http://{addr}");
+    tracing::info!(%addr, rest_url = %args.rest_url, "serving the counter API");
+    axum::serve(
+        listener,
+        app(api, args.trust_forwarded).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
