@@ -1,1 +1,57 @@
-fn main() {}
+//! The `edgecount` command line: a thin dispatcher. Each subcommand's flags and `run` live in its
+//! own module (`edgecount::proxy`, `edgecount::serve`).
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edgecount",
+    version,
+    about = "Count things and limit things at the edge, on Redis, over HTTP (Upstash REST)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Upstash-compatible REST server in front of a real Redis (or Redis Cluster).
+    Proxy(edgecount::proxy::ProxyArgs),
+    /// The counter and rate-limit API, natively, over an Upstash REST endpoint.
+    Serve(edgecount::serve::ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgecount: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        match cli.command {
+            Command::Proxy(args) => edgecount::proxy::run(args).await.map_err(|e| e.to_string()),
+            Command::Serve(args) => edgecount::serve::run(args).await.map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgecount: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,614 @@
-//! placeholder
+//! `edgecount proxy`: an Upstash-compatible REST server in front of a real Redis
+//! (contract: UPSTASH-REST.md).
+//!
+//! - [`request`]: JSON bodies and paths → commands; [`reply`]: replies → JSON / base64 / RESP2;
+//!   [`commands`]: refused and read-only command tables — all pure and unit-tested.
+//! - [`backend`]: multiplexed connections to one Redis, or the cluster client; [`sse`]: pub/sub.
+//! - [`error`]: the one [`ProxyError`], always a JSON body.
+//!
+//! One fallback handler routes everything, so every answer — 404-ish paths and 405s included — is
+//! JSON and carries an `Upstash-Sync-Token`.
+
+pub mod backend;
+pub mod commands;
+pub mod error;
+pub mod reply;
+pub mod request;
+pub mod sse;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures_util::StreamExt;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use redis::{Cmd, Value};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+pub use backend::{Backend, BackendConfig};
+pub use error::ProxyError;
+use reply::Encoding;
+
+/// Default body limit: Upstash's 1 MB per request.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+static SYNC_TOKEN: HeaderName = HeaderName::from_static("upstash-sync-token");
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+static OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+/// `edgecount proxy` flags (every one also an environment variable).
+#[derive(Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// Redis URL; give several (or `--cluster`) for a Redis Cluster.
+    #[arg(
+        long = "redis-url",
+        env = "EDGECOUNT_REDIS_URL",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: Vec<String>,
+    /// Treat the Redis URL(s) as seeds of a Redis Cluster.
+    #[arg(long, env = "EDGECOUNT_REDIS_CLUSTER")]
+    pub cluster: bool,
+    /// Address to listen on (port 0 picks a free one; the startup line tells which).
+    #[arg(long, env = "EDGECOUNT_LISTEN", default_value = "127.0.0.1:8079")]
+    pub listen: SocketAddr,
+    /// The REST token clients must present (Bearer header or `?_token=`).
+    #[arg(long, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Optional second token that may run read commands only.
+    #[arg(long, env = "EDGECOUNT_READ_ONLY_TOKEN", hide_env_values = true)]
+    pub read_only_token: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "EDGECOUNT_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+    /// Multiplexed connections to a standalone Redis (requests spread round-robin).
+    #[arg(long, env = "EDGECOUNT_REDIS_CONNECTIONS", default_value_t = 2)]
+    pub redis_connections: usize,
+    /// Connect timeout to Redis, in milliseconds.
+    #[arg(
+        long,
+        env = "EDGECOUNT_REDIS_CONNECT_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    pub redis_connect_timeout_ms: u64,
+    /// How long a Redis reply may take, in milliseconds, before the request fails with 503.
+    #[arg(long, env = "EDGECOUNT_REDIS_TIMEOUT_MS", default_value_t = 10_000)]
+    pub redis_timeout_ms: u64,
+    /// Interval of the SSE heartbeat comment, in milliseconds (also bounds how long a vanished
+    /// subscriber holds its Redis connection).
+    #[arg(long, env = "EDGECOUNT_SSE_HEARTBEAT_MS", default_value_t = 1000)]
+    pub sse_heartbeat_ms: u64,
+}
+
+/// Tokens never reach a log line, not even through `{:?}`.
+impl fmt::Debug for ProxyArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyArgs")
+            .field(
+                "redis_url",
+                &self
+                    .redis_url
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("cluster", &self.cluster)
+            .field("listen", &self.listen)
+            .field("token", &"<redacted>")
+            .field(
+                "read_only_token",
+                &self.read_only_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_body", &self.max_body)
+            .field("redis_connections", &self.redis_connections)
+            .field("redis_connect_timeout_ms", &self.redis_connect_timeout_ms)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("sse_heartbeat_ms", &self.sse_heartbeat_ms)
+            .finish()
+    }
+}
+
+/// A Redis URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparsable redis url>".to_string(),
+    }
+}
+
+impl ProxyArgs {
+    pub fn backend_config(&self) -> BackendConfig {
+        BackendConfig {
+            urls: self.redis_url.clone(),
+            cluster: self.cluster,
+            connections: self.redis_connections.max(1),
+            connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms.max(1)),
+            response_timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct ProxyState {
+    backend: Backend,
+    token: Box<[u8]>,
+    read_only_token: Option<Box<[u8]>>,
+    max_body: usize,
+    heartbeat: Duration,
+    sync: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl ProxyState {
+    pub fn new(args: &ProxyArgs) -> Result<ProxyState, Box<dyn std::error::Error + Send + Sync>> {
+        if args.token.is_empty() {
+            return Err("the REST token must not be empty".into());
+        }
+        if args.read_only_token.as_deref() == Some("") {
+            return Err("the read-only token must not be empty".into());
+        }
+        if args.read_only_token.as_deref() == Some(args.token.as_str()) {
+            return Err("the read-only token must differ from the token".into());
+        }
+        let backend = Backend::new(&args.backend_config())?;
+        // Start the sync-token counter at the wall clock so tokens keep increasing across restarts.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        Ok(ProxyState {
+            backend,
+            token: args.token.as_bytes().into(),
+            read_only_token: args.read_only_token.as_ref().map(|t| t.as_bytes().into()),
+            max_body: args.max_body,
+            heartbeat: Duration::from_millis(args.sse_heartbeat_ms.max(10)),
+            sync: AtomicU64::new(start),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// End every SSE stream (graceful shutdown waits for open responses).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// `Ok(read_only)` for a known token, 401 otherwise. Constant-time comparisons.
+    fn authorize(&self, headers: &HeaderMap, query: Option<&str>) -> Result<bool, ProxyError> {
+        let from_header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(|t| t.trim_ascii().to_vec());
+        let presented = match from_header {
+            Some(t) => t,
+            None => request::query_token(query).ok_or(ProxyError::Unauthorized)?,
+        };
+        if bool::from(presented.as_slice().ct_eq(&self.token)) {
+            return Ok(false);
+        }
+        if let Some(ro) = &self.read_only_token {
+            if bool::from(presented.as_slice().ct_eq(ro)) {
+                return Ok(true);
+            }
+        }
+        Err(ProxyError::Unauthorized)
+    }
+}
+
+/// What the client asked the reply to look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Format {
+    encoding: Encoding,
+    resp2: bool,
+}
+
+impl Format {
+    fn from_headers(headers: &HeaderMap) -> Result<Format, ProxyError> {
+        let encoding = match headers.get("upstash-encoding") {
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"base64") => Encoding::Base64,
+            _ => Encoding::Utf8,
+        };
+        let resp2 = match headers.get("upstash-response-format") {
+            None => false,
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"json") => false,
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"resp2") => true,
+            Some(_) => {
+                return Err(ProxyError::bad_request(
+                    "ERR invalid Upstash-Response-Format: use json or resp2",
+                ))
+            }
+        };
+        if resp2 && encoding == Encoding::Base64 {
+            return Err(ProxyError::bad_request(
+                "ERR Upstash-Response-Format: resp2 cannot be combined with Upstash-Encoding: base64",
+            ));
+        }
+        Ok(Format { encoding, resp2 })
+    }
+}
+
+/// The router: one fallback handler for every method and path.
+pub fn app(state: ProxyState) -> Router {
+    app_with(Arc::new(state))
+}
+
+/// Like [`app`], sharing a state the caller keeps (to begin shutdown).
+pub fn app_with(state: Arc<ProxyState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    let sync = state.sync.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut response = match dispatch(&state, request).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "request failed");
+            }
+            e.into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(SYNC_TOKEN.clone(), HeaderValue::from(sync));
+    response
+}
+
+async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, ProxyError> {
+    let method = request.method().clone();
+    if !matches!(
+        method,
+        Method::GET | Method::POST | Method::PUT | Method::HEAD
+    ) {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query();
+    let read_only = state.authorize(&parts.headers, query)?;
+    let format = Format::from_headers(&parts.headers)?;
+    let path = parts.uri.path();
+    let trimmed = path.trim_start_matches('/');
+    let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    tracing::debug!(%method, endpoint = first, "request");
+    let has_body = matches!(method, Method::POST | Method::PUT);
+    match first {
+        "" => {
+            let body = read_body(body, state.max_body).await?;
+            let cmd = request::parse_command(&body)?;
+            single(state, cmd, read_only, format).await
+        }
+        "pipeline" if rest.is_empty() => {
+            let body = read_body(body, state.max_body).await?;
+            let cmds = request::parse_pipeline(&body)?;
+            pipeline(state, cmds, read_only, format).await
+        }
+        "multi-exec" if rest.is_empty() => {
+            let body = read_body(body, state.max_body).await?;
+            let cmds = request::parse_pipeline(&body)?;
+            multi_exec(state, cmds, read_only, format.encoding).await
+        }
+        "subscribe" | "psubscribe" => {
+            let names = rest
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| percent_encoding::percent_decode_str(s).collect())
+                .collect();
+            sse::subscribe(
+                &state.backend,
+                names,
+                first == "psubscribe",
+                state.heartbeat,
+                state.shutdown.subscribe(),
+            )
+            .await
+        }
+        "monitor" if rest.is_empty() => {
+            if read_only {
+                return Err(ProxyError::NoPerm(
+                    "NOPERM this token is read-only and has no permissions to run the 'monitor' command".into(),
+                ));
+            }
+            sse::monitor(&state.backend, state.heartbeat, state.shutdown.subscribe()).await
+        }
+        _ => {
+            let body = if has_body {
+                Some(read_body(body, state.max_body).await?)
+            } else {
+                None
+            };
+            let cmd = request::parse_path(path, query, body.as_deref())?;
+            single(state, cmd, read_only, format).await
+        }
+    }
+}
+
+/// Read the body up to `limit` bytes. An oversized body is still read (and dropped) up to a hard
+/// cap, so the client gets its 413 instead of a reset connection while it is still sending.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
+    const DRAIN_CAP: usize = 64 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ProxyError::bad_request(format!("ERR reading body: {e}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            if seen > limit.saturating_add(DRAIN_CAP) {
+                break;
+            }
+            continue;
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(prev) => {
+                buf.reserve(prev.len() + chunk.len());
+                buf.extend_from_slice(&prev);
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ProxyError::PayloadTooLarge(limit));
+    }
+    Ok(match first {
+        Some(b) => b,
+        None => Bytes::from(buf),
+    })
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+    r
+}
+
+fn resp2_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, OCTET_STREAM.clone());
+    r
+}
+
+async fn single(
+    state: &ProxyState,
+    cmd: Cmd,
+    read_only: bool,
+    format: Format,
+) -> Result<Response, ProxyError> {
+    let value = match commands::check(&cmd, read_only)? {
+        commands::Action::ReplyOk => Value::Okay,
+        commands::Action::Forward => state.backend.query(&cmd).await?,
+    };
+    if format.resp2 {
+        let status = if matches!(value, Value::ServerError(_)) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        let mut out = Vec::new();
+        reply::write_resp2(&value, &mut out);
+        return Ok(resp2_response(status, out));
+    }
+    reply::single(&value, format.encoding)
+        .map(json_response)
+        .map_err(ProxyError::Redis)
+}
+
+/// Commands answered by the proxy itself (refusals, `SELECT 0`) keep their place among the
+/// replies of the commands sent to Redis.
+enum Slot {
+    Local(Value),
+    Remote,
+}
+
+fn error_reply(e: &ProxyError) -> Value {
+    let line = format!("-{}\r\n", e.to_string().replace(['\r', '\n'], " "));
+    redis::parse_redis_value(line.as_bytes()).unwrap_or(Value::Nil)
+}
+
+async fn pipeline(
+    state: &ProxyState,
+    cmds: Vec<Cmd>,
+    read_only: bool,
+    format: Format,
+) -> Result<Response, ProxyError> {
+    let mut slots = Vec::with_capacity(cmds.len());
+    let mut remote = Vec::with_capacity(cmds.len());
+    for cmd in cmds {
+        match commands::check(&cmd, read_only) {
+            Ok(commands::Action::Forward) => {
+                slots.push(Slot::Remote);
+                remote.push(cmd);
+            }
+            Ok(commands::Action::ReplyOk) => slots.push(Slot::Local(Value::Okay)),
+            Err(e) => slots.push(Slot::Local(error_reply(&e))),
+        }
+    }
+    let mut replies = if remote.is_empty() {
+        Vec::new()
+    } else {
+        state.backend.pipeline(remote).await?
+    }
+    .into_iter();
+    let values: Vec<Value> = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Local(v) => v,
+            Slot::Remote => replies.next().unwrap_or(Value::Nil),
+        })
+        .collect();
+    if format.resp2 {
+        let mut out = Vec::new();
+        for v in &values {
+            reply::write_resp2(v, &mut out);
+        }
+        return Ok(resp2_response(StatusCode::OK, out));
+    }
+    Ok(json_response(reply::entries(&values, format.encoding)))
+}
+
+async fn multi_exec(
+    state: &ProxyState,
+    cmds: Vec<Cmd>,
+    read_only: bool,
+    encoding: Encoding,
+) -> Result<Response, ProxyError> {
+    // Any refusal discards the whole transaction before anything reaches Redis.
+    let mut slots = Vec::with_capacity(cmds.len());
+    let mut remote = Vec::with_capacity(cmds.len());
+    for (i, cmd) in cmds.into_iter().enumerate() {
+        match commands::check(&cmd, read_only) {
+            Ok(commands::Action::Forward) => {
+                slots.push(Slot::Remote);
+                remote.push(cmd);
+            }
+            Ok(commands::Action::ReplyOk) => slots.push(Slot::Local(Value::Okay)),
+            Err(ProxyError::NoPerm(text)) => return Err(ProxyError::NoPerm(text)),
+            Err(e) => {
+                return Err(ProxyError::BadRequest(format!(
+                    "EXECABORT Transaction discarded because of previous errors. (command {i}: {e})"
+                )))
+            }
+        }
+    }
+    let exec = if remote.is_empty() {
+        Value::Array(Vec::new())
+    } else {
+        state.backend.transaction(remote).await?
+    };
+    let Value::Array(replies) = exec else {
+        return Err(ProxyError::Internal(format!(
+            "ERR unexpected EXEC reply: {exec:?}"
+        )));
+    };
+    let mut replies = replies.into_iter();
+    let values: Vec<Value> = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Local(v) => v,
+            Slot::Remote => replies.next().unwrap_or(Value::Nil),
+        })
+        .collect();
+    Ok(json_response(reply::entries(&values, encoding)))
+}
+
+/// Serve until SIGINT/SIGTERM, then finish open requests (SSE streams are ended) and return.
+pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let state = Arc::new(ProxyState::new(&args)?);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("edgecount proxy listening on http://{addr}");
+    tracing::info!(
+        %addr,
+        redis = ?args.redis_url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+        cluster = state.backend.is_cluster(),
+        max_body = args.max_body,
+        read_only_token = args.read_only_token.is_some(),
+        "edgecount proxy started"
+    );
+    let shutdown_state = state.clone();
+    axum::serve(listener, app_with(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            shutdown_state.begin_shutdown();
+        })
+        .await?;
+    tracing::info!("edgecount proxy stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(
+            Format::from_headers(&headers(&[("upstash-encoding", "base64")])).unwrap(),
+            Format {
+                encoding: Encoding::Base64,
+                resp2: false
+            }
+        );
+        assert!(
+            Format::from_headers(&headers(&[("upstash-response-format", "resp2")]))
+                .unwrap()
+                .resp2
+        );
+        assert!(Format::from_headers(&headers(&[("upstash-response-format", "xml")])).is_err());
+        assert!(Format::from_headers(&headers(&[
+            ("upstash-response-format", "resp2"),
+            ("upstash-encoding", "base64")
+        ]))
+        .is_err());
+    }
+
+    #[test]
+    fn urls_lose_their_password_in_logs() {
+        let r = redact_url("redis://user:s3cret@localhost:6379/0");
+        assert!(!r.contains("s3cret"), "{r}");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_tokens() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ProxyArgs,
+        }
+        let cli = Cli::parse_from(["x", "--token", "tok-123", "--read-only-token", "ro-456"]);
+        let s = format!("{:?}", cli.args);
+        assert!(!s.contains("tok-123") && !s.contains("ro-456"), "{s}");
+    }
+}

@@ -1,0 +1,294 @@
+//! Which commands may pass (pure tables, no I/O).
+//!
+//! Connection-state and blocking commands would poison a shared multiplexed connection (one bare
+//! `MULTI` makes every later request answer `QUEUED`), so they are refused before reaching Redis.
+//! The read-only token gets an allow-list of read commands (deny by default, so new write commands
+//! in later Redis versions stay blocked); like Upstash, KEYS and SCAN are not in it.
+
+use redis::{Arg, Cmd};
+
+use super::error::ProxyError;
+
+/// What to do with a command that passed the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send it to Redis.
+    Forward,
+    /// `SELECT 0`: answer `OK` without touching the shared connection.
+    ReplyOk,
+}
+
+/// Longest command name we look up; anything longer is unknown to Redis anyway.
+const NAME_MAX: usize = 24;
+
+/// The command name upper-cased into a stack buffer (no allocation on the hot path).
+struct Name {
+    buf: [u8; NAME_MAX],
+    len: usize,
+}
+
+impl Name {
+    fn of(bytes: &[u8]) -> Option<Name> {
+        if bytes.len() > NAME_MAX {
+            return None;
+        }
+        let mut buf = [0u8; NAME_MAX];
+        for (dst, src) in buf.iter_mut().zip(bytes) {
+            *dst = src.to_ascii_uppercase();
+        }
+        Some(Name {
+            buf,
+            len: bytes.len(),
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("?")
+    }
+}
+
+fn simple_args(cmd: &Cmd) -> impl Iterator<Item = &[u8]> {
+    cmd.args_iter().map(|a| match a {
+        Arg::Simple(b) => b,
+        // Cursor arguments and later kinds never come out of a parsed request.
+        _ => b"",
+    })
+}
+
+/// Check one command for the given token kind.
+pub fn check(cmd: &Cmd, read_only: bool) -> Result<Action, ProxyError> {
+    let mut args = simple_args(cmd);
+    let Some(first) = args.next() else {
+        return Err(ProxyError::bad_request("ERR empty command"));
+    };
+    let Some(name) = Name::of(first) else {
+        // Not a command Redis knows: let Redis say so (and the read-only token may not try).
+        if read_only {
+            return Err(noperm(&String::from_utf8_lossy(first)));
+        }
+        return Ok(Action::Forward);
+    };
+    let action = match name.as_bytes() {
+        b"SELECT" => {
+            let db = args.next();
+            if db == Some(b"0") && args.next().is_none() {
+                Action::ReplyOk
+            } else if db.is_none() {
+                // Wrong arity: the same text Redis gives.
+                return Err(ProxyError::Redis(
+                    "ERR wrong number of arguments for 'select' command".into(),
+                ));
+            } else {
+                return Err(ProxyError::bad_request(
+                    "ERR SELECT is not supported over REST: only database 0 is available",
+                ));
+            }
+        }
+        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+        | b"SUNSUBSCRIBE" | b"MONITOR" => {
+            return Err(ProxyError::bad_request(format!(
+                "ERR {} is not supported in a request body: use the /subscribe, /psubscribe or /monitor endpoints (SSE)",
+                name.as_str()
+            )))
+        }
+        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" => {
+            return Err(ProxyError::bad_request(format!(
+                "ERR {} is not supported over REST: use the /multi-exec endpoint for transactions",
+                name.as_str()
+            )))
+        }
+        b"AUTH" | b"HELLO" | b"RESET" | b"QUIT" | b"CLIENT" | b"READONLY" | b"READWRITE"
+        | b"ASKING" | b"SYNC" | b"PSYNC" | b"REPLCONF" => {
+            return Err(ProxyError::bad_request(format!(
+                "ERR {} is not supported over REST (connection-state command)",
+                name.as_str()
+            )))
+        }
+        b"BLPOP" | b"BRPOP" | b"BLMOVE" | b"BRPOPLPUSH" | b"BLMPOP" | b"BZPOPMIN"
+        | b"BZPOPMAX" | b"BZMPOP" | b"WAIT" | b"WAITAOF" => return Err(blocking(&name)),
+        b"XREAD" | b"XREADGROUP" => {
+            // BLOCK is an option before STREAMS; after STREAMS come key names and ids.
+            let blocks = args
+                .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+                .any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
+            if blocks {
+                return Err(blocking(&name));
+            }
+            Action::Forward
+        }
+        _ => Action::Forward,
+    };
+    if read_only && !is_read_command(&name, cmd) {
+        return Err(noperm(&name.as_str().to_ascii_lowercase()));
+    }
+    Ok(action)
+}
+
+fn blocking(name: &Name) -> ProxyError {
+    ProxyError::bad_request(format!(
+        "ERR {} is not supported over REST (blocking command)",
+        name.as_str()
+    ))
+}
+
+fn noperm(name: &str) -> ProxyError {
+    ProxyError::NoPerm(format!(
+        "NOPERM this token is read-only and has no permissions to run the '{name}' command"
+    ))
+}
+
+fn is_read_command(name: &Name, cmd: &Cmd) -> bool {
+    match name.as_bytes() {
+        // Strings and bits
+        b"GET" | b"MGET" | b"GETRANGE" | b"SUBSTR" | b"STRLEN" | b"LCS" | b"GETBIT"
+        | b"BITCOUNT" | b"BITPOS" | b"BITFIELD_RO"
+        // Keys (KEYS and SCAN deliberately absent, as on Upstash)
+        | b"EXISTS" | b"TYPE" | b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME" | b"DUMP"
+        | b"TOUCH" | b"RANDOMKEY" | b"DBSIZE"
+        // Hashes
+        | b"HGET" | b"HMGET" | b"HGETALL" | b"HKEYS" | b"HVALS" | b"HLEN" | b"HEXISTS"
+        | b"HSTRLEN" | b"HRANDFIELD" | b"HSCAN" | b"HTTL" | b"HPTTL" | b"HEXPIRETIME"
+        | b"HPEXPIRETIME"
+        // Lists
+        | b"LRANGE" | b"LLEN" | b"LINDEX" | b"LPOS"
+        // Sets
+        | b"SMEMBERS" | b"SISMEMBER" | b"SMISMEMBER" | b"SCARD" | b"SRANDMEMBER" | b"SINTER"
+        | b"SINTERCARD" | b"SUNION" | b"SDIFF" | b"SSCAN"
+        // Sorted sets
+        | b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZRANGEBYLEX" | b"ZREVRANGE" | b"ZREVRANGEBYSCORE"
+        | b"ZREVRANGEBYLEX" | b"ZSCORE" | b"ZMSCORE" | b"ZCARD" | b"ZCOUNT" | b"ZLEXCOUNT"
+        | b"ZRANK" | b"ZREVRANK" | b"ZRANDMEMBER" | b"ZSCAN" | b"ZINTER" | b"ZUNION"
+        | b"ZDIFF" | b"ZINTERCARD"
+        // Streams
+        | b"XRANGE" | b"XREVRANGE" | b"XLEN" | b"XREAD" | b"XINFO" | b"XPENDING"
+        // HyperLogLog, geo
+        | b"PFCOUNT" | b"GEOPOS" | b"GEODIST" | b"GEOHASH" | b"GEOSEARCH" | b"GEORADIUS_RO"
+        | b"GEORADIUSBYMEMBER_RO"
+        // Scripts that promise not to write
+        | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO"
+        // Connection and server info
+        | b"PING" | b"ECHO" | b"TIME" | b"LASTSAVE" | b"COMMAND" => true,
+        b"JSON.GET" | b"JSON.MGET" | b"JSON.TYPE" | b"JSON.STRLEN" | b"JSON.OBJKEYS"
+        | b"JSON.OBJLEN" | b"JSON.ARRLEN" | b"JSON.ARRINDEX" | b"JSON.RESP" => true,
+        // Read-only subcommands.
+        b"SCRIPT" | b"OBJECT" | b"MEMORY" | b"PUBSUB" => {
+            let sub = simple_args(cmd).nth(1).unwrap_or_default();
+            [
+                &b"EXISTS"[..],
+                b"ENCODING",
+                b"FREQ",
+                b"IDLETIME",
+                b"REFCOUNT",
+                b"USAGE",
+                b"CHANNELS",
+                b"NUMSUB",
+                b"NUMPAT",
+                b"SHARDCHANNELS",
+                b"SHARDNUMSUB",
+            ]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(sub))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Cmd {
+        let mut c = Cmd::new();
+        for a in args {
+            c.arg(*a);
+        }
+        c
+    }
+
+    #[test]
+    fn ordinary_commands_pass() {
+        for args in [
+            &["GET", "k"][..],
+            &["set", "k", "v"],
+            &["XREAD", "COUNT", "2", "STREAMS", "block", "0"],
+            &["PING"],
+            &["NOSUCHCOMMAND", "x"],
+        ] {
+            assert_eq!(check(&cmd(args), false), Ok(Action::Forward), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn state_and_blocking_commands_are_refused() {
+        for args in [
+            &["MULTI"][..],
+            &["exec"],
+            &["WATCH", "k"],
+            &["select", "1"],
+            &["AUTH", "x"],
+            &["HELLO", "3"],
+            &["CLIENT", "SETNAME", "x"],
+            &["subscribe", "ch"],
+            &["MONITOR"],
+            &["BLPOP", "l", "0"],
+            &["BZPOPMIN", "z", "0"],
+            &["WAIT", "1", "0"],
+            &["XREAD", "block", "0", "STREAMS", "s", "$"],
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "10",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+            &["QUIT"],
+            &["RESET"],
+        ] {
+            let e = check(&cmd(args), false).unwrap_err();
+            assert!(matches!(e, ProxyError::BadRequest(_)), "{args:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn select_zero_is_answered_locally() {
+        assert_eq!(check(&cmd(&["SELECT", "0"]), false), Ok(Action::ReplyOk));
+        assert!(check(&cmd(&["SELECT"]), false).is_err());
+    }
+
+    #[test]
+    fn read_only_token_reads_but_does_not_write() {
+        for args in [
+            &["GET", "k"][..],
+            &["mget", "a", "b"],
+            &["ZRANGE", "z", "0", "-1"],
+            &["EVALSHA_RO", "abc", "0"],
+            &["SCRIPT", "EXISTS", "abc"],
+            &["PING"],
+        ] {
+            assert_eq!(check(&cmd(args), true), Ok(Action::Forward), "{args:?}");
+        }
+        for args in [
+            &["SET", "k", "v"][..],
+            &["INCR", "k"],
+            &["KEYS", "*"],
+            &["SCAN", "0"],
+            &["EVAL", "return 1", "0"],
+            &["SCRIPT", "FLUSH"],
+            &["FLUSHALL"],
+            &["PUBLISH", "c", "m"],
+            &["averyveryverylongcommandnamethatisunknown"],
+        ] {
+            let e = check(&cmd(args), true).unwrap_err();
+            assert!(matches!(e, ProxyError::NoPerm(_)), "{args:?}: {e:?}");
+            assert!(e.to_string().starts_with("NOPERM"));
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Request bodies and paths → Redis commands (pure: no I/O).
+//!
+//! JSON arguments are read as borrowed [`RawValue`]s so numbers keep their literal digits (a
+//! Python client may send integers beyond 2^53; `1.25` stays `1.25`) and plain strings are
+//! copied straight from the body into the packed command without an intermediate `String`.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+use redis::Cmd;
+use serde_json::value::RawValue;
+
+use super::error::ProxyError;
+
+/// One command from a JSON array like `["SET","k","v","EX",100]`.
+pub fn parse_command(body: &[u8]) -> Result<Cmd, ProxyError> {
+    let args: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        ProxyError::bad_request(format!(
+            "ERR failed to parse command: the body must be a JSON array of strings ({e})"
+        ))
+    })?;
+    command_from_args(&args)
+}
+
+/// The commands of a `/pipeline` or `/multi-exec` body: an array of command arrays.
+pub fn parse_pipeline(body: &[u8]) -> Result<Vec<Cmd>, ProxyError> {
+    let entries: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        ProxyError::bad_request(format!(
+            "ERR failed to parse pipeline: the body must be a JSON array of command arrays ({e})"
+        ))
+    })?;
+    if entries.is_empty() {
+        return Err(ProxyError::bad_request("ERR empty pipeline"));
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let args: Vec<&RawValue> = if entry.get().starts_with('[') {
+                serde_json::from_str(entry.get()).map_err(|e| {
+                    ProxyError::bad_request(format!("ERR failed to parse command {i}: {e}"))
+                })?
+            } else {
+                return Err(ProxyError::bad_request(format!(
+                    "ERR pipeline entry {i} is not a command array"
+                )));
+            };
+            command_from_args(&args)
+        })
+        .collect()
+}
+
+fn command_from_args(args: &[&RawValue]) -> Result<Cmd, ProxyError> {
+    if args.is_empty() {
+        return Err(ProxyError::bad_request("ERR empty command"));
+    }
+    let size: usize = args.iter().map(|a| a.get().len()).sum();
+    let mut cmd = Cmd::with_capacity(args.len(), size);
+    for arg in args {
+        match json_arg(arg)? {
+            Cow::Borrowed(s) => cmd.arg(s.as_bytes()),
+            Cow::Owned(s) => cmd.arg(s.as_bytes()),
+        };
+    }
+    Ok(cmd)
+}
+
+/// One JSON array element as a Redis argument: strings unescaped, numbers and booleans as written.
+fn json_arg(raw: &RawValue) -> Result<Cow<'_, str>, ProxyError> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            let inner = &text[1..text.len() - 1];
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(text)
+                    .map(Cow::Owned)
+                    .map_err(|e| ProxyError::bad_request(format!("ERR bad string argument: {e}")))
+            } else {
+                Ok(Cow::Borrowed(inner))
+            }
+        }
+        Some(b'-' | b'0'..=b'9') | Some(b't' | b'f') => Ok(Cow::Borrowed(text)),
+        _ => Err(ProxyError::bad_request(
+            "ERR command arguments must be strings, numbers or booleans (got an object, array or null)",
+        )),
+    }
+}
+
+/// The path form `/CMD/arg1/arg2…`: segments percent-decoded, then the raw body (POST/PUT, when
+/// not empty), then query parameters other than `_token` as `name value` (a parameter without `=`
+/// gives the name only).
+pub fn parse_path(path: &str, query: Option<&str>, body: Option<&[u8]>) -> Result<Cmd, ProxyError> {
+    let mut cmd = Cmd::new();
+    let mut count = 0usize;
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        cmd.arg(&*percent_decode_str(segment).collect::<Vec<u8>>());
+        count += 1;
+    }
+    if count == 0 {
+        return Err(ProxyError::bad_request(
+            "ERR empty command: POST a JSON array to / or use /COMMAND/arg…",
+        ));
+    }
+    if let Some(body) = body.filter(|b| !b.is_empty()) {
+        cmd.arg(body);
+    }
+    for (name, value) in query_pairs(query) {
+        if name.as_slice() == b"_token" {
+            continue;
+        }
+        cmd.arg(&*name);
+        if let Some(value) = value {
+            cmd.arg(&*value);
+        }
+    }
+    Ok(cmd)
+}
+
+/// Query parameters as percent-decoded `(name, Some(value) | None)`. Hand-written rather than
+/// `url::form_urlencoded` because that cannot tell `?NX` from `?NX=` and turns `+` into a space
+/// (`+inf` is a common Redis argument).
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> + '_ {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((n, v)) => (
+                percent_decode_str(n).collect(),
+                Some(percent_decode_str(v).collect()),
+            ),
+            None => (percent_decode_str(pair).collect(), None),
+        })
+}
+
+/// The value of `_token` in a query string, if any.
+pub fn query_token(query: Option<&str>) -> Option<Vec<u8>> {
+    query_pairs(query).find_map(|(n, v)| (n.as_slice() == b"_token").then(|| v.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cmd: &Cmd) -> Vec<Vec<u8>> {
+        cmd.args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => b.to_vec(),
+                _ => b"<cursor>".to_vec(),
+            })
+            .collect()
+    }
+
+    fn strs(cmd: &Cmd) -> Vec<String> {
+        args(cmd)
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn json_scalars_are_stringified_literally() {
+        let cmd = parse_command(
+            br#"["SET","k","v","EX",100,1.25,true,false,-3,12345678901234567890123,1e3]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            strs(&cmd),
+            [
+                "SET",
+                "k",
+                "v",
+                "EX",
+                "100",
+                "1.25",
+                "true",
+                "false",
+                "-3",
+                "12345678901234567890123",
+                "1e3"
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let cmd = parse_command(br#"["SET","a\"b","line\nnext \u00e9 \ud83d\ude00"]"#).unwrap();
+        assert_eq!(strs(&cmd), ["SET", "a\"b", "line\nnext é 😀"]);
+    }
+
+    #[test]
+    fn bad_bodies_are_400() {
+        for body in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            b"\"GET\"",
+            br#"["SET","k",{"a":1}]"#,
+            br#"["SET","k",[1]]"#,
+            br#"["SET","k",null]"#,
+            b"",
+            br#"["GET","k""#,
+        ] {
+            let err = parse_command(body).unwrap_err();
+            assert!(
+                matches!(err, ProxyError::BadRequest(_)),
+                "{body:?} -> {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pipelines_need_arrays_of_arrays() {
+        let cmds = parse_pipeline(br#"[["SET","a",1],["GET","a"]]"#).unwrap();
+        assert_eq!(strs(&cmds[0]), ["SET", "a", "1"]);
+        assert_eq!(strs(&cmds[1]), ["GET", "a"]);
+        for body in [
+            &b"[]"[..],
+            b"[[]]",
+            br#"["GET"]"#,
+            br#"[["GET","a"],"x"]"#,
+            br#"[["GET",null]]"#,
+            b"{}",
+        ] {
+            assert!(parse_pipeline(body).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn path_form_decodes_segments_body_and_query() {
+        let cmd = parse_path(
+            "/set/k%2Fx/",
+            Some("EX=100&_token=secret&NX"),
+            Some(b"v a\0l"),
+        )
+        .unwrap();
+        assert_eq!(
+            args(&cmd),
+            [
+                b"set".to_vec(),
+                b"k/x".to_vec(),
+                b"v a\0l".to_vec(),
+                b"EX".to_vec(),
+                b"100".to_vec(),
+                b"NX".to_vec()
+            ]
+        );
+        let cmd = parse_path("/zrangebyscore/z/-inf/+inf", None, Some(b"")).unwrap();
+        assert_eq!(strs(&cmd), ["zrangebyscore", "z", "-inf", "+inf"]);
+        assert!(parse_path("/", None, None).is_err());
+    }
+
+    #[test]
+    fn token_from_query() {
+        assert_eq!(query_token(Some("a=1&_token=s%3Dx")), Some(b"s=x".to_vec()));
+        assert_eq!(query_token(Some("a=1")), None);
+        assert_eq!(query_token(None), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! Pub/sub and MONITOR over Server-Sent Events (UPSTASH-REST.md §8).
+//!
+//! Each stream owns a dedicated Redis connection. The stream ends (and the connection is closed)
+//! when the client goes away — noticed at the latest on the next heartbeat comment, which fails
+//! to write — when Redis drops the connection, or when the proxy shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use redis::Msg;
+use tokio::sync::watch;
+
+use super::backend::Backend;
+use super::error::ProxyError;
+
+/// `subscribe,<ch>,<count>` / `psubscribe,<pat>,<count>`.
+pub fn confirmation(pattern: bool, name: &[u8], count: usize) -> String {
+    format!(
+        "{},{},{}",
+        if pattern { "psubscribe" } else { "subscribe" },
+        String::from_utf8_lossy(name),
+        count
+    )
+}
+
+/// `message,<ch>,<payload>` or `pmessage,<pat>,<ch>,<payload>`; the payload verbatim (lossy UTF-8).
+pub fn message_line(pattern: Option<&[u8]>, channel: &[u8], payload: &[u8]) -> String {
+    let channel = String::from_utf8_lossy(channel);
+    let payload = String::from_utf8_lossy(payload);
+    match pattern {
+        Some(p) => format!(
+            "pmessage,{},{},{}",
+            String::from_utf8_lossy(p),
+            channel,
+            payload
+        ),
+        None => format!("message,{channel},{payload}"),
+    }
+}
+
+fn msg_line(msg: &Msg) -> String {
+    let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
+    let pattern: Option<Vec<u8>> = msg.get_pattern().unwrap_or_default();
+    message_line(pattern.as_deref(), &channel, msg.get_payload_bytes())
+}
+
+fn sse_response(
+    events: impl Stream<Item = String> + Send + 'static,
+    heartbeat: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Response {
+    let stop = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    let events = events
+        .take_until(stop)
+        .map(|line| Ok::<_, Infallible>(Event::default().data(line)));
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(heartbeat))
+        .into_response()
+}
+
+/// `/subscribe/<ch>…` or `/psubscribe/<pattern>…`.
+pub async fn subscribe(
+    backend: &Backend,
+    names: Vec<Vec<u8>>,
+    pattern: bool,
+    heartbeat: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Response, ProxyError> {
+    if names.is_empty() {
+        return Err(ProxyError::bad_request(
+            "ERR give at least one channel: /subscribe/<channel>[/<channel>…]",
+        ));
+    }
+    let mut pubsub = backend.pubsub().await?;
+    for name in &names {
+        let result = if pattern {
+            pubsub.psubscribe(name.as_slice()).await
+        } else {
+            pubsub.subscribe(name.as_slice()).await
+        };
+        result.map_err(|e| ProxyError::from_redis(&e))?;
+    }
+    // A fresh connection: the subscription count after the i-th confirmation is i + 1.
+    let confirmations: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| confirmation(pattern, name, i + 1))
+        .collect();
+    let messages = pubsub.into_on_message().map(|msg| msg_line(&msg));
+    Ok(sse_response(
+        stream::iter(confirmations).chain(messages),
+        heartbeat,
+        shutdown,
+    ))
+}
+
+/// `/monitor`: `"OK"`, then one line per command Redis runs.
+pub async fn monitor(
+    backend: &Backend,
+    heartbeat: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Response, ProxyError> {
+    // The connection has already sent MONITOR and read its OK.
+    let monitor = backend.monitor().await?;
+    let lines = monitor.into_on_message::<String>();
+    Ok(sse_response(
+        stream::iter([String::from("\"OK\"")]).chain(lines),
+        heartbeat,
+        shutdown,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_follow_upstash() {
+        assert_eq!(confirmation(false, b"news", 1), "subscribe,news,1");
+        assert_eq!(confirmation(true, b"n*", 2), "psubscribe,n*,2");
+        assert_eq!(message_line(None, b"news", b"a,b,c"), "message,news,a,b,c");
+        assert_eq!(
+            message_line(Some(b"n*"), b"news", b"{\"x\":1}"),
+            "pmessage,n*,news,{\"x\":1}"
+        );
+    }
+}
