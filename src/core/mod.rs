@@ -1,3 +1,5 @@
 //! Pure rules: no I/O, no async runtime, no `cfg(target)`. Tested natively with no network.
 
 pub mod command;
+pub mod counter;
+pub mod names;

@@ -1,0 +1,243 @@
+//! `POST /batch`: up to [`MAX_BATCH_OPS`] hits and updates in one pipeline, one round trip.
+//!
+//! Each operation is its own script call (counters live in different Cluster slots, so one script
+//! cannot span them); the pipeline starts with a `SCRIPT LOAD` of each script it uses so no entry
+//! can fail with `NOSCRIPT` (on Cluster the proxy must send `SCRIPT LOAD` to every primary, as the
+//! redis crate's cluster client does). Entries are independent: one bad entry fails alone, by index.
+//! Batch hits carry no visitor (uniques) and feed no service-wide figures.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::admin::Authority;
+use super::hit::{hit_call, HitOutcome, HitRequest};
+use super::ops::update_call;
+use super::{parse_hit, parse_update, scripts, CounterError};
+use crate::core::command::{Command, Reply, Script};
+use crate::core::names::{Name, RequestContext, DEFAULT_NAMESPACE};
+
+pub const MAX_BATCH_OPS: usize = 500;
+
+/// One entry of a batch body, e.g. `{"op":"hit","namespace":"blog","key":"home"}` or
+/// `{"op":"update","key":"stock","amount":-1}` (namespace defaults to `default`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BatchItem {
+    Hit {
+        namespace: Option<String>,
+        key: String,
+        idempotency_key: Option<String>,
+    },
+    Update {
+        namespace: Option<String>,
+        key: String,
+        amount: i64,
+    },
+}
+
+/// A checked batch operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOp {
+    Hit {
+        name: Name,
+        idempotency_key: Option<String>,
+    },
+    Update {
+        name: Name,
+        amount: i64,
+    },
+}
+
+impl BatchOp {
+    /// Check one entry of the body (placeholders are not resolved: a batch has no page).
+    pub fn from_json(item: &Value) -> Result<Self, CounterError> {
+        let item = BatchItem::deserialize(item)
+            .map_err(|e| CounterError::InvalidBatchItem(e.to_string()))?;
+        let name = |ns: &Option<String>, key: &str| {
+            Name::resolve(
+                ns.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+                key,
+                &RequestContext::default(),
+            )
+        };
+        Ok(match item {
+            BatchItem::Hit {
+                namespace,
+                key,
+                idempotency_key,
+            } => BatchOp::Hit {
+                name: name(&namespace, &key)?,
+                idempotency_key,
+            },
+            BatchItem::Update {
+                namespace,
+                key,
+                amount,
+            } => BatchOp::Update {
+                name: name(&namespace, &key)?,
+                amount,
+            },
+        })
+    }
+}
+
+/// The answer of one batch entry: a hit's answer or `{"value":N}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum BatchOutcome {
+    Hit(HitOutcome),
+    Update { value: i64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Hit,
+    Update,
+}
+
+/// The pipeline to send and how to read it back.
+#[derive(Debug)]
+pub struct BatchPlan {
+    /// Send these with `store.pipeline` (one round trip).
+    pub commands: Vec<Command>,
+    /// Per input index: the pipeline entry that answers it, or why it was not sent.
+    slots: Vec<Result<(Kind, usize), CounterError>>,
+}
+
+/// Plan a batch. `authority` applies to every update (pass [`Authority::GlobalAdmin`] for the
+/// service admin token, else [`Authority::Public`]: bounds apply). Only the size can fail the
+/// whole batch; a bad entry fails at its index in [`BatchPlan::parse`].
+pub fn plan_batch(items: &[Value], authority: &Authority) -> Result<BatchPlan, CounterError> {
+    if items.is_empty() || items.len() > MAX_BATCH_OPS {
+        return Err(CounterError::BatchSize { max: MAX_BATCH_OPS });
+    }
+    let mut calls = Vec::with_capacity(items.len());
+    let mut slots = Vec::with_capacity(items.len());
+    for item in items {
+        let planned = BatchOp::from_json(item).and_then(|op| match op {
+            BatchOp::Hit {
+                name,
+                idempotency_key,
+            } => {
+                let request = HitRequest {
+                    idempotency_key: idempotency_key.as_deref(),
+                    ..Default::default()
+                };
+                Ok((Kind::Hit, hit_call(&name, &request)?.evalsha()))
+            }
+            BatchOp::Update { name, amount } => Ok((
+                Kind::Update,
+                update_call(&name, amount, authority).evalsha(),
+            )),
+        });
+        match planned {
+            Ok((kind, command)) => {
+                slots.push(Ok((kind, calls.len())));
+                calls.push(command);
+            }
+            Err(e) => slots.push(Err(e)),
+        }
+    }
+    let used = |kind| slots.iter().any(|s| matches!(s, Ok((k, _)) if *k == kind));
+    let mut loads: Vec<&Script> = Vec::new();
+    if used(Kind::Hit) {
+        loads.push(&scripts::HIT);
+    }
+    if used(Kind::Update) {
+        loads.push(&scripts::UPDATE);
+    }
+    let offset = loads.len();
+    let mut commands: Vec<Command> = loads
+        .iter()
+        .map(|s| Command::new("SCRIPT").arg("LOAD").arg(s.source()))
+        .collect();
+    commands.extend(calls);
+    for (_, index) in slots.iter_mut().flatten() {
+        *index += offset;
+    }
+    Ok(BatchPlan { commands, slots })
+}
+
+impl BatchPlan {
+    /// Per input index, its answer or its error (in input order).
+    pub fn parse(
+        &self,
+        entries: Vec<Result<Reply, String>>,
+    ) -> Vec<Result<BatchOutcome, CounterError>> {
+        let mut entries: Vec<Option<Result<Reply, String>>> =
+            entries.into_iter().map(Some).collect();
+        self.slots
+            .iter()
+            .map(|slot| {
+                let (kind, index) = slot.clone()?;
+                let entry = entries
+                    .get_mut(index)
+                    .and_then(Option::take)
+                    .ok_or_else(|| CounterError::Redis("missing pipeline entry".into()))?;
+                let reply = match entry.map_err(CounterError::Redis)? {
+                    Reply::Error(e) => return Err(CounterError::Redis(e)),
+                    reply => reply,
+                };
+                match kind {
+                    Kind::Hit => parse_hit(reply).map(BatchOutcome::Hit),
+                    Kind::Update => parse_update(reply).map(|value| BatchOutcome::Update { value }),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plans_one_pipeline_with_script_loads_first() {
+        let items = vec![
+            json!({"op": "hit", "namespace": "blog", "key": "home"}),
+            json!({"op": "update", "key": "stock", "amount": -1}),
+            json!({"op": "hit", "key": "x"}),
+            json!({"op": "explode", "key": "home"}),
+            json!({"op": "update", "key": "stock", "amount": 1.5}),
+        ];
+        let plan = plan_batch(&items, &Authority::Public).unwrap();
+        assert_eq!(plan.commands.len(), 4);
+        assert_eq!(plan.commands[0].parts()[..2], ["SCRIPT", "LOAD"]);
+        assert_eq!(plan.commands[2].parts()[3], "ec:{blog:home}:v");
+        assert_eq!(plan.commands[3].parts()[3], "ec:{default:stock}:v");
+        let ok_hit = Reply::Array(vec![
+            Reply::Bytes(b"ok".to_vec()),
+            Reply::Bytes(b"1".to_vec()),
+            Reply::Bytes(b"1".to_vec()),
+            Reply::Int(0),
+            Reply::Int(1),
+            Reply::Int(0),
+            Reply::Int(1),
+        ]);
+        let results = plan.parse(vec![
+            Ok(Reply::Bytes(b"sha".to_vec())),
+            Ok(Reply::Bytes(b"sha".to_vec())),
+            Ok(ok_hit),
+            Ok(Reply::Array(vec![Reply::Bytes(b"forbidden".to_vec())])),
+        ]);
+        assert_eq!(results.len(), 5);
+        assert!(matches!(results[0], Ok(BatchOutcome::Hit(ref h)) if h.value == 1));
+        assert_eq!(results[1], Err(CounterError::OutsideBounds));
+        assert_eq!(results[2].as_ref().unwrap_err().status().as_u16(), 400);
+        assert!(matches!(results[3], Err(CounterError::InvalidBatchItem(_))));
+        assert!(matches!(results[4], Err(CounterError::InvalidBatchItem(_))));
+    }
+
+    #[test]
+    fn batch_size_is_limited() {
+        assert!(plan_batch(&[], &Authority::Public).is_err());
+        let many = vec![json!({"op": "hit", "key": "home"}); MAX_BATCH_OPS + 1];
+        assert_eq!(
+            plan_batch(&many, &Authority::Public).unwrap_err(),
+            CounterError::BatchSize { max: 500 }
+        );
+        let plan = plan_batch(&many[..MAX_BATCH_OPS], &Authority::Public).unwrap();
+        assert_eq!(plan.commands.len(), MAX_BATCH_OPS + 1);
+    }
+}

@@ -1,0 +1,129 @@
+//! Where a counter lives in Redis, and for how long.
+//!
+//! Every key of one counter carries the hash tag `{ns:key}`, so all of them share one Cluster slot
+//! and one script may touch them all:
+//!
+//! | key | holds | TTL |
+//! |---|---|---|
+//! | `ec:{ns:key}:v` | the value (string integer) | none: counters do not expire |
+//! | `ec:{ns:key}:m` | meta hash: `created` (unix s), `admin` (SHA-256 hex), `reset` (0/1), `lb`, `ub` | none |
+//! | `ec:{ns:key}:d:<YYYYMMDD>` | hits that UTC day | [`DAILY_TTL_SECS`] (400 days) |
+//! | `ec:{ns:key}:h:<YYYYMMDDHH>` | hits that UTC hour | [`HOURLY_TTL_SECS`] (3 days) |
+//! | `ec:{ns:key}:u:<YYYYMMDD>` | HyperLogLog of visitor hashes that day | [`DAILY_TTL_SECS`] |
+//! | `ec:{ns:key}:i:<idempotency key>` | the value a counted request answered | [`IDEMPOTENCY_TTL_SECS`] (1 day) |
+//!
+//! Pub/sub channel per counter: `ec:{ns:key}:live`, carrying `{"value":N}` on every change and
+//! `{"deleted":true}` on delete.
+//!
+//! Service-wide figures (`GET /stats`) cannot share a counter's slot. They live in
+//! [`GLOBAL_SHARDS`] shards so no single Cluster node takes every hit: shard `s` of a counter is
+//! fixed by its name, `ec:global:counters:<s>` is a HyperLogLog of counter names (approximate,
+//! never decremented on delete) and `ec:global:hits:<YYYYMMDD>:<s>` counts hits per day, by the
+//! edge's clock (one separate command beside the hit script, see [`super::global_hit_commands`]).
+
+use sha2::{Digest, Sha256};
+
+use crate::core::names::Name;
+
+/// Hourly buckets serve the last-48-hours view; a third day is slack for late readers.
+pub const HOURLY_TTL_SECS: u64 = 3 * 86_400;
+/// Daily buckets and HyperLogLogs serve up to [`MAX_STATS_DAYS`]; 400 days leaves slack.
+pub const DAILY_TTL_SECS: u64 = 400 * 86_400;
+/// How long a retry with the same `Idempotency-Key` answers the original value.
+pub const IDEMPOTENCY_TTL_SECS: u64 = 86_400;
+/// The longest history `GET /stats/{ns}/{key}?days=` gives; longer requests are capped.
+pub const MAX_STATS_DAYS: u32 = 365;
+/// The hours `GET /stats/{ns}/{key}` always gives.
+pub const STATS_HOURS: u32 = 48;
+/// Shards of the service-wide figures.
+pub const GLOBAL_SHARDS: u32 = 16;
+
+/// The keys of one counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterKeys {
+    /// `ec:{ns:key}`
+    prefix: String,
+}
+
+impl CounterKeys {
+    pub fn new(name: &Name) -> Self {
+        // Names cannot contain `{`, `}` or `:`, so the tag is exactly `ns:key` and unambiguous.
+        CounterKeys {
+            prefix: format!("ec:{{{}:{}}}", name.ns, name.key),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn value(&self) -> String {
+        format!("{}:v", self.prefix)
+    }
+
+    pub fn meta(&self) -> String {
+        format!("{}:m", self.prefix)
+    }
+
+    pub fn daily(&self, day_label: &str) -> String {
+        format!("{}:d:{day_label}", self.prefix)
+    }
+
+    pub fn hourly(&self, hour_label: &str) -> String {
+        format!("{}:h:{hour_label}", self.prefix)
+    }
+
+    pub fn uniques(&self, day_label: &str) -> String {
+        format!("{}:u:{day_label}", self.prefix)
+    }
+
+    pub fn idempotency(&self, id: &str) -> String {
+        format!("{}:i:{id}", self.prefix)
+    }
+
+    /// The pub/sub channel of live updates (`/stream`).
+    pub fn channel(&self) -> String {
+        format!("{}:live", self.prefix)
+    }
+}
+
+/// The shard of the service-wide figures a counter feeds (stable: a hash of its name).
+pub fn global_shard(name: &Name) -> u32 {
+    let digest = Sha256::digest(name.path().as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % GLOBAL_SHARDS
+}
+
+/// HyperLogLog of the counter names of one shard.
+pub fn global_counters_key(shard: u32) -> String {
+    format!("ec:global:counters:{shard}")
+}
+
+/// Hits of one day (edge clock) in one shard.
+pub fn global_hits_key(day_label: &str, shard: u32) -> String {
+    format!("ec:global:hits:{day_label}:{shard}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = CounterKeys::new(&Name::parse("blog", "home").unwrap());
+        assert_eq!(keys.value(), "ec:{blog:home}:v");
+        assert_eq!(keys.meta(), "ec:{blog:home}:m");
+        assert_eq!(keys.daily("20261125"), "ec:{blog:home}:d:20261125");
+        assert_eq!(keys.hourly("2026112513"), "ec:{blog:home}:h:2026112513");
+        assert_eq!(keys.uniques("20261125"), "ec:{blog:home}:u:20261125");
+        assert_eq!(keys.idempotency("r-1"), "ec:{blog:home}:i:r-1");
+        assert_eq!(keys.channel(), "ec:{blog:home}:live");
+    }
+
+    #[test]
+    fn global_shards_are_stable_and_in_range() {
+        let name = Name::parse("blog", "home").unwrap();
+        assert_eq!(global_shard(&name), global_shard(&name.clone()));
+        assert!(global_shard(&name) < GLOBAL_SHARDS);
+        assert_eq!(global_hits_key("20261125", 3), "ec:global:hits:20261125:3");
+    }
+}
