@@ -3,3 +3,4 @@
 pub mod command;
 pub mod counter;
 pub mod names;
+pub mod ratelimit;

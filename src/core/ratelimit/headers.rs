@@ -1,0 +1,274 @@
+//! Rendering a [`Decision`] for HTTP: the IETF RateLimit headers
+//! (draft-ietf-httpapi-ratelimit-headers, structured-field form), `Retry-After`, the legacy
+//! `X-RateLimit-*` headers, and the JSON bodies (RFC 9457 problem details on 429).
+//!
+//! - `RateLimit-Policy: "api";q=100;w=60, "burst";q=10;w=1`: every policy of the decision, in
+//!   request order; `q` the quota (limit), `w` the window in seconds (rounded up, at least 1).
+//! - `RateLimit: "api";r=42;t=17, "burst";r=3;t=1`: `r` remaining, `t` seconds until the policy
+//!   holds no usage (reset_ms rounded up).
+//! - `Retry-After: <seconds>` on a denial: the decision's `retry_after_ms` rounded up (≥ 1).
+//! - `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (seconds from now, rounded
+//!   up) for the binding policy, as the older de-facto convention.
+//!
+//! Policy names are `[A-Za-z0-9_-]`, so they need no escaping inside a structured-field string.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use serde_json::{json, Value};
+
+use super::Decision;
+
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Content type of the 429 body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Milliseconds to whole seconds, rounded up.
+pub fn ceil_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+/// The `RateLimit-Policy` field value.
+pub fn ratelimit_policy_value(decision: &Decision) -> String {
+    decision
+        .policies
+        .iter()
+        .map(|p| {
+            format!(
+                "\"{}\";q={};w={}",
+                p.policy,
+                p.limit,
+                ceil_seconds(p.window_ms).max(1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `RateLimit` field value.
+pub fn ratelimit_value(decision: &Decision) -> String {
+    decision
+        .policies
+        .iter()
+        .map(|p| {
+            format!(
+                "\"{}\";r={};t={}",
+                p.policy,
+                p.remaining,
+                ceil_seconds(p.reset_ms)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every rate-limit header for this decision, `Retry-After` only on a denial.
+pub fn rate_limit_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
+    let value = |text: String| HeaderValue::from_str(&text).expect("ASCII header value");
+    let mut headers = vec![
+        (RATELIMIT_POLICY, value(ratelimit_policy_value(decision))),
+        (RATELIMIT, value(ratelimit_value(decision))),
+        (X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit)),
+        (X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining)),
+        (
+            X_RATELIMIT_RESET,
+            HeaderValue::from(ceil_seconds(decision.reset_ms)),
+        ),
+    ];
+    if !decision.allowed {
+        let seconds = ceil_seconds(decision.retry_after_ms).max(1);
+        headers.push((RETRY_AFTER, HeaderValue::from(seconds)));
+    }
+    headers
+}
+
+/// Add (replacing) the rate-limit headers of this decision to a response's headers.
+pub fn insert_rate_limit_headers(decision: &Decision, headers: &mut HeaderMap) {
+    for (name, value) in rate_limit_headers(decision) {
+        headers.insert(name, value);
+    }
+}
+
+/// The JSON answer of a decision that is not a denial (and the core of the 429 body):
+/// `{"allowed","limit","remaining","reset_ms","retry_after_ms","policy","policies":[…]}`.
+pub fn decision_body(decision: &Decision) -> Value {
+    let policies: Vec<Value> = decision
+        .policies
+        .iter()
+        .map(|p| {
+            json!({
+                "policy": p.policy,
+                "allowed": p.allowed,
+                "limit": p.limit,
+                "remaining": p.remaining,
+                "reset_ms": p.reset_ms,
+                "retry_after_ms": p.retry_after_ms,
+            })
+        })
+        .collect();
+    json!({
+        "allowed": decision.allowed,
+        "limit": decision.limit,
+        "remaining": decision.remaining,
+        "reset_ms": decision.reset_ms,
+        "retry_after_ms": decision.retry_after_ms,
+        "policy": decision.policy,
+        "policies": policies,
+    })
+}
+
+/// The RFC 9457 problem details of a denial (serve with status 429 and [`PROBLEM_JSON`]):
+/// `type` `about:blank` (the status says it all), `title`, `status`, `detail`, the extension
+/// member `violated-policies`, and the fields of [`decision_body`].
+pub fn problem_body(decision: &Decision) -> Value {
+    let mut body = decision_body(decision);
+    let wait = ceil_seconds(decision.retry_after_ms).max(1);
+    let detail = format!(
+        "rate limit exceeded for {} {}; retry after {wait} s",
+        if decision.violated.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        },
+        decision
+            .violated
+            .iter()
+            .map(|name| format!("\"{name}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let fields = body.as_object_mut().expect("object");
+    fields.insert("type".into(), json!("about:blank"));
+    fields.insert("title".into(), json!("Too Many Requests"));
+    fields.insert("status".into(), json!(429));
+    fields.insert("detail".into(), json!(detail));
+    fields.insert("violated-policies".into(), json!(decision.violated));
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ratelimit::{Algorithm, PolicyDecision};
+
+    fn policy(
+        name: &str,
+        allowed: bool,
+        limit: u64,
+        window_ms: u64,
+        remaining: u64,
+        reset_ms: u64,
+        retry_after_ms: u64,
+    ) -> PolicyDecision {
+        PolicyDecision {
+            policy: name.into(),
+            algorithm: Algorithm::SlidingWindow,
+            allowed,
+            limit,
+            window_ms,
+            remaining,
+            reset_ms,
+            retry_after_ms,
+        }
+    }
+
+    fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn allowed_decision_headers() {
+        let d = Decision::summarise(0, vec![policy("api", true, 100, 60_000, 42, 16_001, 0)]);
+        let h = rate_limit_headers(&d);
+        assert_eq!(header(&h, "ratelimit-policy"), Some("\"api\";q=100;w=60"));
+        assert_eq!(header(&h, "ratelimit"), Some("\"api\";r=42;t=17"));
+        assert_eq!(header(&h, "x-ratelimit-limit"), Some("100"));
+        assert_eq!(header(&h, "x-ratelimit-remaining"), Some("42"));
+        assert_eq!(header(&h, "x-ratelimit-reset"), Some("17"));
+        assert_eq!(header(&h, "retry-after"), None);
+        let body = decision_body(&d);
+        assert_eq!(body["allowed"], true);
+        assert_eq!(body["policy"], "api");
+        assert_eq!(body["reset_ms"], 16_001);
+    }
+
+    #[test]
+    fn several_policies_are_a_list_and_denials_carry_retry_after() {
+        let d = Decision::summarise(
+            0,
+            vec![
+                policy("api", true, 100, 60_000, 42, 60_000, 0),
+                policy("burst", false, 10, 500, 0, 400, 1),
+                policy("daily", false, 10_000, 86_400_000, 0, 3_600_000, 2_500),
+            ],
+        );
+        let h = rate_limit_headers(&d);
+        assert_eq!(
+            header(&h, "ratelimit-policy"),
+            Some("\"api\";q=100;w=60, \"burst\";q=10;w=1, \"daily\";q=10000;w=86400")
+        );
+        assert_eq!(
+            header(&h, "ratelimit"),
+            Some("\"api\";r=42;t=60, \"burst\";r=0;t=1, \"daily\";r=0;t=3600")
+        );
+        assert_eq!(header(&h, "retry-after"), Some("3"));
+        assert_eq!(header(&h, "x-ratelimit-limit"), Some("10000"));
+        let mut map = HeaderMap::new();
+        insert_rate_limit_headers(&d, &mut map);
+        assert_eq!(map.len(), 6);
+
+        let problem = problem_body(&d);
+        assert_eq!(problem["type"], "about:blank");
+        assert_eq!(problem["title"], "Too Many Requests");
+        assert_eq!(problem["status"], 429);
+        assert_eq!(problem["violated-policies"], json!(["burst", "daily"]));
+        assert_eq!(
+            problem["detail"],
+            "rate limit exceeded for policies \"burst\", \"daily\"; retry after 3 s"
+        );
+        assert_eq!(problem["allowed"], false);
+    }
+
+    /// Each member of the list is `sf-string *( ";" key "=" sf-integer )` with non-negative
+    /// integers, as the draft's structured-field grammar requires.
+    #[test]
+    fn header_values_follow_the_structured_field_grammar() {
+        let d = Decision::summarise(
+            0,
+            vec![
+                policy("a-b_C9", true, 1, 1, 0, 0, 0),
+                policy("x", true, 5, 1_500, 5, 0, 0),
+            ],
+        );
+        for value in [ratelimit_policy_value(&d), ratelimit_value(&d)] {
+            for member in value.split(", ") {
+                let mut parts = member.split(';');
+                let name = parts.next().unwrap();
+                assert!(
+                    name.starts_with('"') && name.ends_with('"') && name.len() > 2,
+                    "{value}"
+                );
+                let params: Vec<_> = parts.collect();
+                assert_eq!(params.len(), 2, "{value}");
+                for param in params {
+                    let (key, number) = param.split_once('=').unwrap();
+                    assert!(["q", "w", "r", "t"].contains(&key), "{value}");
+                    assert!(
+                        !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()),
+                        "{value}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            ratelimit_policy_value(&d),
+            "\"a-b_C9\";q=1;w=1, \"x\";q=5;w=2"
+        );
+    }
+}

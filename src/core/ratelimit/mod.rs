@@ -1,0 +1,373 @@
+//! Rate limits: named policies, four algorithms (fixed window, sliding window, token bucket,
+//! GCRA) as ONE generic Lua script, a pure Rust model of the same rules, decisions and headers.
+//!
+//! The seam for the async limiter: [`decision_call`] builds the script invocation (keys and
+//! arguments) for one identity over one or more policies, the store runs it
+//! (`Store::eval(call.script, &call.keys, &call.args)`, EVALSHA with EVAL fallback), and
+//! [`parse_decision`] turns the reply into a [`Decision`]. One round trip, atomic, all-or-nothing
+//! across the policies. The exact rule of each algorithm is in the script's header
+//! (`scripts/limit.lua`); [`model`] implements the same rules in Rust, taking `now_ms`.
+//!
+//! Keys: `rl:{<id>}:<policy>:<algorithm>:…` (see [`base_key`]); the identity is percent-encoded
+//! (see [`encode_id`]) so `{`, `}` in user input cannot move the hash tag: all keys of one
+//! identity share one Redis Cluster slot. Every key the script writes carries a TTL.
+
+use std::sync::OnceLock;
+
+use http::StatusCode;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::core::command::{Command, Script};
+
+pub mod decision;
+pub mod headers;
+pub mod model;
+pub mod policy;
+
+pub use decision::{parse_decision, Decision, PolicyDecision};
+pub use policy::{Algorithm, Policy, PolicySet};
+
+/// Longest identity accepted, in bytes before encoding.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Everything that can go wrong deciding a rate limit (apart from reaching Redis).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimitError {
+    /// A policy definition is invalid (configuration: found at start-up).
+    #[error("invalid rate-limit policy: {0}")]
+    InvalidPolicy(String),
+    /// A route names a policy that is not configured.
+    #[error("unknown rate-limit policy {0:?}")]
+    UnknownPolicy(String),
+    /// A route's policy list is malformed (empty name, repeated name, too many).
+    #[error("invalid rate-limit policy list: {0}")]
+    InvalidPolicyList(String),
+    /// The identity is empty or too long.
+    #[error("invalid rate-limit identity: {0}")]
+    InvalidId(String),
+    /// A cost larger than a policy's limit could never be admitted.
+    #[error(
+        "cost {cost} exceeds the limit {limit} of policy {policy:?}, so it could never be allowed"
+    )]
+    CostExceedsLimit {
+        policy: String,
+        cost: u64,
+        limit: u64,
+    },
+    /// The script answered something of the wrong shape.
+    #[error("unexpected rate-limit script reply: {0}")]
+    BadReply(String),
+}
+
+impl RateLimitError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RateLimitError::UnknownPolicy(_) => StatusCode::NOT_FOUND,
+            RateLimitError::InvalidPolicyList(_)
+            | RateLimitError::InvalidId(_)
+            | RateLimitError::CostExceedsLimit { .. } => StatusCode::BAD_REQUEST,
+            RateLimitError::InvalidPolicy(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RateLimitError::BadReply(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// What a decision does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Admit `cost` in every policy, or in none (nothing is consumed when any policy rejects).
+    Consume,
+    /// Say whether `cost` would be admitted now; changes nothing.
+    Peek,
+    /// Give `cost` back to every policy, never beyond an empty state (remaining ≤ limit).
+    Refund,
+    /// Delete the state of every policy, then answer like [`Mode::Peek`].
+    Reset,
+}
+
+impl Mode {
+    /// The script's name for the mode (ARGV[1]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Consume => "consume",
+            Mode::Peek => "peek",
+            Mode::Refund => "refund",
+            Mode::Reset => "reset",
+        }
+    }
+}
+
+/// The rate-limit script, loaded once.
+pub fn script() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(include_str!("scripts/limit.lua")))
+}
+
+/// One invocation of the rate-limit script: run it with `Store::eval(script, &keys, &args)`.
+#[derive(Clone, Debug)]
+pub struct ScriptCall {
+    pub script: &'static Script,
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+}
+
+impl ScriptCall {
+    /// `EVALSHA …` for this call.
+    pub fn evalsha(&self) -> Command {
+        self.script.evalsha(&self.keys, &self.args)
+    }
+
+    /// `EVAL …` for this call (after `NOSCRIPT`).
+    pub fn eval(&self) -> Command {
+        self.script.eval(&self.keys, &self.args)
+    }
+}
+
+/// The script call deciding `mode` with `cost` for identity `id` over `policies` (all of them
+/// atomically), timed by Redis `TIME`. This is the only builder the HTTP layer should use.
+pub fn decision_call(
+    policies: &[Policy],
+    id: &str,
+    cost: u64,
+    mode: Mode,
+) -> Result<ScriptCall, RateLimitError> {
+    build_call(policies, id, cost, mode, None)
+}
+
+/// TESTS ONLY: like [`decision_call`], but the script uses `now_ms` instead of Redis `TIME`, so
+/// a test can replay a sequence of instants against the script and the [`model`]. Never call
+/// this with a time that came from a request: decisions shared by several edges must use the
+/// one clock of Redis.
+#[doc(hidden)]
+pub fn decision_call_at_test_time(
+    policies: &[Policy],
+    id: &str,
+    cost: u64,
+    mode: Mode,
+    now_ms: u64,
+) -> Result<ScriptCall, RateLimitError> {
+    build_call(policies, id, cost, mode, Some(now_ms))
+}
+
+fn build_call(
+    policies: &[Policy],
+    id: &str,
+    cost: u64,
+    mode: Mode,
+    now_ms: Option<u64>,
+) -> Result<ScriptCall, RateLimitError> {
+    let cost = checked_cost(policies, cost, mode)?;
+    let tag = encode_id(id)?;
+    let keys = policies.iter().map(|p| base_key(&tag, p)).collect();
+    let mut args = Vec::with_capacity(3 + 3 * policies.len());
+    args.push(mode.as_str().to_owned());
+    args.push(cost.to_string());
+    for p in policies {
+        args.push(p.algorithm().as_str().to_owned());
+        args.push(p.limit().to_string());
+        args.push(p.window_ms().to_string());
+    }
+    if let Some(now_ms) = now_ms {
+        args.push(now_ms.to_string());
+    }
+    Ok(ScriptCall {
+        script: script(),
+        keys,
+        args,
+    })
+}
+
+/// Validate the policy list and the cost; refunds are clamped to the largest limit (the script
+/// clamps per policy), so the script's arithmetic stays below 2^53.
+pub(crate) fn checked_cost(
+    policies: &[Policy],
+    cost: u64,
+    mode: Mode,
+) -> Result<u64, RateLimitError> {
+    if policies.is_empty() {
+        return Err(RateLimitError::InvalidPolicyList("no policy given".into()));
+    }
+    if policies.len() > policy::MAX_POLICIES_PER_DECISION {
+        return Err(RateLimitError::InvalidPolicyList(format!(
+            "at most {} policies per decision",
+            policy::MAX_POLICIES_PER_DECISION
+        )));
+    }
+    for (i, p) in policies.iter().enumerate() {
+        if policies[..i].iter().any(|q| q.name() == p.name()) {
+            return Err(RateLimitError::InvalidPolicyList(format!(
+                "policy {:?} is named twice",
+                p.name()
+            )));
+        }
+    }
+    if mode == Mode::Refund {
+        let largest = policies.iter().map(Policy::limit).max().unwrap_or(0);
+        return Ok(cost.min(largest));
+    }
+    if let Some(p) = policies.iter().find(|p| cost > p.limit()) {
+        return Err(RateLimitError::CostExceedsLimit {
+            policy: p.name().to_owned(),
+            cost,
+            limit: p.limit(),
+        });
+    }
+    Ok(cost)
+}
+
+/// Bytes kept as they are in an encoded identity: ASCII letters and digits and `-._~:@`.
+/// Everything else, notably `{`, `}` and `%` itself, is percent-encoded (UTF-8), which makes the
+/// encoding injective and the hash tag exactly the identity.
+const ID_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
+
+/// The identity as it appears inside the hash tag: 1 to [`MAX_ID_LEN`] bytes, percent-encoded.
+pub fn encode_id(id: &str) -> Result<String, RateLimitError> {
+    if id.is_empty() {
+        return Err(RateLimitError::InvalidId("the identity is empty".into()));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(RateLimitError::InvalidId(format!(
+            "the identity is {} bytes long; at most {MAX_ID_LEN}",
+            id.len()
+        )));
+    }
+    Ok(utf8_percent_encode(id, ID_ESCAPED).to_string())
+}
+
+/// The base key of one policy for one (encoded) identity. Limit and window are part of the key
+/// where the stored state is only meaningful for them (token, GCRA: a change of configuration
+/// starts from a full bucket); window counts only depend on the window.
+/// - fixed:   `rl:{<id>}:<policy>:fixed:<window_ms>` (+ `:<window index>`, added by the script)
+/// - sliding: `rl:{<id>}:<policy>:sliding:<window_ms>` (+ `:<window index>`)
+/// - token:   `rl:{<id>}:<policy>:token:<limit>:<window_ms>`
+/// - gcra:    `rl:{<id>}:<policy>:gcra:<limit>:<window_ms>`
+pub fn base_key(encoded_id: &str, policy: &Policy) -> String {
+    let prefix = format!(
+        "rl:{{{encoded_id}}}:{}:{}",
+        policy.name(),
+        policy.algorithm()
+    );
+    match policy.algorithm() {
+        Algorithm::FixedWindow | Algorithm::SlidingWindow => {
+            format!("{prefix}:{}", policy.window_ms())
+        }
+        Algorithm::TokenBucket | Algorithm::Gcra => {
+            format!("{prefix}:{}:{}", policy.limit(), policy.window_ms())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn api() -> Policy {
+        Policy::sliding("api", 100, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn builds_one_call_for_several_policies() {
+        let policies = [api(), Policy::gcra("burst", 10, Duration::from_secs(1))];
+        let call = decision_call(&policies, "user:42", 3, Mode::Consume).unwrap();
+        assert_eq!(
+            call.keys,
+            [
+                "rl:{user:42}:api:sliding:60000",
+                "rl:{user:42}:burst:gcra:10:1000"
+            ]
+        );
+        assert_eq!(
+            call.args,
+            ["consume", "3", "sliding", "100", "60000", "gcra", "10", "1000"]
+        );
+        let cmd = call.evalsha();
+        assert_eq!(cmd.name(), "EVALSHA");
+        assert_eq!(cmd.parts()[1], script().sha1());
+        assert_eq!(cmd.parts()[2], "2");
+    }
+
+    #[test]
+    fn only_the_test_builder_appends_a_time() {
+        let call = decision_call_at_test_time(&[api()], "u", 1, Mode::Peek, 1234).unwrap();
+        assert_eq!(call.args, ["peek", "1", "sliding", "100", "60000", "1234"]);
+        assert_eq!(
+            decision_call(&[api()], "u", 1, Mode::Peek)
+                .unwrap()
+                .args
+                .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn identity_cannot_break_the_hash_tag() {
+        assert_eq!(encode_id("user:42").unwrap(), "user:42");
+        assert_eq!(encode_id("a}b{c").unwrap(), "a%7Db%7Bc");
+        assert_eq!(encode_id("%7D").unwrap(), "%257D");
+        assert_eq!(encode_id("ip 1.2.3.4/é").unwrap(), "ip%201.2.3.4%2F%C3%A9");
+        let key = base_key(&encode_id("}{x}").unwrap(), &api());
+        let tag_start = key.find('{').unwrap();
+        let tag_end = tag_start + key[tag_start..].find('}').unwrap();
+        assert_eq!(&key[tag_start + 1..tag_end], "%7D%7Bx%7D");
+        assert!(matches!(encode_id(""), Err(RateLimitError::InvalidId(_))));
+        assert!(encode_id(&"x".repeat(MAX_ID_LEN)).is_ok());
+        assert!(matches!(
+            encode_id(&"x".repeat(MAX_ID_LEN + 1)),
+            Err(RateLimitError::InvalidId(_))
+        ));
+    }
+
+    #[test]
+    fn costs_and_lists_are_checked() {
+        let small = Policy::fixed("small", 5, Duration::from_secs(1));
+        let err = decision_call(&[api(), small.clone()], "u", 6, Mode::Consume).unwrap_err();
+        assert_eq!(
+            err,
+            RateLimitError::CostExceedsLimit {
+                policy: "small".into(),
+                cost: 6,
+                limit: 5
+            }
+        );
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert!(decision_call(std::slice::from_ref(&small), "u", 6, Mode::Peek).is_err());
+        let refund = decision_call(&[api(), small.clone()], "u", 1_000_000, Mode::Refund).unwrap();
+        assert_eq!(refund.args[1], "100");
+        assert!(matches!(
+            decision_call(&[], "u", 1, Mode::Consume),
+            Err(RateLimitError::InvalidPolicyList(_))
+        ));
+        assert!(matches!(
+            decision_call(&[small.clone(), small], "u", 1, Mode::Consume),
+            Err(RateLimitError::InvalidPolicyList(_))
+        ));
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        assert_eq!(
+            RateLimitError::UnknownPolicy("x".into()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            RateLimitError::InvalidId("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            RateLimitError::BadReply("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            RateLimitError::InvalidPolicy("x".into()).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

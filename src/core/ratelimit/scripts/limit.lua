@@ -1,0 +1,375 @@
+--[[ edgecount rate limiter: ONE atomic decision for one identity over one or more policies.
+
+KEYS[i]  base key of policy i; every key shares the hash tag {<id>} (one Cluster slot):
+           fixed    rl:{<id>}:<policy>:fixed:<W>          count in  <base>:<window index>
+           sliding  rl:{<id>}:<policy>:sliding:<W>        counts in <base>:<index>, <base>:<index-1>
+           token    rl:{<id>}:<policy>:token:<L>:<W>      "<level>:<ts_ms>"  in <base>
+           gcra     rl:{<id>}:<policy>:gcra:<L>:<W>       "<tat_ms>:<tat_rem>" in <base>
+         Window keys are derived here because the index comes from Redis TIME; they keep the
+         base's hash tag, so they live in the same slot.
+ARGV[1]  mode: consume | peek | refund | reset
+ARGV[2]  cost, integer >= 0 (at most every limit for consume and peek; clamped per policy for refund)
+ARGV[3i], ARGV[3i+1], ARGV[3i+2]   policy i (i = 1..#KEYS): algorithm, limit L, window W in ms
+ARGV[3n+3]  nothing in production. Tests only: "now" in ms replacing Redis TIME.
+Returns {now_ms, all_allowed, then per policy: allowed, remaining, reset_ms, retry_after_ms}.
+
+Modes. consume: when EVERY policy admits `cost`, consume it in every policy; otherwise change
+nothing anywhere (all-or-nothing). peek: change nothing; `allowed` says whether `cost` would be
+admitted now. refund: give back min(cost, L) per policy, never beyond an empty state (remaining
+never exceeds L). reset: delete the policy state, then answer like peek.
+remaining = how many units could be consumed now; reset_ms = time until the state is empty again
+(no usage left) without further traffic, 0 when empty; retry_after_ms = time until `cost` would
+be admitted without further traffic, 0 when admitted.
+
+Rules (all integer arithmetic, exact because the policy check keeps L*W <= 2^50 < 2^53):
+  fixed    idx = floor(now/W), elapsed = now - idx*W, count in key idx.
+           admit iff count + cost <= L.  remaining = L - count.  reset = W - elapsed if count > 0.
+           retry = W - elapsed.  TTL = W - elapsed + grace (clean-up only; the index decides).
+  sliding  two-window weighted approximation (Cloudflare's), exact rational, no rounding of the
+           previous window's share: with prev, curr the counts of windows idx-1 and idx,
+           weight(c) = prev*(W - elapsed) + c*W   (in 1/W units)
+           admit iff weight(curr + cost) <= L*W.   remaining = floor((L*W - weight(curr))/W).
+           reset = 2W - elapsed if curr > 0, else W - elapsed if prev > 0, else 0.
+           retry: the first instant weight(curr + cost) fits, in this window (prev decays) or in
+           the next (prev := curr, curr := 0), else the one after.  TTL(curr) = 2W - elapsed + grace.
+  token    capacity L tokens kept in 1/W units (level <= L*W), refilled at L units per ms
+           (= L/W tokens per ms): level = min(L*W, level + min(now - ts, W)*L).
+           admit iff level >= cost*W.  remaining = floor(level/W).  reset = ceil((L*W - level)/L).
+           retry = ceil((cost*W - level)/L).  A full bucket is deleted; TTL = reset + grace.
+  gcra     theoretical arrival time tat = tat_ms + tat_rem/L, emission interval T = W/L ms, burst
+           tolerance W - T.  debt = clamp((tat - now)*L, 0, L*W) in 1/L-ms units; cost costs cost*W.
+           admit iff debt + cost*W <= L*W (i.e. new tat - now <= W).  remaining =
+           floor((L*W - debt)/W).  reset = ceil(debt/L) (= tat - now).  retry =
+           ceil((debt + cost*W - L*W)/L).  Zero debt is deleted; TTL = reset + grace.
+  token and gcra admit exactly the same sequences (GCRA is the bucket's rule kept as a time);
+  they differ in the state they store.
+Every key written gets a TTL in the same command (SET … PX). The grace of 1 s keeps state a
+little past its last relevant instant (clock steps between replicas, test clocks).
+The Rust model in src/core/ratelimit/model.rs implements exactly these rules; keep them in step. ]]
+
+local GRACE_MS = 1000
+
+-- floor(a / b) for integers below 2^53 (b > 0), correcting the rounding of the double division.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local function ceil_div(a, b)
+  return -idiv(-a, b)
+end
+
+-- Integers as decimal strings: tostring would switch to exponents above 14 digits.
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function split_pair(stored)
+  local a, b = string.match(stored, '^(%-?%d+):(%-?%d+)$')
+  if not a then
+    error('edgecount: malformed rate-limit state ' .. stored)
+  end
+  return tonumber(a), tonumber(b)
+end
+
+-- A count: SET with its TTL, or DEL when nothing is left.
+local function put_count(key, count, ttl)
+  if count > 0 then
+    redis.call('SET', key, int(count), 'PX', int(ttl + GRACE_MS))
+  else
+    redis.call('DEL', key)
+  end
+end
+
+local fixed = {}
+
+function fixed.load(p)
+  local index = idiv(p.now, p.W)
+  p.elapsed = p.now - index * p.W
+  p.key = p.base .. ':' .. int(index)
+  p.count = tonumber(redis.call('GET', p.key) or 0)
+end
+
+function fixed.check(p, cost)
+  if p.count + cost <= p.L then
+    return 0
+  end
+  return p.W - p.elapsed
+end
+
+function fixed.consume(p, cost)
+  p.count = p.count + cost
+  put_count(p.key, p.count, p.W - p.elapsed)
+end
+
+function fixed.refund(p, cost)
+  local back = math.min(cost, p.count)
+  if back > 0 then
+    p.count = p.count - back
+    put_count(p.key, p.count, p.W - p.elapsed)
+  end
+end
+
+function fixed.report(p)
+  local reset = 0
+  if p.count > 0 then
+    reset = p.W - p.elapsed
+  end
+  return math.max(0, p.L - p.count), reset
+end
+
+function fixed.delete(p)
+  redis.call('DEL', p.key)
+end
+
+local sliding = {}
+
+function sliding.load(p)
+  local index = idiv(p.now, p.W)
+  p.elapsed = p.now - index * p.W
+  p.key = p.base .. ':' .. int(index)
+  p.prev_key = p.base .. ':' .. int(index - 1)
+  p.curr = tonumber(redis.call('GET', p.key) or 0)
+  p.prev = tonumber(redis.call('GET', p.prev_key) or 0)
+end
+
+local function sliding_weight(p, curr)
+  return p.prev * (p.W - p.elapsed) + curr * p.W
+end
+
+function sliding.check(p, cost)
+  local excess = sliding_weight(p, p.curr + cost) - p.L * p.W
+  if excess <= 0 then
+    return 0
+  end
+  local to_next = p.W - p.elapsed
+  if p.prev > 0 then
+    local wait = ceil_div(excess, p.prev)
+    if wait < to_next then
+      return wait
+    end
+  end
+  -- Next window: the current count becomes the previous one, weighted by (W - e)/W.
+  local excess_next = (p.curr + cost - p.L) * p.W
+  if excess_next <= 0 then
+    return to_next
+  end
+  return to_next + math.min(ceil_div(excess_next, p.curr), p.W)
+end
+
+function sliding.consume(p, cost)
+  p.curr = p.curr + cost
+  put_count(p.key, p.curr, 2 * p.W - p.elapsed)
+end
+
+function sliding.refund(p, cost)
+  local from_curr = math.min(cost, p.curr)
+  local from_prev = math.min(cost - from_curr, p.prev)
+  if from_curr > 0 then
+    p.curr = p.curr - from_curr
+    put_count(p.key, p.curr, 2 * p.W - p.elapsed)
+  end
+  if from_prev > 0 then
+    p.prev = p.prev - from_prev
+    put_count(p.prev_key, p.prev, p.W - p.elapsed)
+  end
+end
+
+function sliding.report(p)
+  local remaining = math.max(0, idiv(p.L * p.W - sliding_weight(p, p.curr), p.W))
+  local reset = 0
+  if p.curr > 0 then
+    reset = 2 * p.W - p.elapsed
+  elseif p.prev > 0 then
+    reset = p.W - p.elapsed
+  end
+  return remaining, reset
+end
+
+function sliding.delete(p)
+  redis.call('DEL', p.key, p.prev_key)
+end
+
+local token = {}
+
+function token.load(p)
+  p.key = p.base
+  p.capacity = p.L * p.W
+  p.level = p.capacity
+  p.ts = p.now
+  local stored = redis.call('GET', p.key)
+  if stored then
+    local level, ts = split_pair(stored)
+    local refill_ms = math.min(math.max(p.now - ts, 0), p.W)
+    p.level = math.min(p.capacity, level + refill_ms * p.L)
+    p.ts = math.max(ts, p.now)
+  end
+end
+
+function token.check(p, cost)
+  local missing = cost * p.W - p.level
+  if missing <= 0 then
+    return 0
+  end
+  return ceil_div(missing, p.L)
+end
+
+local function token_store(p)
+  if p.level >= p.capacity then
+    redis.call('DEL', p.key)
+  else
+    local ttl = ceil_div(p.capacity - p.level, p.L) + GRACE_MS
+    redis.call('SET', p.key, int(p.level) .. ':' .. int(p.ts), 'PX', int(ttl))
+  end
+end
+
+function token.consume(p, cost)
+  p.level = p.level - cost * p.W
+  token_store(p)
+end
+
+function token.refund(p, cost)
+  local level = math.min(p.capacity, p.level + cost * p.W)
+  if level ~= p.level then
+    p.level = level
+    token_store(p)
+  end
+end
+
+function token.report(p)
+  return idiv(p.level, p.W), ceil_div(p.capacity - p.level, p.L)
+end
+
+function token.delete(p)
+  redis.call('DEL', p.key)
+end
+
+local gcra = {}
+
+function gcra.load(p)
+  p.key = p.base
+  p.capacity = p.L * p.W
+  p.debt = 0
+  local stored = redis.call('GET', p.key)
+  if stored then
+    local tat_ms, tat_rem = split_pair(stored)
+    local ahead_ms = math.min(tat_ms - p.now, p.W + 1)
+    p.debt = math.min(p.capacity, math.max(0, ahead_ms * p.L + tat_rem))
+  end
+end
+
+function gcra.check(p, cost)
+  local excess = p.debt + cost * p.W - p.capacity
+  if excess <= 0 then
+    return 0
+  end
+  return ceil_div(excess, p.L)
+end
+
+local function gcra_store(p)
+  if p.debt <= 0 then
+    redis.call('DEL', p.key)
+  else
+    local ahead_ms = idiv(p.debt, p.L)
+    local tat = int(p.now + ahead_ms) .. ':' .. int(p.debt - ahead_ms * p.L)
+    redis.call('SET', p.key, tat, 'PX', int(ceil_div(p.debt, p.L) + GRACE_MS))
+  end
+end
+
+function gcra.consume(p, cost)
+  p.debt = p.debt + cost * p.W
+  gcra_store(p)
+end
+
+function gcra.refund(p, cost)
+  local debt = math.max(0, p.debt - cost * p.W)
+  if debt ~= p.debt then
+    p.debt = debt
+    gcra_store(p)
+  end
+end
+
+function gcra.report(p)
+  return idiv(p.capacity - p.debt, p.W), ceil_div(p.debt, p.L)
+end
+
+function gcra.delete(p)
+  redis.call('DEL', p.key)
+end
+
+local algorithms = { fixed = fixed, sliding = sliding, token = token, gcra = gcra }
+
+local mode = ARGV[1]
+if mode ~= 'consume' and mode ~= 'peek' and mode ~= 'refund' and mode ~= 'reset' then
+  return redis.error_reply('ERR edgecount: unknown rate-limit mode ' .. tostring(mode))
+end
+local cost = tonumber(ARGV[2])
+local n = #KEYS
+
+local now
+if ARGV[3 * n + 3] then
+  now = tonumber(ARGV[3 * n + 3])
+else
+  -- Redis < 5 needs effects replication to write after a non-deterministic command.
+  if redis.replicate_commands then
+    redis.replicate_commands()
+  end
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+local policies = {}
+for i = 1, n do
+  local alg = algorithms[ARGV[3 * i]]
+  if not alg then
+    return redis.error_reply('ERR edgecount: unknown rate-limit algorithm ' .. tostring(ARGV[3 * i]))
+  end
+  local p = { base = KEYS[i], L = tonumber(ARGV[3 * i + 1]), W = tonumber(ARGV[3 * i + 2]), now = now, alg = alg }
+  if mode ~= 'refund' and cost > p.L then
+    return redis.error_reply('ERR edgecount: cost exceeds the limit of policy ' .. i)
+  end
+  alg.load(p)
+  if mode == 'reset' then
+    alg.delete(p)
+    alg.load(p)
+  end
+  policies[i] = p
+end
+
+local all_allowed = true
+for _, p in ipairs(policies) do
+  p.retry = 0
+  if mode ~= 'refund' then
+    p.retry = p.alg.check(p, cost)
+  end
+  if p.retry > 0 then
+    all_allowed = false
+  end
+end
+
+if cost > 0 then
+  if mode == 'consume' and all_allowed then
+    for _, p in ipairs(policies) do
+      p.alg.consume(p, cost)
+    end
+  elseif mode == 'refund' then
+    for _, p in ipairs(policies) do
+      p.alg.refund(p, math.min(cost, p.L))
+    end
+  end
+end
+
+local reply = { now, all_allowed and 1 or 0 }
+for _, p in ipairs(policies) do
+  local remaining, reset = p.alg.report(p)
+  reply[#reply + 1] = p.retry == 0 and 1 or 0
+  reply[#reply + 1] = remaining
+  reply[#reply + 1] = reset
+  reply[#reply + 1] = p.retry
+end
+return reply
