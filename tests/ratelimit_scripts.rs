@@ -1,0 +1,514 @@
+//! The rate-limit script on a real private redis-server: identical to the Rust model on
+//! generated sequences, all-or-nothing across policies, refunds clamped, peeks inert, a TTL on
+//! every key, exact under concurrency on the real `TIME` path, reset.
+
+mod support;
+
+use std::time::Duration;
+
+use edgecount::core::command::{Command, Reply};
+use edgecount::core::ratelimit::model::Model;
+use edgecount::core::ratelimit::{
+    decision_call, decision_call_at_test_time, parse_decision, Algorithm, Decision, Mode, Policy,
+    ScriptCall,
+};
+use support::RedisServer;
+
+/// One persistent connection (per-call connections would make sequences slow).
+struct Conn(redis::Connection);
+
+impl Conn {
+    fn open(redis: &RedisServer) -> Conn {
+        let client = redis::Client::open(redis.url()).expect("redis url");
+        Conn(client.get_connection().expect("connect to test redis"))
+    }
+
+    fn run(&mut self, cmd: &Command) -> Result<Reply, String> {
+        let mut c = redis::cmd(cmd.name());
+        for arg in &cmd.parts()[1..] {
+            c.arg(arg.as_str());
+        }
+        c.query::<redis::Value>(&mut self.0)
+            .map(support::direct::to_reply)
+            .map_err(|e| match (e.code(), e.detail()) {
+                (Some(code), Some(detail)) => format!("{code} {detail}"),
+                _ => e.to_string(),
+            })
+    }
+
+    /// EVALSHA, falling back to EVAL on NOSCRIPT, as `Store::eval` does.
+    fn eval(&mut self, call: &ScriptCall) -> Reply {
+        match self.run(&call.evalsha()) {
+            Err(e) if e.starts_with("NOSCRIPT") => self.run(&call.eval()),
+            other => other,
+        }
+        .unwrap_or_else(|e| panic!("script failed: {e}"))
+    }
+
+    fn decide(&mut self, policies: &[Policy], id: &str, cost: u64, mode: Mode) -> Decision {
+        let call = decision_call(policies, id, cost, mode).unwrap();
+        parse_decision(policies, &self.eval(&call)).unwrap()
+    }
+
+    fn decide_at(&mut self, ps: &[Policy], id: &str, cost: u64, mode: Mode, now: u64) -> Reply {
+        self.eval(&decision_call_at_test_time(ps, id, cost, mode, now).unwrap())
+    }
+
+    fn keys(&mut self, pattern: &str) -> Vec<String> {
+        let reply = self.run(&Command::new("KEYS").arg(pattern)).unwrap();
+        let mut keys: Vec<String> = reply
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every `rl:*` key with its value.
+    fn snapshot(&mut self) -> Vec<(String, String)> {
+        let keys = self.keys("rl:*");
+        keys.into_iter()
+            .map(|k| {
+                let v = self.run(&Command::new("GET").arg(&k)).unwrap();
+                (k, v.as_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    fn redis_time_ms(&mut self) -> u64 {
+        let t = self.run(&Command::new("TIME")).unwrap();
+        let t = t.as_array().unwrap();
+        t[0].as_i64().unwrap() as u64 * 1000 + t[1].as_i64().unwrap() as u64 / 1000
+    }
+
+    fn flush(&mut self) {
+        self.run(&Command::new("FLUSHALL")).unwrap();
+    }
+}
+
+/// Every `rl:*` key has a TTL (-2: it expired between KEYS and PTTL, also fine; -1 is the bug).
+fn assert_every_key_has_a_ttl(redis: &RedisServer, conn: &mut Conn) {
+    for key in conn.keys("rl:*") {
+        let pttl: i64 = redis.cli(&["PTTL", &key]).parse().unwrap();
+        assert!(pttl > 0 || pttl == -2, "{key} has PTTL {pttl}");
+    }
+}
+
+/// A small deterministic PRNG (PCG-style LCG, high bits).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const T0: u64 = 1_700_000_000_000;
+
+/// Replay a generated sequence of (time, cost, mode) on the script and the model; every reply
+/// and, at the end, every stored key and value must be identical. Answers how many consumes
+/// were admitted and denied, so callers can see that the sequences exercised both.
+fn replay(conn: &mut Conn, policies: &[Policy], id: &str, seed: u64, steps: usize) -> (u64, u64) {
+    let mut outcomes = (0, 0);
+    let mut rng = Rng(seed);
+    let mut model = Model::new();
+    let smallest_limit = policies.iter().map(Policy::limit).min().unwrap();
+    let longest_window = policies.iter().map(Policy::window_ms).max().unwrap();
+    let mut now = T0 + rng.below(longest_window * 3);
+    for step in 0..steps {
+        now += match rng.below(10) {
+            0..=3 => 0,
+            4..=6 => rng.below(longest_window / 8 + 2),
+            7 | 8 => rng.below(longest_window + 1),
+            _ => longest_window + rng.below(2 * longest_window),
+        };
+        let mode = match rng.below(20) {
+            0..=12 => Mode::Consume,
+            13 | 14 => Mode::Peek,
+            15..=18 => Mode::Refund,
+            _ => Mode::Reset,
+        };
+        let cost = match rng.below(6) {
+            0 => 0,
+            1 => rng.below(smallest_limit + 1),
+            _ => 1 + rng.below(smallest_limit.min(3.max(smallest_limit / 8))),
+        };
+        let expected = model.reply(policies, id, cost, mode, now).unwrap();
+        let actual = conn.decide_at(policies, id, cost, mode, now);
+        if mode == Mode::Consume {
+            if parse_decision(policies, &actual).unwrap().allowed {
+                outcomes.0 += 1;
+            } else {
+                outcomes.1 += 1;
+            }
+        }
+        assert_eq!(
+            actual, expected,
+            "step {step}: {mode:?} cost {cost} at {now} for {policies:?} (seed {seed})"
+        );
+    }
+    let expected: Vec<(String, String)> = model.keys.into_iter().collect();
+    assert_eq!(
+        conn.snapshot(),
+        expected,
+        "stored state differs (seed {seed})"
+    );
+    outcomes
+}
+
+fn policies_for(algorithm: Algorithm) -> Vec<Policy> {
+    [
+        (5, 1_000),
+        (3, 1_000),
+        (10, 60),
+        (7, 333),
+        (1, 50),
+        (100, 3_600_000),
+    ]
+    .into_iter()
+    .map(|(limit, window_ms)| {
+        Policy::new("p", algorithm, limit, Duration::from_millis(window_ms)).unwrap()
+    })
+    .collect()
+}
+
+fn script_matches_model(algorithm: Algorithm) {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    for (i, policy) in policies_for(algorithm).into_iter().enumerate() {
+        let mut outcomes = (0, 0);
+        for seed in 0..3 {
+            conn.flush();
+            let policies = std::slice::from_ref(&policy);
+            let (admitted, denied) =
+                replay(&mut conn, policies, "user:42", seed * 31 + i as u64, 250);
+            outcomes = (outcomes.0 + admitted, outcomes.1 + denied);
+        }
+        assert!(
+            outcomes.0 > 20 && outcomes.1 > 5,
+            "{policy}: {outcomes:?} admitted/denied"
+        );
+    }
+}
+
+#[test]
+fn fixed_window_script_matches_model() {
+    script_matches_model(Algorithm::FixedWindow);
+}
+
+#[test]
+fn sliding_window_script_matches_model() {
+    script_matches_model(Algorithm::SlidingWindow);
+}
+
+#[test]
+fn token_bucket_script_matches_model() {
+    script_matches_model(Algorithm::TokenBucket);
+}
+
+#[test]
+fn gcra_script_matches_model() {
+    script_matches_model(Algorithm::Gcra);
+}
+
+fn four_policies(window: Duration) -> Vec<Policy> {
+    vec![
+        Policy::fixed("fixed", 6, window),
+        Policy::sliding("sliding", 5, window),
+        Policy::token_bucket("token", 4, window),
+        Policy::gcra("gcra", 3, window / 2),
+    ]
+}
+
+#[test]
+fn several_policies_in_one_call_match_the_model() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    for seed in 0..6 {
+        conn.flush();
+        let id = if seed % 2 == 0 {
+            "ip:10.0.0.1"
+        } else {
+            "we}{ird %7B id"
+        };
+        let (admitted, denied) = replay(
+            &mut conn,
+            &four_policies(Duration::from_millis(700)),
+            id,
+            1000 + seed,
+            300,
+        );
+        assert!(
+            admitted > 10 && denied > 10,
+            "{admitted} admitted, {denied} denied"
+        );
+    }
+    assert_every_key_has_a_ttl(&redis, &mut conn);
+}
+
+#[test]
+fn every_key_has_a_ttl_after_any_sequence() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let mut rng = Rng(99);
+    let policies = four_policies(Duration::from_secs(3_600));
+    for round in 0..200 {
+        let subset: Vec<Policy> = policies
+            .iter()
+            .filter(|_| rng.below(2) == 0)
+            .cloned()
+            .collect();
+        if subset.is_empty() {
+            continue;
+        }
+        let mode = [
+            Mode::Consume,
+            Mode::Consume,
+            Mode::Refund,
+            Mode::Peek,
+            Mode::Reset,
+        ][rng.below(5) as usize];
+        let id = format!("id{}", rng.below(4));
+        let call = decision_call(&subset, &id, 1 + rng.below(3), mode).unwrap();
+        conn.eval(&call);
+        if round % 20 == 0 {
+            assert_every_key_has_a_ttl(&redis, &mut conn);
+        }
+    }
+    assert!(!conn.keys("rl:*").is_empty());
+    assert_every_key_has_a_ttl(&redis, &mut conn);
+}
+
+#[test]
+fn all_or_nothing_across_policies() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let policies = four_policies(Duration::from_secs(3_600));
+    // gcra admits 3: the first three go through everywhere.
+    for _ in 0..3 {
+        assert!(conn.decide(&policies, "u", 1, Mode::Consume).allowed);
+    }
+    let before = conn.snapshot();
+    let denied = conn.decide(&policies, "u", 1, Mode::Consume);
+    assert!(!denied.allowed);
+    assert_eq!(denied.violated, ["gcra"]);
+    assert_eq!(denied.policy, "gcra");
+    assert!(denied.retry_after_ms > 0 && denied.retry_after_ms <= 600_000);
+    let remaining: Vec<u64> = denied.policies.iter().map(|p| p.remaining).collect();
+    assert_eq!(remaining, [3, 2, 1, 0], "the others kept what they had");
+    assert_eq!(
+        conn.snapshot(),
+        before,
+        "a denial consumed nothing anywhere"
+    );
+    // A cost only the larger policies could take is refused as a whole, too.
+    let big = conn.decide(&policies[..3], "u", 2, Mode::Consume);
+    assert_eq!(
+        (big.allowed, big.violated.clone()),
+        (false, vec!["token".to_owned()])
+    );
+    assert_eq!(conn.snapshot(), before);
+    // Without the exhausted policies the same identity still gets through.
+    assert!(conn.decide(&policies[..2], "u", 2, Mode::Consume).allowed);
+}
+
+#[test]
+fn refunds_are_clamped_at_the_limit() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    for policy in four_policies(Duration::from_secs(3_600)) {
+        let p = std::slice::from_ref(&policy);
+        conn.decide(p, "u", 2, Mode::Consume);
+        let partial = conn.decide(p, "u", 1, Mode::Refund);
+        assert!(partial.allowed);
+        assert_eq!(partial.remaining, policy.limit() - 1, "{policy}");
+        let over = conn.decide(p, "u", 1_000, Mode::Refund);
+        assert_eq!(
+            (over.remaining, over.reset_ms),
+            (policy.limit(), 0),
+            "{policy}"
+        );
+        assert!(
+            conn.keys("rl:*").is_empty(),
+            "{policy}: empty state is deleted"
+        );
+        let again = conn.decide(p, "u", 1, Mode::Refund);
+        assert_eq!(
+            again.remaining,
+            policy.limit(),
+            "{policy}: refund on nothing"
+        );
+        assert!(conn.keys("rl:*").is_empty());
+    }
+}
+
+#[test]
+fn peek_consumes_nothing() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let policies = four_policies(Duration::from_secs(3_600));
+    for _ in 0..10 {
+        let d = conn.decide(&policies, "u", 1, Mode::Peek);
+        assert!(d.allowed);
+        assert_eq!(
+            d.policies.iter().map(|p| p.remaining).collect::<Vec<_>>(),
+            [6, 5, 4, 3]
+        );
+    }
+    assert!(conn.keys("*").is_empty(), "peeking wrote nothing");
+    conn.decide(&policies, "u", 2, Mode::Consume);
+    let before = conn.snapshot();
+    for _ in 0..10 {
+        let d = conn.decide(&policies, "u", 3, Mode::Peek);
+        assert!(!d.allowed);
+        assert_eq!(d.violated, ["token", "gcra"]);
+        assert_eq!(
+            d.policies.iter().map(|p| p.remaining).collect::<Vec<_>>(),
+            [4, 3, 2, 1]
+        );
+    }
+    assert_eq!(conn.snapshot(), before);
+}
+
+#[test]
+fn reset_deletes_only_that_identity() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let policies = four_policies(Duration::from_secs(3_600));
+    for id in ["a", "b"] {
+        for _ in 0..3 {
+            conn.decide(&policies, id, 1, Mode::Consume);
+        }
+        assert!(!conn.decide(&policies, id, 1, Mode::Consume).allowed);
+    }
+    let reset = conn.decide(&policies, "a", 1, Mode::Reset);
+    assert!(reset.allowed);
+    assert_eq!(
+        reset
+            .policies
+            .iter()
+            .map(|p| p.remaining)
+            .collect::<Vec<_>>(),
+        [6, 5, 4, 3]
+    );
+    assert!(conn.keys("rl:{a}:*").is_empty());
+    assert_eq!(conn.keys("rl:{b}:*").len(), 4);
+    assert!(conn.decide(&policies, "a", 1, Mode::Consume).allowed);
+    assert!(!conn.decide(&policies, "b", 1, Mode::Consume).allowed);
+}
+
+#[test]
+fn keys_are_hash_tagged_by_the_encoded_identity() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let policies = four_policies(Duration::from_secs(3_600));
+    conn.decide(&policies, "x}{y", 1, Mode::Consume);
+    let keys = conn.keys("rl:*");
+    assert_eq!(keys.len(), 4);
+    for key in &keys {
+        assert!(key.starts_with("rl:{x%7D%7By}:"), "{key}");
+    }
+    let now_ms = conn.redis_time_ms();
+    let fixed = &keys.iter().find(|k| k.contains(":fixed:")).unwrap();
+    assert_eq!(
+        **fixed,
+        format!("rl:{{x%7D%7By}}:fixed:fixed:3600000:{}", now_ms / 3_600_000)
+    );
+}
+
+#[test]
+fn decisions_use_the_redis_clock() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let before = conn.redis_time_ms();
+    let d = conn.decide(
+        &four_policies(Duration::from_secs(60)),
+        "u",
+        1,
+        Mode::Consume,
+    );
+    let after = conn.redis_time_ms();
+    assert!(
+        before <= d.now_ms && d.now_ms <= after,
+        "{before} {} {after}",
+        d.now_ms
+    );
+}
+
+#[test]
+fn script_rejects_what_the_builder_would_never_send() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let p = [Policy::fixed("p", 2, Duration::from_secs(1))];
+    let mut call = decision_call(&p, "u", 1, Mode::Consume).unwrap();
+    call.args[1] = "3".into();
+    let err = conn.run(&call.eval()).unwrap_err();
+    assert!(err.contains("cost exceeds the limit"), "{err}");
+    call.args[0] = "drain".into();
+    let err = conn.run(&call.eval()).unwrap_err();
+    assert!(err.contains("unknown rate-limit mode"), "{err}");
+}
+
+/// Hour-long windows, 500 attempts from 20 threads on the real TIME path: exactly the limit.
+fn exact_under_concurrency(policy: Policy) {
+    const LIMIT: u64 = 100;
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    // A burst of a few seconds must not straddle an hour boundary (fixed windows restart there).
+    let into_hour = conn.redis_time_ms() % 3_600_000;
+    if into_hour > 3_600_000 - 30_000 {
+        std::thread::sleep(Duration::from_millis(3_600_000 - into_hour + 1_000));
+    }
+    assert_eq!(policy.limit(), LIMIT);
+    let admitted: u64 = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let (redis, policy) = (&redis, &policy);
+                scope.spawn(move || {
+                    let mut conn = Conn::open(redis);
+                    let policies = std::slice::from_ref(policy);
+                    (0..25)
+                        .filter(|_| conn.decide(policies, "hot", 1, Mode::Consume).allowed)
+                        .count() as u64
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert_eq!(admitted, LIMIT, "{policy}");
+    let peek = conn.decide(std::slice::from_ref(&policy), "hot", 1, Mode::Peek);
+    assert_eq!((peek.allowed, peek.remaining), (false, 0), "{policy}");
+    assert_every_key_has_a_ttl(&redis, &mut conn);
+}
+
+const HOUR: Duration = Duration::from_secs(3_600);
+
+#[test]
+fn fixed_window_is_exact_under_concurrency() {
+    exact_under_concurrency(Policy::fixed("c", 100, HOUR));
+}
+
+#[test]
+fn sliding_window_is_exact_under_concurrency() {
+    exact_under_concurrency(Policy::sliding("c", 100, HOUR));
+}
+
+#[test]
+fn token_bucket_is_exact_under_concurrency() {
+    exact_under_concurrency(Policy::token_bucket("c", 100, HOUR));
+}
+
+#[test]
+fn gcra_is_exact_under_concurrency() {
+    exact_under_concurrency(Policy::gcra("c", 100, HOUR));
+}
