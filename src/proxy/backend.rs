@@ -52,7 +52,7 @@ enum Kind {
         next: AtomicUsize,
     },
     Cluster {
-        client: redis::cluster::ClusterClient,
+        client: Box<redis::cluster::ClusterClient>,
         conn: OnceCell<ClusterConnection>,
     },
 }
@@ -106,7 +106,7 @@ impl Backend {
                 .retries(2)
                 .build()?;
             Kind::Cluster {
-                client: cluster,
+                client: Box::new(cluster),
                 conn: OnceCell::new(),
             }
         } else {

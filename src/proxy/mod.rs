@@ -129,6 +129,22 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl ProxyArgs {
+    /// The defaults of the CLI for one Redis URL and token (for tests and embedding).
+    pub fn new(redis_url: impl Into<String>, token: impl Into<String>) -> ProxyArgs {
+        ProxyArgs {
+            redis_url: vec![redis_url.into()],
+            cluster: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8079)),
+            token: token.into(),
+            read_only_token: None,
+            max_body: DEFAULT_MAX_BODY,
+            redis_connections: 2,
+            redis_connect_timeout_ms: 1000,
+            redis_timeout_ms: 10_000,
+            sse_heartbeat_ms: 1000,
+        }
+    }
+
     pub fn backend_config(&self) -> BackendConfig {
         BackendConfig {
             urls: self.redis_url.clone(),

@@ -6,3 +6,4 @@ pub mod direct;
 pub mod redis_server;
 
 pub use redis_server::RedisServer;
+pub mod proxy;

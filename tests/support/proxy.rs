@@ -1,0 +1,163 @@
+//! The real `edgecount proxy` binary in front of a test redis-server: `--listen 127.0.0.1:0`, its
+//! own process group, the URL read from its startup line, killed (group) on drop. Its stderr (the
+//! tracing log) is captured so tests can check what it logs.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::RedisServer;
+
+pub struct ProxyProcess {
+    child: Option<Child>,
+    url: String,
+    token: String,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Start the proxy for `redis` with `token` and default settings.
+pub fn spawn_proxy(redis: &RedisServer, token: &str) -> ProxyProcess {
+    spawn_proxy_with(&[redis.url()], token, &[], &[])
+}
+
+/// Start the proxy with extra flags (e.g. `["--read-only-token", "ro"]`) and environment.
+pub fn spawn_proxy_with(
+    redis_urls: &[String],
+    token: &str,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> ProxyProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecount"));
+    cmd.arg("proxy")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--token", token])
+        .args(extra_args)
+        .env_remove("UPSTASH_REDIS_REST_TOKEN")
+        .env_remove("EDGECOUNT_READ_ONLY_TOKEN")
+        .env_remove("EDGECOUNT_REDIS_URL")
+        .env_remove("EDGECOUNT_LISTEN")
+        .env_remove("EDGECOUNT_MAX_BODY")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for url in redis_urls {
+        cmd.args(["--redis-url", url]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn the edgecount binary");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !sent {
+                    if let Some(url) = line.strip_prefix("edgecount proxy listening on ") {
+                        let _ = tx.send(url.trim().to_string());
+                        sent = true;
+                    }
+                }
+                let mut log = log.lock().unwrap();
+                log.extend_from_slice(line.as_bytes());
+                log.push(b'\n');
+            }
+        });
+    }
+    let mut proxy = ProxyProcess {
+        child: Some(child),
+        url: String::new(),
+        token: token.to_string(),
+        log,
+    };
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(url) => proxy.url = url,
+        Err(_) => {
+            let log = proxy.log();
+            drop(proxy);
+            panic!("the proxy did not print its listening line within 20 s; log:\n{log}");
+        }
+    }
+    proxy
+}
+
+impl ProxyProcess {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Everything the process wrote so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Send a signal to the proxy process itself (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling the child we spawned.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling the process group we created for this child.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
