@@ -221,6 +221,37 @@ fn gcra_script_matches_model() {
     script_matches_model(Algorithm::Gcra);
 }
 
+/// At the edge of the allowed range (limit × window_ms = 2^50) the script's doubles still hold
+/// exact integers: the stored states have 16 digits, which Lua's `tostring` would round.
+#[test]
+fn extreme_policies_stay_exact() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    for algorithm in [
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindow,
+        Algorithm::TokenBucket,
+        Algorithm::Gcra,
+    ] {
+        for (limit, window_ms) in [
+            (1 << 20, 1 << 30),
+            (10_000_000, 86_400_000),
+            (999_983, 1_000_003),
+        ] {
+            let policy =
+                Policy::new("x", algorithm, limit, Duration::from_millis(window_ms)).unwrap();
+            conn.flush();
+            replay(
+                &mut conn,
+                std::slice::from_ref(&policy),
+                "big",
+                limit ^ window_ms,
+                150,
+            );
+        }
+    }
+}
+
 fn four_policies(window: Duration) -> Vec<Policy> {
     vec![
         Policy::fixed("fixed", 6, window),

@@ -88,6 +88,25 @@ pub fn parse_decision(policies: &[Policy], reply: &Reply) -> Result<Decision, Ra
 }
 
 impl Decision {
+    /// The answer when Redis cannot be reached and the fail mode is `open`: allowed, every
+    /// policy full, nothing to wait for. `now_ms` is 0: no decision was taken.
+    pub fn fail_open(policies: &[Policy]) -> Decision {
+        let per_policy = policies
+            .iter()
+            .map(|p| PolicyDecision {
+                policy: p.name().to_owned(),
+                algorithm: p.algorithm(),
+                allowed: true,
+                limit: p.limit(),
+                window_ms: p.window_ms(),
+                remaining: p.limit(),
+                reset_ms: 0,
+                retry_after_ms: 0,
+            })
+            .collect();
+        Decision::summarise(0, per_policy)
+    }
+
     /// The overall decision from every policy's answer (all-or-nothing: allowed iff all allow).
     pub fn summarise(now_ms: u64, policies: Vec<PolicyDecision>) -> Decision {
         assert!(
@@ -176,6 +195,17 @@ mod tests {
             (d.policy.as_str(), d.remaining, d.retry_after_ms),
             ("burst", 0, 100)
         );
+    }
+
+    #[test]
+    fn fail_open_allows_with_full_policies() {
+        let d = Decision::fail_open(&two());
+        assert!(d.allowed);
+        assert_eq!((d.policy.as_str(), d.remaining, d.limit), ("burst", 10, 10));
+        assert!(d
+            .policies
+            .iter()
+            .all(|p| p.allowed && p.remaining == p.limit));
     }
 
     #[test]

@@ -8,6 +8,15 @@
 //! across the policies. The exact rule of each algorithm is in the script's header
 //! (`scripts/limit.lua`); [`model`] implements the same rules in Rust, taking `now_ms`.
 //!
+//! ```ignore
+//! let policies = policy_set.select("api+burst")?;          // from the route
+//! let call = ratelimit::decision_call(&policies, id, cost, Mode::Consume)?;
+//! let reply = store.eval(call.script, &call.keys, &call.args).await?;
+//! let decision = ratelimit::parse_decision(&policies, &reply)?;
+//! headers::insert_rate_limit_headers(&decision, response.headers_mut());
+//! // 200 with headers::decision_body, or 429 with headers::problem_body (application/problem+json)
+//! ```
+//!
 //! Keys: `rl:{<id>}:<policy>:<algorithm>:…` (see [`base_key`]); the identity is percent-encoded
 //! (see [`encode_id`]) so `{`, `}` in user input cannot move the hash tag: all keys of one
 //! identity share one Redis Cluster slot. Every key the script writes carries a TTL.
