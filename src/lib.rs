@@ -6,9 +6,12 @@
 
 pub mod api;
 pub mod core;
+pub mod service;
 pub mod store;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+#[cfg(target_arch = "wasm32")]
+mod worker;

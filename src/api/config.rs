@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::core::ratelimit::PolicySet;
+
 /// What to do when Redis cannot be reached for a rate-limit decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailMode {
@@ -43,6 +45,34 @@ impl AllowedOrigins {
     }
 }
 
+/// How gateway mode tells clients apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientKey {
+    Ip,
+    Header(String),
+    Cookie(String),
+}
+
+impl ClientKey {
+    fn parse(spec: &str) -> Option<ClientKey> {
+        let spec = spec.trim();
+        if spec.eq_ignore_ascii_case("ip") {
+            return Some(ClientKey::Ip);
+        }
+        let (kind, name) = spec.split_once(':')?;
+        let name = name.trim();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        match kind.trim() {
+            "header" if valid => Some(ClientKey::Header(name.to_ascii_lowercase())),
+            "cookie" if valid => Some(ClientKey::Cookie(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the API needs besides the store. Built with [`Config::from_lookup`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -52,12 +82,18 @@ pub struct Config {
     pub uniques_secret: Option<String>,
     /// `EDGECOUNT_ALLOWED_ORIGINS`: comma-separated origins, or `*` (default).
     pub allowed_origins: AllowedOrigins,
-    /// `EDGECOUNT_RATE_LIMITS`: named policies, parsed by the rate-limit core.
-    pub rate_limits: String,
+    /// `EDGECOUNT_RATE_LIMITS`: named policies (`api=sliding:100/60s; daily=fixed:10000/1d`).
+    pub rate_limits: PolicySet,
     /// `EDGECOUNT_FAIL_MODE`: `open` (default) or `closed`.
     pub fail_mode: FailMode,
     /// `EDGECOUNT_ORIGIN`: gateway mode, forward non-API requests here after the limit.
     pub origin: Option<String>,
+    /// `EDGECOUNT_GATEWAY_POLICIES`: the policies (`a+b`) gateway mode checks; default: every
+    /// configured policy.
+    pub gateway_policies: Option<String>,
+    /// `EDGECOUNT_GATEWAY_KEY`: whom gateway mode limits: `ip` (default), `header:<name>` or
+    /// `cookie:<name>` (falling back to the IP when absent).
+    pub gateway_key: ClientKey,
     /// `EDGECOUNT_ABUSE_LIMIT`: per-IP hits allowed on counter routes per window
     /// (`0` turns it off); default 120 per 60 s.
     pub abuse_limit: u64,
@@ -114,13 +150,34 @@ impl Config {
                 });
             }
         }
+        let rate_limits = PolicySet::parse(&get("EDGECOUNT_RATE_LIMITS").unwrap_or_default())
+            .map_err(|e| ConfigError {
+                name: "EDGECOUNT_RATE_LIMITS",
+                message: e.to_string(),
+            })?;
+        let gateway_policies = get("EDGECOUNT_GATEWAY_POLICIES").map(|v| v.trim().to_owned());
+        if let Some(list) = &gateway_policies {
+            rate_limits.select(list).map_err(|e| ConfigError {
+                name: "EDGECOUNT_GATEWAY_POLICIES",
+                message: e.to_string(),
+            })?;
+        }
+        let gateway_key = match get("EDGECOUNT_GATEWAY_KEY") {
+            None => ClientKey::Ip,
+            Some(spec) => ClientKey::parse(&spec).ok_or_else(|| ConfigError {
+                name: "EDGECOUNT_GATEWAY_KEY",
+                message: format!("expected `ip`, `header:<name>` or `cookie:<name>`, got {spec:?}"),
+            })?,
+        };
         Ok(Config {
             admin_token: get("EDGECOUNT_ADMIN_TOKEN"),
             uniques_secret: get("EDGECOUNT_UNIQUES_SECRET"),
             allowed_origins,
-            rate_limits: get("EDGECOUNT_RATE_LIMITS").unwrap_or_default(),
+            rate_limits,
             fail_mode,
             origin: get("EDGECOUNT_ORIGIN").map(|o| o.trim_end_matches('/').to_owned()),
+            gateway_policies,
+            gateway_key,
             abuse_limit,
             abuse_window: Duration::from_secs(60),
         })
@@ -170,5 +227,24 @@ mod tests {
         assert_eq!(e.name, "EDGECOUNT_FAIL_MODE");
         assert!(config(&[("EDGECOUNT_ORIGIN", "ftp://x")]).is_err());
         assert!(config(&[("EDGECOUNT_ABUSE_LIMIT", "-1")]).is_err());
+        assert!(config(&[("EDGECOUNT_RATE_LIMITS", "api=sliding:0/60s")]).is_err());
+        let e = config(&[
+            ("EDGECOUNT_RATE_LIMITS", "api=sliding:100/60s"),
+            ("EDGECOUNT_GATEWAY_POLICIES", "api+nope"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "EDGECOUNT_GATEWAY_POLICIES");
+        assert!(config(&[("EDGECOUNT_GATEWAY_KEY", "header:")]).is_err());
+    }
+
+    #[test]
+    fn gateway_key_forms() {
+        let key = |v: &str| config(&[("EDGECOUNT_GATEWAY_KEY", v)]).unwrap().gateway_key;
+        assert_eq!(key("ip"), ClientKey::Ip);
+        assert_eq!(
+            key("header:X-Api-Key"),
+            ClientKey::Header("x-api-key".into())
+        );
+        assert_eq!(key("cookie:session"), ClientKey::Cookie("session".into()));
     }
 }

@@ -3,6 +3,7 @@
 //! (`serve.rs`) only adapt their runtime's types to these.
 
 pub mod config;
+pub mod limits;
 pub mod response;
 
 use std::net::IpAddr;
@@ -12,6 +13,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::json;
 
 use crate::core::command::Command;
+use crate::core::ratelimit::Mode;
 use crate::store::Store;
 pub use config::{Config, FailMode};
 pub use response::{ApiBody, ApiError, ApiResponse};
@@ -121,12 +123,82 @@ impl<S: Store> Api<S> {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match parts.as_slice() {
             ["healthz"] => Ok(self.healthz().await),
+            ["limit", policies, id] => {
+                limits::route(&self.store, &self.config, policies, id, false, call).await
+            }
+            ["limit", policies, id, "refund"] => {
+                limits::route(&self.store, &self.config, policies, id, true, call).await
+            }
             _ => Err(ApiError::not_found("no such route")),
         }
-        .map(|r| {
-            let _ = call;
-            r
-        })
+    }
+
+    /// Answer one request, or — in gateway mode (`EDGECOUNT_ORIGIN`), for paths that are not
+    /// API routes — decide the client's limit and tell the adapter to forward it to the origin.
+    pub async fn serve(&self, request: Request<Bytes>, client: Client) -> Handled<S::Messages> {
+        let Some(origin) = &self.config.origin else {
+            return Handled::Respond(self.handle(request, client).await);
+        };
+        let first = request
+            .uri()
+            .path()
+            .split('/')
+            .find(|s| !s.is_empty())
+            .unwrap_or_default();
+        if API_ROUTES.contains(&first) {
+            return Handled::Respond(self.handle(request, client).await);
+        }
+        let (parts, body) = request.into_parts();
+        let call = Call {
+            method: &parts.method,
+            headers: &parts.headers,
+            query: Vec::new(),
+            body: &body,
+            client,
+        };
+        let identity = limits::client_identity(&self.config.gateway_key, &call);
+        let policies = match &self.config.gateway_policies {
+            Some(list) => self.config.rate_limits.select(list),
+            None => Ok(self.config.rate_limits.iter().cloned().collect()),
+        };
+        let decided = match policies {
+            Ok(policies) if policies.is_empty() => None,
+            Ok(policies) => Some(
+                limits::decide(
+                    &self.store,
+                    &self.config,
+                    policies,
+                    &identity,
+                    1,
+                    Mode::Consume,
+                )
+                .await,
+            ),
+            Err(e) => Some(Err(e.into())),
+        };
+        let mut headers = HeaderMap::new();
+        match decided {
+            None => {}
+            Some(Err(e)) => return Handled::Respond(e.into_response()),
+            Some(Ok(decided)) => {
+                if !decided.decision().allowed {
+                    let mut response = limits::decision_response(decided.decision(), Mode::Consume);
+                    decided.annotate(response.headers_mut());
+                    return Handled::Respond(response);
+                }
+                decided.annotate(&mut headers);
+            }
+        }
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        Handled::Forward(Box::new(Forward {
+            url: format!("{origin}{path_and_query}"),
+            request: Request::from_parts(parts, body),
+            response_headers: headers,
+        }))
     }
 
     async fn healthz(&self) -> Response<S> {
@@ -138,6 +210,26 @@ impl<S: Store> Api<S> {
             ),
         }
     }
+}
+
+/// First path segments that belong to the API; gateway mode forwards everything else.
+const API_ROUTES: &[&str] = &[
+    "hit", "get", "create", "set", "update", "reset", "delete", "info", "stats", "stream", "badge",
+    "batch", "healthz", "limit",
+];
+
+/// What to do with a request: answer it, or forward it to the origin (gateway mode).
+pub enum Handled<M> {
+    Respond(ApiResponse<M>),
+    Forward(Box<Forward>),
+}
+
+/// A request the adapter forwards to `url` with its own HTTP client, adding
+/// `response_headers` (the rate-limit headers) to the origin's answer.
+pub struct Forward {
+    pub url: String,
+    pub request: Request<Bytes>,
+    pub response_headers: HeaderMap,
 }
 
 /// Headers a browser script may read from our answers.

@@ -81,3 +81,24 @@ pub trait Store {
         }
     }
 }
+
+/// A shared reference to a store is a store: services can borrow one store between them.
+impl<T: Store> Store for &T {
+    type Messages = T::Messages;
+
+    async fn command(&self, cmd: &Command) -> Result<Reply, StoreError> {
+        (**self).command(cmd).await
+    }
+
+    async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<EntryResult>, StoreError> {
+        (**self).pipeline(cmds).await
+    }
+
+    async fn multi_exec(&self, cmds: &[Command]) -> Result<Vec<EntryResult>, StoreError> {
+        (**self).multi_exec(cmds).await
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Self::Messages, StoreError> {
+        (**self).subscribe(channel).await
+    }
+}

@@ -1,0 +1,177 @@
+//! The `/limit` routes and gateway mode: one atomic decision per request over the named
+//! policies, answered with the IETF `RateLimit-Policy` / `RateLimit` headers (and the legacy
+//! `X-RateLimit-*`), 429 as `application/problem+json`.
+
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::config::{ClientKey, FailMode};
+use super::response::{bytes_response, json_response, ApiError, ApiResponse};
+use super::{Call, Config};
+use crate::core::ratelimit::headers::{
+    decision_body, insert_rate_limit_headers, problem_body, PROBLEM_JSON,
+};
+use crate::core::ratelimit::{Decision, Mode, Policy, RateLimitError};
+use crate::service::{LimitError, RateLimiter};
+use crate::store::Store;
+
+/// Says which way a decision went when Redis could not be reached.
+pub const FAIL_MODE_HEADER: &str = "edgecount-fail-mode";
+
+impl From<RateLimitError> for ApiError {
+    fn from(e: RateLimitError) -> Self {
+        ApiError::new(e.status(), e.to_string())
+    }
+}
+
+/// `/limit/{policies}/{id}[/refund]`.
+pub async fn route<S: Store>(
+    store: &S,
+    config: &Config,
+    policies: &str,
+    id: &str,
+    refund: bool,
+    call: &Call<'_>,
+) -> Result<ApiResponse<S::Messages>, ApiError> {
+    let policies = config.rate_limits.select(policies)?;
+    let mode = match (call.method, refund) {
+        (&Method::POST, false) => Mode::Consume,
+        (&Method::GET | &Method::HEAD, false) => Mode::Peek,
+        (&Method::POST, true) => Mode::Refund,
+        (&Method::DELETE, false) => {
+            require_admin(config, call)?;
+            Mode::Reset
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST to consume, GET to peek, POST …/refund to refund, DELETE to reset",
+            ))
+        }
+    };
+    let cost = match call.query("cost") {
+        None => 1,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("cost must be a whole number ≥ 0"))?,
+    };
+    let decision = decide(store, config, policies.clone(), id, cost, mode).await?;
+    let mut response = match (&decision, mode) {
+        (Decided::Redis(_), Mode::Reset) => json_response(StatusCode::OK, &json!({"reset": true})),
+        (Decided::Redis(d), _) => decision_response(d, mode),
+        (Decided::FailedOpen(d), _) => decision_response(d, Mode::Peek),
+    };
+    decision.annotate(response.headers_mut());
+    Ok(response)
+}
+
+/// A decision, and whether Redis took it or the fail-open rule did.
+pub enum Decided {
+    Redis(Decision),
+    FailedOpen(Decision),
+}
+
+impl Decided {
+    pub fn decision(&self) -> &Decision {
+        match self {
+            Decided::Redis(d) | Decided::FailedOpen(d) => d,
+        }
+    }
+
+    /// The rate-limit headers, plus `EdgeCount-Fail-Mode: open` when Redis did not decide.
+    pub fn annotate(&self, headers: &mut HeaderMap) {
+        insert_rate_limit_headers(self.decision(), headers);
+        if let Decided::FailedOpen(_) = self {
+            headers.insert(FAIL_MODE_HEADER, HeaderValue::from_static("open"));
+        }
+    }
+}
+
+/// Decide, applying `EDGECOUNT_FAIL_MODE` when Redis is unreachable.
+pub async fn decide<S: Store>(
+    store: &S,
+    config: &Config,
+    policies: Vec<Policy>,
+    id: &str,
+    cost: u64,
+    mode: Mode,
+) -> Result<Decided, ApiError> {
+    let limiter = RateLimiter::with_policies(store, policies);
+    match limiter.decide(id, cost, mode).await {
+        Ok(decision) => Ok(Decided::Redis(decision)),
+        Err(LimitError::Rule(e)) => Err(e.into()),
+        Err(LimitError::Store(e)) if e.is_unavailable() => match config.fail_mode {
+            FailMode::Open => Ok(Decided::FailedOpen(Decision::fail_open(limiter.policies()))),
+            FailMode::Closed => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate limiter unavailable (fail mode: closed)",
+            )
+            .with(json!({"fail_mode": "closed"}))),
+        },
+        Err(LimitError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// 429 problem details for a denied consume, the decision as JSON otherwise.
+pub fn decision_response<M>(decision: &Decision, mode: Mode) -> ApiResponse<M> {
+    if mode == Mode::Consume && !decision.allowed {
+        bytes_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            PROBLEM_JSON,
+            problem_body(decision).to_string(),
+        )
+    } else {
+        json_response(StatusCode::OK, &decision_body(decision))
+    }
+}
+
+/// `Authorization: Bearer <EDGECOUNT_ADMIN_TOKEN>`, compared in constant time.
+fn require_admin(config: &Config, call: &Call<'_>) -> Result<(), ApiError> {
+    let Some(expected) = config.admin_token.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "resetting a limit needs EDGECOUNT_ADMIN_TOKEN to be configured",
+        ));
+    };
+    let presented = call
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "admin token required (Authorization: Bearer …)",
+        ))
+    }
+}
+
+/// Whom gateway mode limits for this request.
+pub fn client_identity(key: &ClientKey, call: &Call<'_>) -> String {
+    let ip = || {
+        call.client
+            .ip
+            .map(|ip| format!("ip:{ip}"))
+            .unwrap_or_else(|| "ip:unknown".to_owned())
+    };
+    match key {
+        ClientKey::Ip => ip(),
+        ClientKey::Header(name) => call
+            .header(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("h:{v}"))
+            .unwrap_or_else(ip),
+        ClientKey::Cookie(name) => call
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| format!("c:{v}"))
+            .unwrap_or_else(ip),
+    }
+}

@@ -1,0 +1,83 @@
+//! [`RateLimiter`]: decide, peek, refund and reset over one or more policies, in one atomic
+//! script call and one store round trip per decision.
+
+use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError};
+use crate::store::{Store, StoreError};
+
+/// Why a decision could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// The request itself is wrong (unknown policy, bad id, cost above the limit).
+    #[error(transparent)]
+    Rule(#[from] RateLimitError),
+    /// Redis could not be reached or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Rate limits for identities (users, IPs, API keys) over a fixed list of policies, all checked
+/// atomically: a consume is admitted by every policy or by none.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use edgecount::core::ratelimit::Policy;
+/// use edgecount::service::RateLimiter;
+/// use edgecount::store::http_native::NativeRestStore;
+///
+/// let store = NativeRestStore::connect("http://127.0.0.1:8079", "token")?;
+/// let limiter = RateLimiter::new(&store, Policy::sliding("api", 100, Duration::from_secs(60)));
+/// let decision = limiter.limit("user:42", 1).await?;
+/// if !decision.allowed {
+///     println!("slow down: retry in {} ms", decision.retry_after_ms);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct RateLimiter<S> {
+    store: S,
+    policies: Vec<Policy>,
+}
+
+impl<S: Store> RateLimiter<S> {
+    /// A limiter enforcing one policy.
+    pub fn new(store: S, policy: Policy) -> Self {
+        Self::with_policies(store, vec![policy])
+    }
+
+    /// A limiter enforcing several policies at once (e.g. a burst limit and a daily quota).
+    pub fn with_policies(store: S, policies: Vec<Policy>) -> Self {
+        RateLimiter { store, policies }
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// Consume `cost` for `id` if every policy admits it.
+    pub async fn limit(&self, id: &str, cost: u64) -> Result<Decision, LimitError> {
+        self.decide(id, cost, Mode::Consume).await
+    }
+
+    /// Would `cost` be admitted now? Consumes nothing.
+    pub async fn peek(&self, id: &str, cost: u64) -> Result<Decision, LimitError> {
+        self.decide(id, cost, Mode::Peek).await
+    }
+
+    /// Give `cost` back (e.g. unused LLM tokens), never above the limit.
+    pub async fn refund(&self, id: &str, cost: u64) -> Result<Decision, LimitError> {
+        self.decide(id, cost, Mode::Refund).await
+    }
+
+    /// Forget everything about `id` under these policies.
+    pub async fn reset(&self, id: &str) -> Result<Decision, LimitError> {
+        self.decide(id, 0, Mode::Reset).await
+    }
+
+    /// Any of the above by [`Mode`].
+    pub async fn decide(&self, id: &str, cost: u64, mode: Mode) -> Result<Decision, LimitError> {
+        let call = ratelimit::decision_call(&self.policies, id, cost, mode)?;
+        let reply = self.store.eval(call.script, &call.keys, &call.args).await?;
+        Ok(ratelimit::parse_decision(&self.policies, &reply)?)
+    }
+}
