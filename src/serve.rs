@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::StatusCode;
 
-use crate::api::{Api, ApiError, Client, Config};
+use crate::api::{Api, ApiError, Client, Config, Forward, Handled};
 use crate::store::http_native::NativeRestStore;
 
 /// Largest request body the API reads (batch requests are the big ones: 500 operations).
@@ -35,6 +35,8 @@ pub struct ServeArgs {
 struct ServeState {
     api: Api<NativeRestStore>,
     trust_forwarded: bool,
+    /// Forwards gateway-mode requests to `EDGECOUNT_ORIGIN`.
+    origin_client: reqwest::Client,
 }
 
 /// The axum app: every path goes to the shared API.
@@ -44,6 +46,7 @@ pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
         .with_state(Arc::new(ServeState {
             api,
             trust_forwarded,
+            origin_client: reqwest::Client::new(),
         }))
 }
 
@@ -79,7 +82,52 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
         ip: forwarded.or(peer),
     };
     let request = http::Request::from_parts(parts, body);
-    state.api.handle(request, client).await.map(Body::new)
+    match state.api.serve(request, client).await {
+        Handled::Respond(response) => response.map(Body::new),
+        Handled::Forward(forward) => forward_to_origin(&state.origin_client, *forward).await,
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded; `host` is the origin's own.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+async fn forward_to_origin(client: &reqwest::Client, forward: Forward) -> Response {
+    let (parts, body) = forward.request.into_parts();
+    let mut outgoing = client.request(parts.method, &forward.url).body(body);
+    for (name, value) in &parts.headers {
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = match outgoing.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::warn!(error = %e.without_url(), "origin unreachable");
+            let e = ApiError::new(StatusCode::BAD_GATEWAY, "origin unreachable");
+            return (e.status, axum::Json(e.body())).into_response();
+        }
+    };
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            response = response.header(name, value);
+        }
+    }
+    let mut response = response
+        .body(Body::from_stream(answer.bytes_stream()))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
+    response.headers_mut().extend(forward.response_headers);
+    response
 }
 
 /// Run until SIGINT/SIGTERM.
