@@ -138,6 +138,7 @@ fn a_hit_writes_value_meta_buckets_and_uniques_with_ttls() {
             counted: true,
             replay: false,
             created: true,
+            limited: false,
         }
     );
 
@@ -730,4 +731,48 @@ fn global_figures_sum_their_shards() {
         edgecount::core::counter::keys::global_shard(&name("glob", "aaa")),
     );
     assert!(ttl(&redis, &shard_key) > 399 * 86_400);
+}
+
+#[test]
+fn abuse_limit_caps_counted_hits_per_client_and_counter() {
+    use edgecount::core::counter::AbuseLimit;
+    let redis = RedisServer::start();
+    let counter = Name::parse("blog", "abuse").unwrap();
+    let other = Name::parse("blog", "other").unwrap();
+    let limited = |ip| HitRequest {
+        abuse: Some(AbuseLimit {
+            ip,
+            limit: 3,
+            window_secs: 3600,
+            secret: Some(b"s3cret"),
+        }),
+        ..Default::default()
+    };
+    let outcomes: Vec<HitOutcome> = (0..5)
+        .map(|_| hit(&redis, &counter, &limited("203.0.113.9")))
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|o| (o.value, o.counted, o.limited))
+            .collect::<Vec<_>>(),
+        [
+            (1, true, false),
+            (2, true, false),
+            (3, true, false),
+            (3, false, true),
+            (3, false, true)
+        ]
+    );
+    // Another client, and the same client on another counter, have their own budgets.
+    assert!(hit(&redis, &counter, &limited("203.0.113.10")).counted);
+    assert!(hit(&redis, &other, &limited("203.0.113.9")).counted);
+    // The client key holds a hash, never the IP, and expires with its window.
+    let keys = redis.cli(&["KEYS", "ec:{blog:abuse}:a:*"]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    for key in keys.lines() {
+        assert!(!key.contains("203.0.113"), "{key}");
+        let ttl: i64 = redis.cli(&["TTL", key]).parse().unwrap();
+        assert!((1..=3600).contains(&ttl), "{key} ttl {ttl}");
+    }
 }

@@ -214,6 +214,7 @@ mod tests {
             Reply::Int(1),
             Reply::Int(0),
             Reply::Int(1),
+            Reply::Int(0),
         ]);
         let results = plan.parse(vec![
             Ok(Reply::Bytes(b"sha".to_vec())),

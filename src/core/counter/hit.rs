@@ -47,6 +47,28 @@ pub struct Visitor<'a> {
     pub edge_now_secs: i64,
 }
 
+/// Per-client abuse protection on a counter: at most `limit` counted hits per `window_secs` from
+/// one client (identified by a hash of its IP, never the IP itself).
+#[derive(Clone, Copy, Debug)]
+pub struct AbuseLimit<'a> {
+    pub ip: &'a str,
+    pub limit: u64,
+    pub window_secs: u64,
+    /// Keys the client hash when set (`EDGECOUNT_UNIQUES_SECRET`), so it cannot be reversed by
+    /// hashing every IPv4 address.
+    pub secret: Option<&'a [u8]>,
+}
+
+impl AbuseLimit<'_> {
+    fn script_arg(&self) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.unwrap_or(b"edgecount-abuse"))
+            .expect("HMAC takes keys of any length");
+        mac.update(self.ip.as_bytes());
+        let client = hex::encode(&mac.finalize().into_bytes()[..8]);
+        format!("{client}={}/{}", self.limit, self.window_secs.max(1))
+    }
+}
+
 /// How to hit.
 #[derive(Clone, Copy, Debug)]
 pub struct HitRequest<'a> {
@@ -57,6 +79,8 @@ pub struct HitRequest<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `None` when uniques are off (no secret) or the client's IP is unknown.
     pub visitor: Option<Visitor<'a>>,
+    /// `None` turns the per-client limit off.
+    pub abuse: Option<AbuseLimit<'a>>,
     pub clock: Clock,
 }
 
@@ -66,6 +90,7 @@ impl Default for HitRequest<'_> {
             count: true,
             idempotency_key: None,
             visitor: None,
+            abuse: None,
             clock: Clock::Redis,
         }
     }
@@ -84,6 +109,9 @@ pub struct HitOutcome {
     /// This hit created the counter.
     #[serde(skip)]
     pub created: bool,
+    /// Not counted: the client is over its abuse limit on this counter.
+    #[serde(skip)]
+    pub limited: bool,
 }
 
 /// HMAC-SHA256(secret, `ip|user agent|namespace|YYYYMMDD`), first 16 bytes in hex: the same
@@ -146,6 +174,7 @@ pub fn hit_call(name: &Name, request: &HitRequest<'_>) -> Result<ScriptCall, Cou
             DEFAULT_LOWER_BOUND.to_string(),
             DEFAULT_UPPER_BOUND.to_string(),
             request.clock.script_arg(),
+            request.abuse.map(|a| a.script_arg()).unwrap_or_default(),
         ],
     })
 }
@@ -160,6 +189,7 @@ pub fn parse_hit(reply: Reply) -> Result<HitOutcome, CounterError> {
         counted: flag(3)?,
         replay: flag(4)?,
         created: flag(5)?,
+        limited: flag(6)?,
     })
 }
 
@@ -264,6 +294,7 @@ mod tests {
             Reply::Int(1),
             Reply::Int(0),
             Reply::Int(1),
+            Reply::Int(0),
         ]);
         let outcome = parse_hit(reply).unwrap();
         assert_eq!(outcome.value, 9_007_199_254_740_993);

@@ -7,8 +7,12 @@
 -- ARGV[3] hourly bucket TTL (s)   ARGV[4] daily bucket and HLL TTL (s)   ARGV[5] idempotency TTL (s)
 -- ARGV[6], ARGV[7] update bounds written to the meta of a counter this hit creates
 -- ARGV[8] clock override (tests only; '' = TIME)
--- Returns {'ok', value, hits today, uniques today, counted 0/1, replay 0/1, created 0/1}
---      or {'overflow'}.
+-- ARGV[9] abuse limit 'client=limit/window_s' ('' = off): at most `limit` counted hits per client
+--         (a hash of its IP, never the IP) per fixed window on this counter; more are answered
+--         with the current value, uncounted and flagged limited. Kept in this counter's slot
+--         (`…:a:<client>:<window>`), so it costs no extra round trip and works on Cluster.
+-- Returns {'ok', value, hits today, uniques today, counted 0/1, replay 0/1, created 0/1,
+--          limited 0/1} or {'overflow'}.
 
 local now = counter_now(ARGV[8])
 local prefix = counter_prefix()
@@ -16,9 +20,9 @@ local day = day_label(now)
 local day_key = prefix .. ':d:' .. day
 local uniques_key = prefix .. ':u:' .. day
 
-local function answer(value, counted, replay, created)
+local function answer(value, counted, replay, created, limited)
   return {'ok', value, redis.call('GET', day_key) or '0', redis.call('PFCOUNT', uniques_key),
-    counted, replay, created}
+    counted, replay, created, limited or 0}
 end
 
 -- A retry of an already counted request answers the original value and counts nothing.
@@ -31,6 +35,19 @@ end
 
 if ARGV[1] ~= '1' then
   return answer(redis.call('GET', KEYS[1]) or '0', 0, 0, 0)
+end
+
+local abuse_client, abuse_limit, abuse_window = string.match(ARGV[9] or '', '^(%x+)=(%d+)/(%d+)$')
+if abuse_client then
+  local window = tonumber(abuse_window)
+  local abuse_key = prefix .. ':a:' .. abuse_client .. ':' .. math.floor(now / window)
+  local seen = redis.call('INCR', abuse_key)
+  if seen == 1 then
+    redis.call('EXPIRE', abuse_key, window)
+  end
+  if seen > tonumber(abuse_limit) then
+    return answer(redis.call('GET', KEYS[1]) or '0', 0, 0, 0, 1)
+  end
 end
 
 local is_new = redis.call('EXISTS', KEYS[1]) == 0
