@@ -180,6 +180,27 @@ impl Script {
     }
 }
 
+/// One script invocation, built by the core: run it with `Store::run` (EVALSHA, falling back to
+/// EVAL), or put [`ScriptCall::evalsha`] in a pipeline.
+#[derive(Clone, Debug)]
+pub struct ScriptCall {
+    pub script: &'static Script,
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+}
+
+impl ScriptCall {
+    /// `EVALSHA …` for this call.
+    pub fn evalsha(&self) -> Command {
+        self.script.evalsha(&self.keys, &self.args)
+    }
+
+    /// `EVAL …` for this call (after `NOSCRIPT`).
+    pub fn eval(&self) -> Command {
+        self.script.eval(&self.keys, &self.args)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

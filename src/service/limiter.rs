@@ -77,7 +77,7 @@ impl<S: Store> RateLimiter<S> {
     /// Any of the above by [`Mode`].
     pub async fn decide(&self, id: &str, cost: u64, mode: Mode) -> Result<Decision, LimitError> {
         let call = ratelimit::decision_call(&self.policies, id, cost, mode)?;
-        let reply = self.store.eval(call.script, &call.keys, &call.args).await?;
+        let reply = self.store.run(&call).await?;
         Ok(ratelimit::parse_decision(&self.policies, &reply)?)
     }
 }

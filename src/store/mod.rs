@@ -1,7 +1,7 @@
 //! How the core reaches Redis: the [`Store`] trait, implemented over the Upstash REST API
 //! ([`rest::RestStore`]) with a transport per target (reqwest natively, `worker::Fetch` in wasm).
 
-use crate::core::command::{Command, Reply, Script};
+use crate::core::command::{Command, Reply, Script, ScriptCall};
 
 pub mod rest;
 
@@ -79,6 +79,11 @@ pub trait Store {
             Err(e) if e.is_noscript() => self.command(&script.eval(keys, args)).await,
             other => other,
         }
+    }
+
+    /// Run a script call the core built (see [`Store::eval`]).
+    async fn run(&self, call: &ScriptCall) -> Result<Reply, StoreError> {
+        self.eval(call.script, &call.keys, &call.args).await
     }
 }
 

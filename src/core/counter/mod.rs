@@ -31,7 +31,7 @@ use std::sync::LazyLock;
 
 use http::StatusCode;
 
-use crate::core::command::{Command, Reply, ReplyError, Script};
+use crate::core::command::{Reply, ReplyError, Script};
 use crate::core::names::NameError;
 
 pub use admin::{
@@ -134,24 +134,7 @@ impl CounterError {
     }
 }
 
-/// One script invocation: run it with `store.eval(call.script, &call.keys, &call.args)`, or put
-/// [`ScriptCall::evalsha`] in a pipeline.
-#[derive(Clone, Debug)]
-pub struct ScriptCall {
-    pub script: &'static Script,
-    pub keys: Vec<String>,
-    pub args: Vec<String>,
-}
-
-impl ScriptCall {
-    pub fn evalsha(&self) -> Command {
-        self.script.evalsha(&self.keys, &self.args)
-    }
-
-    pub fn eval(&self) -> Command {
-        self.script.eval(&self.keys, &self.args)
-    }
-}
+pub use crate::core::command::ScriptCall;
 
 /// The counter scripts, each with the shared prelude `counter_lib.lua` prepended.
 pub mod scripts {

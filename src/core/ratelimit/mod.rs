@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::core::command::{Command, Script};
+use crate::core::command::Script;
 
 pub mod decision;
 pub mod headers;
@@ -113,25 +113,7 @@ pub fn script() -> &'static Script {
     SCRIPT.get_or_init(|| Script::new(include_str!("scripts/limit.lua")))
 }
 
-/// One invocation of the rate-limit script: run it with `Store::eval(script, &keys, &args)`.
-#[derive(Clone, Debug)]
-pub struct ScriptCall {
-    pub script: &'static Script,
-    pub keys: Vec<String>,
-    pub args: Vec<String>,
-}
-
-impl ScriptCall {
-    /// `EVALSHA …` for this call.
-    pub fn evalsha(&self) -> Command {
-        self.script.evalsha(&self.keys, &self.args)
-    }
-
-    /// `EVAL …` for this call (after `NOSCRIPT`).
-    pub fn eval(&self) -> Command {
-        self.script.eval(&self.keys, &self.args)
-    }
-}
+pub use crate::core::command::ScriptCall;
 
 /// The script call deciding `mode` with `cost` for identity `id` over `policies` (all of them
 /// atomically), timed by Redis `TIME`. This is the only builder the HTTP layer should use.
