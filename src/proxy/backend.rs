@@ -112,7 +112,8 @@ impl Backend {
         } else {
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.response_timeout))
+                // `Backend::bounded` times every operation; one timer per request is enough.
+                .set_response_timeout(None)
                 // Fail fast while Redis is down; the next request tries again.
                 .set_number_of_retries(0);
             let conns = (0..config.connections.max(1))

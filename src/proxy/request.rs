@@ -6,63 +6,96 @@
 
 use std::borrow::Cow;
 
+use std::fmt;
+
 use percent_encoding::percent_decode_str;
 use redis::Cmd;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::error::ProxyError;
 
 /// One command from a JSON array like `["SET","k","v","EX",100]`.
 pub fn parse_command(body: &[u8]) -> Result<Cmd, ProxyError> {
-    let args: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-        ProxyError::bad_request(format!(
-            "ERR failed to parse command: the body must be a JSON array of strings ({e})"
-        ))
-    })?;
-    command_from_args(&args)
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let cmd = CommandSeed
+        .deserialize(&mut de)
+        .and_then(|cmd| de.end().map(|()| cmd))
+        .map_err(|e| ProxyError::bad_request(format!("ERR failed to parse command: {e}")))?;
+    cmd.ok_or_else(|| ProxyError::bad_request("ERR empty command"))
 }
 
-/// The commands of a `/pipeline` or `/multi-exec` body: an array of command arrays.
+/// The commands of a `/pipeline` or `/multi-exec` body: an array of command arrays. Parsed in one
+/// pass straight into packed commands (this is the hot path of pipelined benchmarks).
 pub fn parse_pipeline(body: &[u8]) -> Result<Vec<Cmd>, ProxyError> {
-    let entries: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-        ProxyError::bad_request(format!(
-            "ERR failed to parse pipeline: the body must be a JSON array of command arrays ({e})"
-        ))
-    })?;
-    if entries.is_empty() {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let cmds = PipelineSeed
+        .deserialize(&mut de)
+        .and_then(|cmds| de.end().map(|()| cmds))
+        .map_err(|e| ProxyError::bad_request(format!("ERR failed to parse pipeline: {e}")))?;
+    if cmds.is_empty() {
         return Err(ProxyError::bad_request("ERR empty pipeline"));
     }
-    entries
-        .iter()
+    cmds.into_iter()
         .enumerate()
-        .map(|(i, entry)| {
-            let args: Vec<&RawValue> = if entry.get().starts_with('[') {
-                serde_json::from_str(entry.get()).map_err(|e| {
-                    ProxyError::bad_request(format!("ERR failed to parse command {i}: {e}"))
-                })?
-            } else {
-                return Err(ProxyError::bad_request(format!(
-                    "ERR pipeline entry {i} is not a command array"
-                )));
-            };
-            command_from_args(&args)
-        })
+        .map(|(i, c)| c.ok_or_else(|| ProxyError::bad_request(format!("ERR command {i} is empty"))))
         .collect()
 }
 
-fn command_from_args(args: &[&RawValue]) -> Result<Cmd, ProxyError> {
-    if args.is_empty() {
-        return Err(ProxyError::bad_request("ERR empty command"));
+/// Deserializes one JSON array of scalars into a command (`None` for `[]`).
+struct CommandSeed;
+
+impl<'de> DeserializeSeed<'de> for CommandSeed {
+    type Value = Option<Cmd>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
     }
-    let size: usize = args.iter().map(|a| a.get().len()).sum();
-    let mut cmd = Cmd::with_capacity(args.len(), size);
-    for arg in args {
-        match json_arg(arg)? {
-            Cow::Borrowed(s) => cmd.arg(s.as_bytes()),
-            Cow::Owned(s) => cmd.arg(s.as_bytes()),
-        };
+}
+
+impl<'de> Visitor<'de> for CommandSeed {
+    type Value = Option<Cmd>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a command: a JSON array of strings, numbers or booleans")
     }
-    Ok(cmd)
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut cmd: Option<Cmd> = None;
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            let arg = json_arg(raw).map_err(|e| A::Error::custom(e.to_string()))?;
+            cmd.get_or_insert_with(|| Cmd::with_capacity(4, 64))
+                .arg(arg.as_bytes());
+        }
+        Ok(cmd)
+    }
+}
+
+/// Deserializes an array of command arrays.
+struct PipelineSeed;
+
+impl<'de> DeserializeSeed<'de> for PipelineSeed {
+    type Value = Vec<Option<Cmd>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PipelineSeed {
+    type Value = Vec<Option<Cmd>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of command arrays")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut cmds = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+        while let Some(cmd) = seq.next_element_seed(CommandSeed)? {
+            cmds.push(cmd);
+        }
+        Ok(cmds)
+    }
 }
 
 /// One JSON array element as a Redis argument: strings unescaped, numbers and booleans as written.
