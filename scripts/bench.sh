@@ -1,0 +1,447 @@
+#!/usr/bin/env bash
+# Benchmarks, loopback only, bounded in time, everything in its own process group.
+#
+#   ./scripts/bench.sh                    every section that exists (today: proxy)
+#   ./scripts/bench.sh --only proxy       one section: proxy | worker | ratelimit
+#   options: --duration SECONDS (10)  --connections N (50)  --threads N (2)  --pipeline N (100)
+#            --requests N (redis-benchmark, 300000)  --no-write (do not update BENCHMARKS.md)
+#
+# proxy section, on ONE private redis-server, side by side in one run:
+#   (a) wrk → edgecount proxy (release build): POST / ["INCR","bench:proxy"], Bearer auth
+#   (b) wrk → webdis (GET /INCR/bench:webdis), the classic HTTP-to-Redis bridge, same Redis
+#   (c) redis-benchmark -t incr, direct RESP, not pipelined: the ceiling for one command per round trip
+#   (d) wrk → edgecount proxy POST /pipeline with 100 INCRs per request (commands/s = req/s × 100)
+# It prints req/s, p50, p99 and each server's CPU, the ratios proxy/webdis and proxy/redis-benchmark,
+# and writes them with the exact command into BENCHMARKS.md (between this section's markers, so
+# other sections are left alone).
+#
+# Adding a section: write bench_<name>() that fills RESULT_ROWS (see add_row) and
+# SECTION_NOTES, add <name> to SECTIONS; start servers with start_group (they are stopped on exit).
+# shellcheck disable=SC2016 # backticks inside printf formats are Markdown, not command substitution
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SECTIONS=(proxy worker ratelimit)
+ONLY=""
+DURATION=10
+CONNECTIONS=50
+THREADS=2
+PIPELINE=100
+REDIS_BENCH_REQUESTS=300000
+WRITE_MD=1
+ORIGINAL_ARGS=("$@")
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release/edgecount"
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/edgecount-bench.XXXXXX")"
+TOKEN="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+CLK_TCK="$(getconf CLK_TCK)"
+
+GROUPS_STARTED=()
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --only) ONLY="${2:?--only needs proxy|worker|ratelimit}"; shift 2 ;;
+      --only=*) ONLY="${1#*=}"; shift ;;
+      --duration) DURATION="${2:?}"; shift 2 ;;
+      --connections) CONNECTIONS="${2:?}"; shift 2 ;;
+      --threads) THREADS="${2:?}"; shift 2 ;;
+      --pipeline) PIPELINE="${2:?}"; shift 2 ;;
+      --requests) REDIS_BENCH_REQUESTS="${2:?}"; shift 2 ;;
+      --no-write) WRITE_MD=0; shift ;;
+      -h | --help) usage 0 ;;
+      *) printf 'unknown option: %s\n\n' "$1" >&2; usage 2 ;;
+    esac
+  done
+  if [[ -n "$ONLY" ]]; then
+    local s ok=0
+    for s in "${SECTIONS[@]}"; do [[ "$s" == "$ONLY" ]] && ok=1; done
+    [[ "$ok" -eq 1 ]] || die "--only must be one of: ${SECTIONS[*]}"
+  fi
+  [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 && "$DURATION" -le 120 ]] ||
+    die "--duration must be 1..120 seconds"
+}
+
+# --- process groups --------------------------------------------------------------------------------
+
+# shellcheck disable=SC2317 # runs from the trap
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  local pgid
+  for pgid in "${GROUPS_STARTED[@]+"${GROUPS_STARTED[@]}"}"; do
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+  done
+  sleep 0.3
+  for pgid in "${GROUPS_STARTED[@]+"${GROUPS_STARTED[@]}"}"; do
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+  done
+  rm -rf "$WORK_DIR"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Start "$@" in a new session (setsid without a fork: the pid is the process and its group id),
+# output to $WORK_DIR/NAME.log. Sets LAST_PID.
+start_group() {
+  local name="$1"
+  shift
+  setsid "$@" </dev/null >"$WORK_DIR/$name.log" 2>&1 &
+  LAST_PID=$!
+  GROUPS_STARTED+=("$LAST_PID")
+}
+
+free_port() {
+  local port n
+  for ((n = 0; n < 100; n++)); do
+    port=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+  die "no free port found"
+}
+
+# CPU seconds used so far by a process (all its threads), from /proc: utime + stime.
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# CPU% over an interval = ticks used / (ticks per second × seconds) × 100; one core = 100%.
+cpu_percent() {
+  local before="$1" after="$2" seconds="$3"
+  awk -v b="$before" -v a="$after" -v t="$CLK_TCK" -v s="$seconds" \
+    'BEGIN { if (s <= 0) { print "-"; exit } printf "%.0f%%", (a - b) / t / s * 100 }'
+}
+
+# --- setup -----------------------------------------------------------------------------------------
+
+ensure_tools() {
+  local missing=() cmd pkg
+  for pair in wrk:wrk webdis:webdis redis-benchmark:redis-tools redis-cli:redis-tools redis-server:redis-server; do
+    cmd="${pair%%:*}"
+    pkg="${pair##*:}"
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [[ "${#missing[@]}" -gt 0 ]]; then
+    log "installing ${missing[*]} (apt)"
+    # A policy-rc.d keeps the package from starting a system redis on 6379 (not ours to touch).
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [[ ! -e "$policy" ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && added=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    [[ "$added" -eq 0 ]] || rm -f "$policy"
+  fi
+}
+
+build_release() {
+  log "cargo build --release --bin edgecount"
+  cargo build --release --bin edgecount --quiet
+  [[ -x "$BIN" ]] || die "no release binary at $BIN"
+}
+
+start_redis() {
+  REDIS_PORT="$(free_port)"
+  # No persistence: this measures the HTTP layers, not the disk.
+  start_group redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$WORK_DIR" --daemonize no
+  REDIS_PID="$LAST_PID"
+  local n
+  for ((n = 0; n < 100; n++)); do
+    [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" == "PONG" ]] && return
+    sleep 0.1
+  done
+  die "redis-server did not start (log: $(cat "$WORK_DIR/redis.log"))"
+}
+
+start_proxy() {
+  local port
+  port="$(free_port)"
+  UPSTASH_REDIS_REST_TOKEN="$TOKEN" RUST_LOG=warn start_group proxy \
+    "$BIN" proxy --redis-url "redis://127.0.0.1:$REDIS_PORT" --listen "127.0.0.1:$port"
+  PROXY_PID="$LAST_PID"
+  local n
+  for ((n = 0; n < 200; n++)); do
+    if grep -q 'edgecount proxy listening on' "$WORK_DIR/proxy.log" 2>/dev/null; then
+      PROXY_URL="$(grep -Eo 'http://[^ ]+' "$WORK_DIR/proxy.log" | head -n 1)"
+      return
+    fi
+    kill -0 "$PROXY_PID" 2>/dev/null || die "proxy exited: $(cat "$WORK_DIR/proxy.log")"
+    sleep 0.1
+  done
+  die "proxy did not print its listening line within 20 s"
+}
+
+start_webdis() {
+  WEBDIS_PORT="$(free_port)"
+  # webdis gets the same number of worker threads as the proxy's tokio runtime (one per core).
+  cat >"$WORK_DIR/webdis.json" <<EOF
+{
+  "redis_host": "127.0.0.1",
+  "redis_port": $REDIS_PORT,
+  "redis_auth": null,
+  "http_host": "127.0.0.1",
+  "http_port": $WEBDIS_PORT,
+  "threads": $(nproc),
+  "pool_size": 20,
+  "daemonize": false,
+  "websockets": false,
+  "database": 0,
+  "acl": [{ "disabled": ["DEBUG", "FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN"] }],
+  "verbosity": 0,
+  "logfile": "$WORK_DIR/webdis-own.log"
+}
+EOF
+  start_group webdis webdis "$WORK_DIR/webdis.json"
+  WEBDIS_PID="$LAST_PID"
+  local n
+  for ((n = 0; n < 100; n++)); do
+    if curl -s --max-time 1 "http://127.0.0.1:$WEBDIS_PORT/PING" 2>/dev/null | grep -q PONG; then
+      return
+    fi
+    sleep 0.1
+  done
+  die "webdis did not answer within 10 s: $(cat "$WORK_DIR/webdis.log" 2>/dev/null)"
+}
+
+# --- measuring ------------------------------------------------------------------------------------
+
+RESULT_ROWS=() # "name|rps|p50_ms|p99_ms|server_cpu|notes"
+add_row() { RESULT_ROWS+=("$1|$2|$3|$4|$5|$6"); }
+
+# wrk's latency values come with units (us, ms, s): normalise to milliseconds.
+wrk_latency_ms() {
+  local pct="$1" file="$2"
+  awk -v p="$pct%" '
+    $1 == p {
+      v = $2
+      if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
+      else if (v ~ /ms$/) { sub(/ms$/, "", v); v = v + 0 }
+      else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
+      printf "%.2f", v; exit
+    }' "$file"
+}
+
+wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
+wrk_requests() { awk '/requests in/ {print $1; exit}' "$1"; }
+wrk_non2xx() { awk '/Non-2xx or 3xx responses:/ {print $NF}' "$1"; }
+wrk_errors() { awk '/Socket errors:/ {print}' "$1"; }
+
+# run_wrk NAME SERVER_PID WRK_ARGS... → measures, checks for errors, adds a row.
+# Commands run bounded: wrk stops itself after --duration; timeout guards against a hang.
+run_wrk() {
+  local name="$1" server_pid="$2"
+  shift 2
+  local out="$WORK_DIR/wrk-$name.txt" before after redis_before redis_after
+  log "$name: wrk $*"
+  # A short warm-up so connection set-up and first allocations are not in the numbers.
+  timeout 30 wrk -t "$THREADS" -c "$CONNECTIONS" -d 2s "$@" >/dev/null 2>&1 || true
+  before="$(cpu_ticks "$server_pid")"
+  redis_before="$(cpu_ticks "$REDIS_PID")"
+  timeout $((DURATION + 30)) wrk -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" --latency "$@" >"$out" 2>&1 ||
+    die "wrk failed for $name: $(cat "$out")"
+  after="$(cpu_ticks "$server_pid")"
+  redis_after="$(cpu_ticks "$REDIS_PID")"
+  cat "$out" >&2
+  local non2xx errors notes=""
+  non2xx="$(wrk_non2xx "$out")"
+  errors="$(wrk_errors "$out")"
+  [[ -z "$non2xx" ]] || notes="NON-2XX: $non2xx; "
+  [[ -z "$errors" ]] || notes="${notes}${errors}; "
+  notes="${notes}redis-server CPU $(cpu_percent "$redis_before" "$redis_after" "$DURATION")"
+  LAST_RPS="$(wrk_rps "$out")"
+  LAST_REQUESTS="$(wrk_requests "$out")"
+  add_row "$name" "$LAST_RPS" "$(wrk_latency_ms 50 "$out")" "$(wrk_latency_ms 99 "$out")" \
+    "$(cpu_percent "$before" "$after" "$DURATION")" "$notes"
+}
+
+# Every acknowledged INCR must be in Redis: the counter is at least the number of requests wrk saw
+# complete (requests still in flight when wrk stopped may add a few more).
+check_counter() {
+  local key="$1" min="$2" value
+  value="$(redis-cli -p "$REDIS_PORT" get "$key")"
+  if [[ "$value" =~ ^[0-9]+$ && "$value" -ge "$min" ]]; then
+    log "check $key = $value >= $min: ok"
+  else
+    die "check failed: $key = '$value', expected >= $min"
+  fi
+}
+
+# --- sections -------------------------------------------------------------------------------------
+
+bench_proxy() {
+  build_release
+  start_proxy
+  start_webdis
+  log "redis :$REDIS_PORT, proxy $PROXY_URL, webdis :$WEBDIS_PORT; ${DURATION}s per run"
+
+  # Sanity: each path answers the way the benchmark assumes.
+  curl -sf "$PROXY_URL" -H "Authorization: Bearer $TOKEN" -d '["PING"]' | grep -q PONG ||
+    die "proxy does not answer PING"
+
+  export EDGECOUNT_BENCH_TOKEN="$TOKEN"
+  # (a) proxy, one INCR per request
+  EDGECOUNT_BENCH_KEY="bench:proxy" run_wrk "proxy POST / INCR" "$PROXY_PID" \
+    -s scripts/bench/proxy_incr.lua "$PROXY_URL"
+  local proxy_rps="$LAST_RPS"
+  check_counter bench:proxy "$LAST_REQUESTS"
+
+  # (b) webdis, one INCR per request
+  run_wrk "webdis GET /INCR" "$WEBDIS_PID" "http://127.0.0.1:$WEBDIS_PORT/INCR/bench:webdis"
+  local webdis_rps="$LAST_RPS"
+  check_counter bench:webdis "$LAST_REQUESTS"
+
+  # (c) redis-benchmark, direct and not pipelined
+  local rb_out="$WORK_DIR/redis-benchmark.csv" before after
+  log "redis-benchmark -p $REDIS_PORT -c $CONNECTIONS -n $REDIS_BENCH_REQUESTS -t incr --csv"
+  before="$(cpu_ticks "$REDIS_PID")"
+  local started ended
+  started="$(date +%s.%N)"
+  timeout 120 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" \
+    -n "$REDIS_BENCH_REQUESTS" -t incr --csv >"$rb_out" 2>&1 || die "redis-benchmark failed: $(cat "$rb_out")"
+  ended="$(date +%s.%N)"
+  after="$(cpu_ticks "$REDIS_PID")"
+  cat "$rb_out" >&2
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  local rb_rps rb_p50 rb_p99 rb_secs
+  rb_rps="$(awk -F'","' '/^"INCR/ {printf "%.0f", $2}' "$rb_out")"
+  rb_p50="$(awk -F'","' '/^"INCR/ {printf "%.2f", $5}' "$rb_out")"
+  rb_p99="$(awk -F'","' '/^"INCR/ {printf "%.2f", $7}' "$rb_out")"
+  rb_secs="$(awk -v a="$started" -v b="$ended" 'BEGIN {printf "%.2f", b - a}')"
+  add_row "redis-benchmark INCR (direct)" "$rb_rps" "$rb_p50" "$rb_p99" \
+    "$(cpu_percent "$before" "$after" "$rb_secs") (redis)" "$REDIS_BENCH_REQUESTS requests in ${rb_secs}s"
+
+  # (d) proxy pipeline, PIPELINE INCRs per request
+  EDGECOUNT_BENCH_KEY="bench:pipeline" EDGECOUNT_BENCH_PIPELINE="$PIPELINE" \
+    run_wrk "proxy /pipeline x$PIPELINE" "$PROXY_PID" -s scripts/bench/proxy_pipeline.lua "$PROXY_URL"
+  local pipe_rps="$LAST_RPS"
+  check_counter bench:pipeline "$((LAST_REQUESTS * PIPELINE))"
+  local last=$((${#RESULT_ROWS[@]} - 1))
+  RESULT_ROWS[last]="${RESULT_ROWS[last]}; = $((pipe_rps * PIPELINE)) INCR/s"
+
+  SECTION_NOTES=(
+    "proxy / webdis (req/s): $(ratio "$proxy_rps" "$webdis_rps")"
+    "proxy / redis-benchmark (req/s): $(ratio "$proxy_rps" "$rb_rps")"
+    "proxy /pipeline x$PIPELINE: $((pipe_rps * PIPELINE)) INCR/s = $(ratio "$((pipe_rps * PIPELINE))" "$rb_rps") × redis-benchmark"
+  )
+}
+
+# Placeholders for the lead: workerd hits/s vs a JS @upstash/redis worker, rate-limit decisions/s.
+bench_worker() {
+  SECTION_NOTES=("not written yet: workerd (our wasm worker) hits/s vs a JS @upstash/redis worker")
+  return 3
+}
+
+bench_ratelimit() {
+  SECTION_NOTES=("not written yet: rate-limit decisions/s through the worker and edgecount serve")
+  return 3
+}
+
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) { print "-"; exit } printf "%.2f", a / b }'
+}
+
+# --- reporting ------------------------------------------------------------------------------------
+
+machine_note() {
+  local cpu
+  cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  printf '%s cores (%s), %s RAM, %s; load before the run: %s' "$(nproc)" "${cpu:-unknown CPU}" \
+    "$(free -h | awk '/^Mem:/ {print $2}')" "$(uname -sr)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+print_table() {
+  printf '| run | req/s | p50 ms | p99 ms | server CPU | notes |\n'
+  printf '|---|---:|---:|---:|---:|---|\n'
+  local row
+  for row in "${RESULT_ROWS[@]}"; do
+    IFS='|' read -r name rps p50 p99 cpu notes <<<"$row"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "$cpu" "$notes"
+  done
+}
+
+section_markdown() {
+  local section="$1"
+  printf '<!-- bench:%s:start -->\n' "$section"
+  printf '## %s\n\n' "$section"
+  printf 'Run %s on %s.\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$MACHINE_NOTE"
+  printf 'Command: `%s`\n\n' "$COMMAND_LINE"
+  case "$section" in
+    proxy)
+      printf 'wrk: `-t %s -c %s -d %ss --latency` (+2 s warm-up); redis-benchmark: `-c %s -n %s -t incr --csv`\n' \
+        "$THREADS" "$CONNECTIONS" "$DURATION" "$CONNECTIONS" "$REDIS_BENCH_REQUESTS"
+      printf '(not pipelined). One private redis-server (no persistence) serves all four runs; release\n'
+      printf 'build of the proxy; webdis %s with %s threads. Server CPU is the server process' "$(dpkg-query -W -f='${Version}' webdis 2>/dev/null || echo '?')" "$(nproc)"
+      printf "'s\nuser+system time over the run (100%% = one core).\n\n"
+      ;;
+  esac
+  print_table
+  printf '\n'
+  local note
+  for note in "${SECTION_NOTES[@]}"; do printf -- '- %s\n' "$note"; done
+  printf '\nCaveat: the load generator, the HTTP server and redis-server share the same %s cores, so\n' "$(nproc)"
+  printf 'absolute numbers are lower than on separate machines and vary run to run; compare the\n'
+  printf 'rows of one run with each other, not with other machines.\n'
+  printf '<!-- bench:%s:end -->\n' "$section"
+}
+
+# Replace this section's block in BENCHMARKS.md (or append it), leaving other sections as they are.
+write_markdown() {
+  local section="$1" file="$ROOT/BENCHMARKS.md" block="$WORK_DIR/section.md"
+  section_markdown "$section" >"$block"
+  if [[ ! -f "$file" ]]; then
+    printf '# Benchmarks\n\nWritten by `scripts/bench.sh`; each section is replaced by its own run.\n\n' >"$file"
+  fi
+  if grep -q "<!-- bench:$section:start -->" "$file"; then
+    awk -v start="<!-- bench:$section:start -->" -v end="<!-- bench:$section:end -->" -v blockfile="$block" '
+      $0 == start { while ((getline line < blockfile) > 0) print line; skipping = 1; next }
+      $0 == end { skipping = 0; next }
+      !skipping { print }
+    ' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
+  else
+    { printf '\n'; cat "$block"; } >>"$file"
+  fi
+  log "wrote section '$section' to BENCHMARKS.md"
+}
+
+main() {
+  parse_args "$@"
+  COMMAND_LINE="./scripts/bench.sh${ORIGINAL_ARGS[*]:+ ${ORIGINAL_ARGS[*]}}"
+  ensure_tools
+  MACHINE_NOTE="$(machine_note)"
+  start_redis
+  local section status ran=0
+  for section in "${SECTIONS[@]}"; do
+    [[ -z "$ONLY" || "$ONLY" == "$section" ]] || continue
+    RESULT_ROWS=()
+    SECTION_NOTES=()
+    status=0
+    "bench_$section" || status=$?
+    if [[ "$status" -eq 3 ]]; then
+      log "$section: skipped (${SECTION_NOTES[*]})"
+      [[ -z "$ONLY" ]] || exit 1
+      continue
+    fi
+    [[ "$status" -eq 0 ]] || die "$section failed"
+    ran=1
+    printf '\n' >&2
+    section_markdown "$section"
+    [[ "$WRITE_MD" -eq 0 ]] || write_markdown "$section"
+  done
+  [[ "$ran" -eq 1 ]] || die "no benchmark ran"
+}
+
+main "$@"
