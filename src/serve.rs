@@ -134,7 +134,7 @@ async fn forward_to_origin(client: &reqwest::Client, forward: Forward) -> Respon
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let store = NativeRestStore::connect(&args.rest_url, &args.rest_token)?;
-    let api = Api::new(store, config);
+    let api = Api::new(store, config, unix_now);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
@@ -146,6 +146,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 async fn shutdown_signal() {

@@ -13,7 +13,7 @@ use crate::core::ratelimit::headers::{
     decision_body, insert_rate_limit_headers, problem_body, PROBLEM_JSON,
 };
 use crate::core::ratelimit::{Decision, Mode, Policy, RateLimitError};
-use crate::service::{LimitError, RateLimiter};
+use crate::service::{Error, RateLimiter};
 use crate::store::Store;
 
 /// Says which way a decision went when Redis could not be reached.
@@ -100,8 +100,8 @@ pub async fn decide<S: Store>(
     let limiter = RateLimiter::with_policies(store, policies);
     match limiter.decide(id, cost, mode).await {
         Ok(decision) => Ok(Decided::Redis(decision)),
-        Err(LimitError::Rule(e)) => Err(e.into()),
-        Err(LimitError::Store(e)) if e.is_unavailable() => match config.fail_mode {
+        Err(Error::Rule(e)) => Err(e.into()),
+        Err(Error::Store(e)) if e.is_unavailable() => match config.fail_mode {
             FailMode::Open => Ok(Decided::FailedOpen(Decision::fail_open(limiter.policies()))),
             FailMode::Closed => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -109,7 +109,7 @@ pub async fn decide<S: Store>(
             )
             .with(json!({"fail_mode": "closed"}))),
         },
-        Err(LimitError::Store(e)) => Err(e.into()),
+        Err(Error::Store(e)) => Err(e.into()),
     }
 }
 

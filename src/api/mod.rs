@@ -3,6 +3,7 @@
 //! (`serve.rs`) only adapt their runtime's types to these.
 
 pub mod config;
+pub mod counters;
 pub mod limits;
 pub mod response;
 
@@ -12,16 +13,21 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::json;
 
-use crate::core::command::Command;
 use crate::core::ratelimit::Mode;
+use crate::service::Counters;
 use crate::store::Store;
 pub use config::{Config, FailMode};
 pub use response::{ApiBody, ApiError, ApiResponse};
 
+/// Unix time in seconds, from the platform (the worker has no `SystemTime`). It only names
+/// service-wide daily buckets and picks visitor-hash days; every decision uses Redis `TIME`.
+pub type Clock = fn() -> i64;
+
 /// The API over one store and one configuration; build once, share across requests.
 pub struct Api<S> {
-    store: S,
+    counters: Counters<S>,
     config: Config,
+    clock: Clock,
 }
 
 /// What the adapter knows about the caller beyond the request itself.
@@ -57,12 +63,16 @@ impl Call<'_> {
 type Response<S> = ApiResponse<<S as Store>::Messages>;
 
 impl<S: Store> Api<S> {
-    pub fn new(store: S, config: Config) -> Self {
-        Api { store, config }
+    pub fn new(store: S, config: Config, clock: Clock) -> Self {
+        Api {
+            counters: Counters::new(store).with_admin_token(config.admin_token.clone()),
+            config,
+            clock,
+        }
     }
 
     pub fn store(&self) -> &S {
-        &self.store
+        self.counters.store()
     }
 
     pub fn config(&self) -> &Config {
@@ -121,13 +131,19 @@ impl<S: Store> Api<S> {
 
     async fn route(&self, segments: &[String], call: &Call<'_>) -> Result<Response<S>, ApiError> {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let store = self.store();
         match parts.as_slice() {
             ["healthz"] => Ok(self.healthz().await),
             ["limit", policies, id] => {
-                limits::route(&self.store, &self.config, policies, id, false, call).await
+                limits::route(store, &self.config, policies, id, false, call).await
             }
             ["limit", policies, id, "refund"] => {
-                limits::route(&self.store, &self.config, policies, id, true, call).await
+                limits::route(store, &self.config, policies, id, true, call).await
+            }
+            ["batch"] => counters::batch(&self.counters, call).await,
+            [verb, names @ ..] if COUNTER_ROUTES.contains(verb) && names.len() <= 2 => {
+                let now = (self.clock)();
+                counters::route(&self.counters, &self.config, now, verb, names, call).await
             }
             _ => Err(ApiError::not_found("no such route")),
         }
@@ -145,7 +161,7 @@ impl<S: Store> Api<S> {
             .split('/')
             .find(|s| !s.is_empty())
             .unwrap_or_default();
-        if API_ROUTES.contains(&first) {
+        if is_api_route(first) {
             return Handled::Respond(self.handle(request, client).await);
         }
         let (parts, body) = request.into_parts();
@@ -165,7 +181,7 @@ impl<S: Store> Api<S> {
             Ok(policies) if policies.is_empty() => None,
             Ok(policies) => Some(
                 limits::decide(
-                    &self.store,
+                    self.store(),
                     &self.config,
                     policies,
                     &identity,
@@ -202,7 +218,7 @@ impl<S: Store> Api<S> {
     }
 
     async fn healthz(&self) -> Response<S> {
-        match self.store.command(&Command::new("PING")).await {
+        match self.counters.ping().await {
             Ok(_) => response::json_response(StatusCode::OK, &json!({"ok": true})),
             Err(e) => response::json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -212,11 +228,15 @@ impl<S: Store> Api<S> {
     }
 }
 
-/// First path segments that belong to the API; gateway mode forwards everything else.
-const API_ROUTES: &[&str] = &[
+/// Routes about one counter (`/{verb}/{ns}/{key}` or `/{verb}/{key}`).
+const COUNTER_ROUTES: &[&str] = &[
     "hit", "get", "create", "set", "update", "reset", "delete", "info", "stats", "stream", "badge",
-    "batch", "healthz", "limit",
 ];
+
+/// First path segments that belong to the API; gateway mode forwards everything else.
+fn is_api_route(first: &str) -> bool {
+    COUNTER_ROUTES.contains(&first) || matches!(first, "batch" | "healthz" | "limit")
+}
 
 /// What to do with a request: answer it, or forward it to the origin (gateway mode).
 pub enum Handled<M> {

@@ -5,3 +5,4 @@ pub mod command;
 pub mod counter;
 pub mod names;
 pub mod ratelimit;
+pub mod visit;

@@ -2,18 +2,11 @@
 //! script call and one store round trip per decision.
 
 use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
-/// Why a decision could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum LimitError {
-    /// The request itself is wrong (unknown policy, bad id, cost above the limit).
-    #[error(transparent)]
-    Rule(#[from] RateLimitError),
-    /// Redis could not be reached or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+/// Why a decision could not be made: a rule (unknown policy, bad id, cost above the limit) or
+/// the store.
+pub type LimitError = super::Error<RateLimitError>;
 
 /// Rate limits for identities (users, IPs, API keys) over a fixed list of policies, all checked
 /// atomically: a consume is admitted by every policy or by none.

@@ -1,6 +1,33 @@
 //! Services: the core's rules put to work over a [`Store`](crate::store::Store). Async, but
 //! runtime-free, so the same code runs in the worker and natively.
 
+pub mod counters;
 pub mod limiter;
 
+pub use counters::Counters;
 pub use limiter::{LimitError, RateLimiter};
+
+use crate::store::StoreError;
+
+/// Why a service operation failed: the core's rules said no (`E`), or the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error<E> {
+    #[error(transparent)]
+    Rule(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<crate::core::counter::CounterError> for Error<crate::core::counter::CounterError> {
+    fn from(e: crate::core::counter::CounterError) -> Self {
+        Error::Rule(e)
+    }
+}
+
+impl From<crate::core::ratelimit::RateLimitError>
+    for Error<crate::core::ratelimit::RateLimitError>
+{
+    fn from(e: crate::core::ratelimit::RateLimitError) -> Self {
+        Error::Rule(e)
+    }
+}
