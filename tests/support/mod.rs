@@ -7,3 +7,4 @@ pub mod redis_server;
 
 pub use redis_server::RedisServer;
 pub mod proxy;
+pub mod workerd;
