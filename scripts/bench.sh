@@ -245,7 +245,7 @@ wrk_errors() { awk '/Socket errors:/ {print}' "$1"; }
 run_wrk() {
   local name="$1" server_pid="$2"
   shift 2
-  local out="$WORK_DIR/wrk-$name.txt" before after redis_before redis_after
+  local out="$WORK_DIR/wrk-${name//[^A-Za-z0-9]/_}.txt" before after redis_before redis_after
   log "$name: wrk $*"
   # A short warm-up so connection set-up and first allocations are not in the numbers.
   timeout 30 wrk -t "$THREADS" -c "$CONNECTIONS" -d 2s "$@" >/dev/null 2>&1 || true
