@@ -542,16 +542,32 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
         "edgecount proxy started"
     );
     let shutdown_state = state.clone();
-    axum::serve(listener, app_with(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            shutdown_state.begin_shutdown();
-        })
-        .await?;
+    let mut stopping = state.shutdown.subscribe();
+    // Small request/response pairs on keep-alive connections: never wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let serve = axum::serve(listener, app_with(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        shutdown_state.begin_shutdown();
+    });
+    let serve = std::future::IntoFuture::into_future(serve);
+    // Graceful shutdown waits for open requests (each bounded by the Redis timeout); cap it anyway.
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = grace => tracing::warn!("open requests did not finish in time; exiting anyway"),
+    }
     tracing::info!("edgecount proxy stopped");
     Ok(())
 }
+
+/// How long shutdown waits for open requests after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = async {
