@@ -206,19 +206,22 @@ impl ProxyState {
 
     /// `Ok(read_only)` for a known token, 401 otherwise. Constant-time comparisons.
     fn authorize(&self, headers: &HeaderMap, query: Option<&str>) -> Result<bool, ProxyError> {
-        let from_header = headers
+        let from_query;
+        let presented: &[u8] = match headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .map(|t| t.trim_ascii().to_vec());
-        let presented = match from_header {
-            Some(t) => t,
-            None => request::query_token(query).ok_or(ProxyError::Unauthorized)?,
+        {
+            Some(t) => t.trim_ascii(),
+            None => {
+                from_query = request::query_token(query).ok_or(ProxyError::Unauthorized)?;
+                &from_query
+            }
         };
-        if bool::from(presented.as_slice().ct_eq(&self.token)) {
+        if bool::from(presented.ct_eq(&self.token)) {
             return Ok(false);
         }
         if let Some(ro) = &self.read_only_token {
-            if bool::from(presented.as_slice().ct_eq(ro)) {
+            if bool::from(presented.ct_eq(ro)) {
                 return Ok(true);
             }
         }
