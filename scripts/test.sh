@@ -104,7 +104,7 @@ run_stage() {
 }
 
 # Add the pass/fail counts a runner printed to the totals. Formats: cargo's `test result: ok. 12
-# passed; 0 failed`, node's `# pass 12`/`ℹ pass 12`, pytest's `12 passed, 1 failed`.
+# passed; 0 failed`, node's `# pass 12`/`ℹ pass 12` (+ fail, cancelled), pytest's `12 passed, 1 failed`.
 count_results() {
   local kind="$1" log="$LOG_DIR/$2.log" p=0 f=0
   [[ -f "$log" ]] || return 0
@@ -117,7 +117,8 @@ count_results() {
       ;;
     node)
       p="$(grep -Eo '^(# |ℹ )pass [0-9]+' "$log" | awk '{s += $NF} END {print s + 0}')"
-      f="$(grep -Eo '^(# |ℹ )fail [0-9]+' "$log" | awk '{s += $NF} END {print s + 0}')"
+      # A failed before() hook cancels the tests under it: those count as failures too.
+      f="$(grep -Eo '^(# |ℹ )(fail|cancelled) [0-9]+' "$log" | awk '{s += $NF} END {print s + 0}')"
       ;;
     pytest)
       local last
