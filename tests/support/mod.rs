@@ -6,5 +6,6 @@ pub mod direct;
 pub mod redis_server;
 
 pub use redis_server::RedisServer;
+pub mod edge;
 pub mod proxy;
 pub mod workerd;

@@ -1,0 +1,773 @@
+//! The counter and rate-limit API cases, written once against HTTP and run against both fronts:
+//! `tests/api_serve.rs` (native `edgecount serve`) and `tests/worker_e2e.rs` (the wasm worker in
+//! workerd). Each case starts its own stack (private redis-server, real proxy, front end).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::edge::{Edge, Kind, ADMIN_TOKEN};
+
+/// Generate one `#[tokio::test]` per case for a front end.
+#[macro_export]
+macro_rules! api_cases {
+    ($kind:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                api_cases::$case($kind).await;
+            }
+        )*
+    };
+}
+
+/// Every case, for `api_cases!(kind; all…)`.
+#[macro_export]
+macro_rules! all_api_cases {
+    ($kind:expr) => {
+        api_cases!($kind;
+            hit_creates_counts_and_names_the_path,
+            get_reads_without_changing_and_404s_as_json,
+            abacus_create_and_admin_lifecycle,
+            countapi_create_with_reset_and_bounds,
+            bad_names_and_numbers_are_json_400s,
+            idempotent_retries_count_once,
+            bots_head_prefetch_and_owner_are_not_counted,
+            uniques_count_visitors_not_hits,
+            info_and_stats_describe_the_counter,
+            badge_renders_svg_and_can_count,
+            batch_runs_many_operations_with_per_index_results,
+            stream_sends_the_value_then_every_change,
+            cors_preflight_and_jsonp,
+            abuse_limit_stops_one_client_inflating_a_counter,
+            rate_limit_consumes_peeks_refunds_and_resets,
+            rate_limit_policies_combine_atomically,
+            rate_limit_errors_are_clear,
+            concurrent_hits_are_all_counted,
+            healthz_reports_redis,
+            unknown_routes_and_methods_are_json_errors,
+        );
+    };
+}
+
+async fn json_of(response: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}), status {status}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, headers, body)
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    json_of(request.send().await.expect("request")).await
+}
+
+/// The first client IP the worker sees (`CF-Connecting-IP`, set by Cloudflare in production);
+/// `serve` takes the socket peer instead.
+fn from_ip(request: reqwest::RequestBuilder, ip: &str) -> reqwest::RequestBuilder {
+    request.header("cf-connecting-ip", ip)
+}
+
+pub async fn hit_creates_counts_and_names_the_path(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    for expected in 1..=3 {
+        let (status, headers, body) = send(edge.post("/hit/blog/home")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["value"], expected);
+        assert_eq!(body["today"], expected);
+        assert_eq!(body["counted"], true);
+        assert_eq!(headers["x-path"], "blog/home");
+        assert_eq!(headers["content-type"], "application/json");
+    }
+    // GET hits too; one segment means the `default` namespace.
+    let (_, headers, body) = send(edge.get("/hit/solo-key")).await;
+    assert_eq!(body["value"], 1);
+    assert_eq!(headers["x-path"], "default/solo-key");
+    assert_eq!(edge.redis.cli(&["GET", "ec:{blog:home}:v"]), "3");
+}
+
+pub async fn get_reads_without_changing_and_404s_as_json(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let (status, _, body) = send(edge.get("/get/blog/missing")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body, json!({"error": "counter not found", "value": null}));
+    send(edge.post("/hit/blog/page")).await;
+    for _ in 0..3 {
+        let (status, headers, body) = send(edge.get("/get/blog/page")).await;
+        assert_eq!((status.as_u16(), body), (200, json!({"value": 1})));
+        assert_eq!(headers["x-path"], "blog/page");
+    }
+    // A read never creates anything.
+    assert_eq!(edge.redis.cli(&["EXISTS", "ec:{blog:missing}:v"]), "0");
+}
+
+pub async fn abacus_create_and_admin_lifecycle(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let (status, _, created) = send(edge.post("/create/shop/stock?initializer=10")).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["namespace"], "shop");
+    assert_eq!(created["key"], "stock");
+    assert_eq!(created["value"], 10);
+    let admin_key = created["admin_key"].as_str().unwrap().to_owned();
+    assert!(admin_key.len() >= 32);
+    // Stored only as a hash.
+    let meta = edge.redis.cli(&["HGETALL", "ec:{shop:stock}:m"]);
+    assert!(!meta.contains(&admin_key), "{meta}");
+
+    let (status, _, body) = send(edge.post("/create/shop/stock")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].is_string());
+
+    // Set needs the admin key (enable_reset is off for Abacus counters).
+    let (status, _, body) = send(edge.post("/set/shop/stock?value=99")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = send(
+        edge.post("/set/shop/stock?value=99")
+            .bearer_auth("wrong-key"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = send(
+        edge.post("/set/shop/stock?value=42")
+            .bearer_auth(&admin_key),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({"old_value": 10, "value": 42}))
+    );
+
+    // Update: anyone within the default bounds (-1..1), the admin beyond them.
+    let (status, _, body) = send(edge.post("/update/shop/stock?amount=1")).await;
+    assert_eq!((status.as_u16(), body), (200, json!({"value": 43})));
+    let (status, _, body) = send(edge.post("/update/shop/stock?amount=-5")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = send(
+        edge.post("/update/shop/stock?value=-5")
+            .bearer_auth(&admin_key),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body), (200, json!({"value": 38})));
+    // The service admin token works on every counter.
+    let (status, _, body) = send(
+        edge.post("/update/shop/stock?amount=100")
+            .bearer_auth(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body), (200, json!({"value": 138})));
+
+    let (status, _, body) = send(edge.post("/reset/shop/stock")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = send(edge.post("/reset/shop/stock").bearer_auth(&admin_key)).await;
+    assert_eq!((status.as_u16(), body), (200, json!({"value": 0})));
+
+    let (status, _, body) = send(
+        edge.request(Method::DELETE, "/delete/shop/stock")
+            .bearer_auth(&admin_key),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body), (200, json!({"deleted": true})));
+    let (status, _, _) = send(edge.get("/get/shop/stock")).await;
+    assert_eq!(status, 404);
+    // Re-created, the old admin key is worthless.
+    let (status, _, _) = send(edge.post("/create/shop/stock")).await;
+    assert_eq!(status, 201);
+    let (status, _, _) = send(edge.post("/reset/shop/stock").bearer_auth(&admin_key)).await;
+    assert_eq!(status, 403);
+}
+
+pub async fn countapi_create_with_reset_and_bounds(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let (status, headers, body) = send(edge.get(
+        "/create?namespace=site&key=visits&value=5&enable_reset=1&update_lowerbound=-2&update_upperbound=3",
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], 5);
+    assert_eq!(headers["x-path"], "site/visits");
+    // enable_reset lets anyone set.
+    let (status, _, body) = send(edge.get("/set/site/visits?value=7")).await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({"old_value": 5, "value": 7}))
+    );
+    let (_, _, body) = send(edge.get("/update/site/visits?amount=3")).await;
+    assert_eq!(body, json!({"value": 10}));
+    let (status, _, _) = send(edge.get("/update/site/visits?amount=4")).await;
+    assert_eq!(status, 403);
+    let (_, _, info) = send(edge.get("/info/site/visits")).await;
+    assert_eq!(info["enable_reset"], true);
+    assert_eq!(info["update_lowerbound"], -2);
+    assert_eq!(info["update_upperbound"], 3);
+    // Defaults: namespace `default`, a random UUID key.
+    let (status, _, body) = send(edge.get("/create")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["namespace"], "default");
+    assert_eq!(body["key"].as_str().unwrap().len(), 36);
+    // CountAPI's own validation messages.
+    let (status, _, body) = send(edge.get("/create?key=abc&update_upperbound=-1")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "update_upperbound must be positive");
+    let (status, _, body) = send(edge.get("/create?key=abcd&update_lowerbound=1")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "update_lowerbound must be negative");
+    let (status, _, body) = send(edge.get("/create?namespace=x&key=y")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "Malformed Namespace/Key");
+}
+
+pub async fn bad_names_and_numbers_are_json_400s(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    for path in [
+        "/hit/ab/home",
+        "/hit/blog/h",
+        "/hit/blog/has%20space",
+        &format!("/hit/blog/{}", "k".repeat(65)),
+        "/get/bl%7Bog/home",
+    ] {
+        let (status, _, body) = send(edge.post(path)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"], "Malformed Namespace/Key", "{path}");
+    }
+    send(edge.post("/create/blog/num")).await;
+    for path in [
+        "/update/blog/num?amount=x",
+        "/update/blog/num?amount=1.5",
+        "/set/blog/num?value=99999999999999999999",
+        "/set/blog/num",
+        "/stats/blog/num?days=0",
+        "/stats/blog/num?days=abc",
+    ] {
+        let (status, _, body) = send(edge.request(
+            if path.starts_with("/stats") {
+                Method::GET
+            } else {
+                Method::POST
+            },
+            path,
+        ))
+        .await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}"
+        );
+    }
+    // Nothing changed.
+    assert_eq!(edge.redis.cli(&["GET", "ec:{blog:num}:v"]), "0");
+}
+
+pub async fn idempotent_retries_count_once(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    send(edge.post("/hit/blog/idem")).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let (_, _, body) = send(
+            edge.post("/hit/blog/idem")
+                .header("idempotency-key", "req-7"),
+        )
+        .await;
+        answers.push(body["value"].clone());
+    }
+    assert_eq!(answers, [json!(2), json!(2), json!(2), json!(2)]);
+    let (_, _, body) = send(edge.post("/hit/blog/idem?rid=other")).await;
+    assert_eq!(body["value"], 3);
+    let (_, _, body) = send(edge.get("/get/blog/idem")).await;
+    assert_eq!(body["value"], 3);
+    let (status, _, _) = send(
+        edge.post("/hit/blog/idem")
+            .header("idempotency-key", "bad key"),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+pub async fn bots_head_prefetch_and_owner_are_not_counted(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    send(edge.post("/hit/blog/filter")).await;
+    let bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let (_, _, body) = send(edge.post("/hit/blog/filter").header("user-agent", bot)).await;
+    assert_eq!(body["counted"], false);
+    assert_eq!(body["value"], 1);
+    let (_, _, body) = send(
+        edge.get("/hit/blog/filter")
+            .header("sec-purpose", "prefetch"),
+    )
+    .await;
+    assert_eq!(body["counted"], false);
+    let (_, _, body) = send(
+        edge.get("/hit/blog/filter")
+            .header("cookie", "edgecount_exclude=1"),
+    )
+    .await;
+    assert_eq!(body["counted"], false);
+    let head = edge
+        .request(Method::HEAD, "/hit/blog/filter")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    let (_, _, body) = send(edge.get("/get/blog/filter")).await;
+    assert_eq!(body["value"], 1);
+}
+
+pub async fn uniques_count_visitors_not_hits(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    // The worker reads CF-Connecting-IP; serve sees one socket peer, so there the user agent
+    // tells the visitors apart.
+    for (ip, ua) in [
+        ("198.51.100.1", "A"),
+        ("198.51.100.1", "A"),
+        ("198.51.100.2", "B"),
+    ] {
+        let request = edge
+            .post("/hit/blog/uniq")
+            .header("user-agent", format!("Mozilla/5.0 {ua}"));
+        send(from_ip(request, ip)).await;
+    }
+    let (_, _, body) = send(
+        edge.post("/hit/blog/uniq")
+            .header("user-agent", "Mozilla/5.0 A"),
+    )
+    .await;
+    assert_eq!(body["value"], 4);
+    assert_eq!(body["today"], 4);
+    let uniques = body["uniques_today"].as_i64().unwrap();
+    if kind == Kind::Worker {
+        // A (ip 1), B (ip 2), and A again without CF-Connecting-IP (not counted as a visitor).
+        assert_eq!(uniques, 2, "{body}");
+    } else {
+        assert_eq!(uniques, 2, "{body}");
+    }
+    // No IP anywhere in Redis.
+    let keys = edge.redis.cli(&["KEYS", "*"]);
+    assert!(!keys.contains("198.51.100"), "{keys}");
+}
+
+pub async fn info_and_stats_describe_the_counter(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    for _ in 0..3 {
+        send(edge.post("/hit/blog/stats")).await;
+    }
+    let (status, _, info) = send(edge.get("/info/blog/stats")).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["namespace"], "blog");
+    assert_eq!(info["key"], "stats");
+    assert_eq!(info["value"], 3);
+    assert!(
+        info["created"].as_i64().unwrap() > 1_700_000_000_000,
+        "{info}"
+    );
+    for field in [
+        "expires_in",
+        "enable_reset",
+        "update_lowerbound",
+        "update_upperbound",
+    ] {
+        assert!(info.get(field).is_some(), "{field} missing: {info}");
+    }
+    let (status, _, stats) = send(edge.get("/stats/blog/stats?days=7")).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["total"], 3);
+    let days = stats["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7);
+    assert_eq!(days.last().unwrap()["hits"], 3);
+    assert!(days.last().unwrap()["date"].as_str().unwrap().len() == 10);
+    let hours = stats["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 48);
+    assert_eq!(
+        hours
+            .iter()
+            .map(|h| h["hits"].as_i64().unwrap())
+            .sum::<i64>(),
+        3
+    );
+    // Service-wide figures.
+    let (status, _, global) = send(edge.get("/stats")).await;
+    assert_eq!(status, 200, "{global}");
+    assert_eq!(global["counters"], 1);
+    assert_eq!(global["hits_today"], 3);
+    let (status, _, _) = send(edge.get("/info/blog/nothing")).await;
+    assert_eq!(status, 404);
+}
+
+pub async fn badge_renders_svg_and_can_count(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let response = edge
+        .get("/badge/blog/badge.svg?label=readers&color=green&style=for-the-badge&count=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-cache, no-store, must-revalidate"
+    );
+    let svg = response.text().await.unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.contains("READERS") || svg.contains("readers"), "{svg}");
+    let (_, _, body) = send(edge.get("/get/blog/badge")).await;
+    assert_eq!(body["value"], 1);
+    // Without count=1 it only reads.
+    let svg = edge
+        .get("/badge/blog/badge.svg")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(svg.contains(">1<"), "{svg}");
+    let (_, _, body) = send(edge.get("/get/blog/badge")).await;
+    assert_eq!(body["value"], 1);
+    // Bad colours and styles are refused, not injected.
+    let (status, _, body) = send(edge.get("/badge/blog/badge.svg?color=%22%3E%3Cscript%3E")).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, _) = send(edge.get("/badge/blog/badge.svg?style=round")).await;
+    assert_eq!(status, 400);
+}
+
+pub async fn batch_runs_many_operations_with_per_index_results(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    send(edge.post("/create/shop/items")).await;
+    let ops = json!([
+        {"op": "hit", "namespace": "blog", "key": "batch"},
+        {"op": "hit", "namespace": "blog", "key": "batch"},
+        {"op": "update", "namespace": "shop", "key": "items", "amount": 1},
+        {"op": "update", "namespace": "shop", "key": "items", "amount": 50},
+        {"op": "hit", "namespace": "b", "key": "x"},
+        {"op": "explode", "key": "x"},
+    ]);
+    let (status, _, body) = send(edge.post("/batch").json(&ops)).await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    assert_eq!(results[0]["value"], 1);
+    assert_eq!(results[1]["value"], 2);
+    assert_eq!(results[2]["value"], 1);
+    assert_eq!(results[3]["status"], 403);
+    assert_eq!(results[4]["status"], 400);
+    assert_eq!(results[5]["status"], 400);
+    assert_eq!(body["failed"], json!([3, 4, 5]));
+    // Bad bodies.
+    let (status, _, _) = send(edge.post("/batch").body("not json")).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = send(edge.post("/batch").json(&json!([]))).await;
+    assert_eq!(status, 400);
+    let too_many: Vec<Value> = (0..501)
+        .map(|_| json!({"op": "hit", "key": "many"}))
+        .collect();
+    let (status, _, _) = send(edge.post("/batch").json(&too_many)).await;
+    assert_eq!(status, 400);
+    let five_hundred: Vec<Value> = (0..500)
+        .map(|_| json!({"op": "hit", "key": "many"}))
+        .collect();
+    let (status, _, body) = send(edge.post("/batch").json(&five_hundred)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][499]["value"], 500);
+}
+
+pub async fn stream_sends_the_value_then_every_change(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    send(edge.post("/hit/blog/live")).await;
+    let response = edge.get("/stream/blog/live").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = response.bytes_stream();
+    let mut seen = String::new();
+    let mut next_event = async || -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = seen.find("\n\n") {
+                let event: String = seen.drain(..end + 2).collect();
+                return event.trim().to_owned();
+            }
+            let chunk = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("stream open")
+                .expect("chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    assert_eq!(next_event().await, r#"data: {"value":1}"#);
+    send(edge.post("/hit/blog/live")).await;
+    assert_eq!(next_event().await, r#"data: {"value":2}"#);
+    send(edge.post("/update/blog/live?amount=1")).await;
+    assert_eq!(next_event().await, r#"data: {"value":3}"#);
+    let (status, _, _) = send(edge.get("/stream/blog/nothing")).await;
+    assert_eq!(status, 404);
+}
+
+pub async fn cors_preflight_and_jsonp(kind: Kind) {
+    let edge = Edge::start(kind, &[("EDGECOUNT_ALLOWED_ORIGINS", "https://my.site")]).await;
+    let preflight = edge
+        .request(Method::OPTIONS, "/hit/blog/home")
+        .header("origin", "https://my.site")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://my.site"
+    );
+    assert!(preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let (_, headers, _) = send(
+        edge.post("/hit/blog/home")
+            .header("origin", "https://my.site"),
+    )
+    .await;
+    assert_eq!(headers["access-control-allow-origin"], "https://my.site");
+    let (_, headers, _) = send(
+        edge.post("/hit/blog/home")
+            .header("origin", "https://evil.example"),
+    )
+    .await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    let response = edge
+        .get("/get/blog/home?callback=show.count")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"/**/show.count({"value":2});"#
+    );
+    let (status, _, _) = send(edge.get("/get/blog/home?callback=alert(1)")).await;
+    assert_eq!(status, 400);
+}
+
+pub async fn abuse_limit_stops_one_client_inflating_a_counter(kind: Kind) {
+    let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "3")]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = from_ip(edge.post("/hit/blog/abuse"), "203.0.113.5")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["value"], 3);
+            assert_eq!(body["counted"], false);
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let (_, _, body) = send(edge.get("/get/blog/abuse")).await;
+    assert_eq!(body["value"], 3);
+    // Another counter has its own budget.
+    let response = from_ip(edge.post("/hit/blog/other"), "203.0.113.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing: {headers:?}"))
+        .to_str()
+        .unwrap()
+}
+
+pub async fn rate_limit_consumes_peeks_refunds_and_resets(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    for remaining in [2, 1, 0] {
+        let (status, headers, body) = send(edge.post("/limit/api/user-1")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["allowed"], true);
+        assert_eq!(body["limit"], 3);
+        assert_eq!(body["remaining"], remaining);
+        assert_eq!(body["policy"], "api");
+        assert_eq!(header(&headers, "ratelimit-policy"), r#""api";q=3;w=3600"#);
+        assert!(header(&headers, "ratelimit").starts_with(&format!(r#""api";r={remaining};t="#)));
+        assert_eq!(header(&headers, "x-ratelimit-limit"), "3");
+        assert_eq!(
+            header(&headers, "x-ratelimit-remaining"),
+            remaining.to_string()
+        );
+    }
+    let response = edge.post("/limit/api/user-1").send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let retry_after: u64 = header(response.headers(), "retry-after").parse().unwrap();
+    // Sliding window: the full window's weight still counts into the next window, so the wait
+    // can exceed the window (at most two windows).
+    assert!((1..=7200).contains(&retry_after), "{retry_after}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 429);
+    assert_eq!(problem["violated-policies"], json!(["api"]));
+    // Peek never consumes and never answers 429.
+    let (status, _, body) = send(edge.get("/limit/api/user-1")).await;
+    assert_eq!(
+        (
+            status.as_u16(),
+            body["allowed"].clone(),
+            body["remaining"].clone()
+        ),
+        (200, json!(false), json!(0))
+    );
+    // Another identity is untouched.
+    let (_, _, body) = send(edge.get("/limit/api/user-2")).await;
+    assert_eq!(body["remaining"], 3);
+    // Refund gives back, never above the limit.
+    let (status, _, body) = send(edge.post("/limit/api/user-1/refund?cost=2")).await;
+    assert_eq!(
+        (status.as_u16(), body["remaining"].clone()),
+        (200, json!(2))
+    );
+    let (_, _, body) = send(edge.post("/limit/api/user-1/refund?cost=3")).await;
+    assert_eq!(body["remaining"], 3);
+    // Weighted cost.
+    let (status, _, body) = send(edge.post("/limit/api/user-1?cost=3")).await;
+    assert_eq!(
+        (status.as_u16(), body["remaining"].clone()),
+        (200, json!(0))
+    );
+    // Reset is for admins.
+    let (status, _, _) = send(edge.request(Method::DELETE, "/limit/api/user-1")).await;
+    assert_eq!(status, 401);
+    let (status, _, body) = send(
+        edge.request(Method::DELETE, "/limit/api/user-1")
+            .bearer_auth(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body), (200, json!({"reset": true})));
+    let (_, _, body) = send(edge.get("/limit/api/user-1")).await;
+    assert_eq!(body["remaining"], 3);
+    // Every key the limiter wrote has a TTL.
+    for key in edge
+        .redis
+        .cli(&["KEYS", "rl:*"])
+        .lines()
+        .filter(|k| !k.is_empty())
+    {
+        let ttl: i64 = edge.redis.cli(&["PTTL", key]).parse().unwrap();
+        assert!(ttl > 0, "{key} has no TTL");
+    }
+}
+
+pub async fn rate_limit_policies_combine_atomically(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    // `daily` allows 5, `fixed` 3: the third consume exhausts `fixed`, the fourth is refused by
+    // it, and `daily` must not have been charged for the refused one.
+    for _ in 0..3 {
+        let (status, _, _) = send(edge.post("/limit/fixed+daily/u")).await;
+        assert_eq!(status, 200);
+    }
+    let response = edge.post("/limit/fixed+daily/u").send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let policy = header(response.headers(), "ratelimit-policy").to_owned();
+    assert!(
+        policy.contains(r#""fixed";q=3;w=3600"#) && policy.contains(r#""daily";q=5;w=86400"#),
+        "{policy}"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["violated-policies"], json!(["fixed"]));
+    let (_, _, body) = send(edge.get("/limit/daily/u")).await;
+    assert_eq!(
+        body["remaining"], 2,
+        "the refused request must not be charged: {body}"
+    );
+}
+
+pub async fn rate_limit_errors_are_clear(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let (status, _, body) = send(edge.post("/limit/nope/u")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nope"));
+    let (status, _, _) = send(edge.post("/limit/api+api/u")).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = send(edge.post("/limit/api/u?cost=x")).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = send(edge.post("/limit/api/u?cost=4")).await;
+    assert_eq!(status, 400);
+    let (status, _, _) = send(edge.request(Method::PUT, "/limit/api/u")).await;
+    assert_eq!(status, 405);
+}
+
+pub async fn concurrent_hits_are_all_counted(kind: Kind) {
+    let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "0")]).await;
+    const CLIENTS: usize = 50;
+    const HITS_PER_CLIENT: usize = 100;
+    let url = edge.url("/hit/load/page");
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let http = edge.http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                for _ in 0..HITS_PER_CLIENT {
+                    let response = http.post(&url).send().await.expect("hit");
+                    assert_eq!(response.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(240), task)
+            .await
+            .expect("hits finish in time")
+            .expect("client task");
+    }
+    let (_, _, body) = send(edge.get("/get/load/page")).await;
+    assert_eq!(body["value"], (CLIENTS * HITS_PER_CLIENT) as i64);
+}
+
+pub async fn healthz_reports_redis(kind: Kind) {
+    let mut edge = Edge::start(kind, &[]).await;
+    let (status, _, body) = send(edge.get("/healthz")).await;
+    assert_eq!((status.as_u16(), body), (200, json!({"ok": true})));
+    edge.redis.kill();
+    let (status, _, body) = send(edge.get("/healthz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ok"], false);
+    // Counter routes say so too, as JSON.
+    let (status, _, body) = send(edge.post("/hit/blog/down")).await;
+    assert_eq!(status, 503, "{body}");
+    edge.redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = send(edge.get("/healthz")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn unknown_routes_and_methods_are_json_errors(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let (status, _, body) = send(edge.get("/nope")).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+    let (status, _, body) = send(edge.request(Method::PUT, "/hit/blog/home")).await;
+    assert_eq!(status, 405, "{body}");
+    let (status, _, _) = send(edge.post("/get/blog/home")).await;
+    assert_eq!(status, 405);
+    let (status, _, _) = send(edge.get("/hit/a/b/c/d")).await;
+    assert_eq!(status, 404);
+}

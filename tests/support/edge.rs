@@ -1,0 +1,153 @@
+//! The whole stack for API tests: a private redis-server, the real proxy binary in front of it,
+//! and in front of that either `edgecount serve` (the real axum app on a loopback socket, in this
+//! process) or the real wasm worker in workerd. The same cases run against both.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use edgecount::api::{Api, Config};
+use edgecount::store::http_native::NativeRestStore;
+
+use super::proxy::{spawn_proxy, ProxyProcess};
+use super::workerd::{spawn_worker, WorkerProcess};
+use super::RedisServer;
+
+pub const TOKEN: &str = "edge-test-token-5b1f";
+pub const ADMIN_TOKEN: &str = "edge-admin-token-77c2";
+/// A browser's user agent: requests without one are not counted (scripts and bots).
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Serve,
+    Worker,
+}
+
+enum Front {
+    Serve(tokio::task::JoinHandle<()>),
+    Worker(WorkerProcess),
+}
+
+pub struct Edge {
+    pub redis: RedisServer,
+    pub proxy: ProxyProcess,
+    front: Front,
+    url: String,
+    pub http: reqwest::Client,
+}
+
+/// The configuration every edge gets unless a test overrides it.
+pub fn base_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("EDGECOUNT_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        (
+            "EDGECOUNT_UNIQUES_SECRET",
+            "uniques-secret-for-tests".to_owned(),
+        ),
+        (
+            "EDGECOUNT_RATE_LIMITS",
+            "api=sliding:3/1h; fixed=fixed:3/1h; token=token:3/1h; gcra=gcra:3/1h; \
+             daily=fixed:5/1d"
+                .to_owned(),
+        ),
+    ]
+}
+
+impl Edge {
+    /// Start the stack with [`base_env`] plus `env` (later pairs win).
+    pub async fn start(kind: Kind, env: &[(&str, &str)]) -> Edge {
+        let redis = RedisServer::start();
+        let proxy = spawn_proxy(&redis, TOKEN);
+        let mut vars: HashMap<String, String> = base_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        vars.insert("UPSTASH_REDIS_REST_URL".into(), proxy.url().to_owned());
+        vars.insert("UPSTASH_REDIS_REST_TOKEN".into(), TOKEN.into());
+        for (k, v) in env {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let (front, url) = match kind {
+            Kind::Serve => {
+                let config = Config::from_lookup(|name| vars.get(name).cloned())
+                    .expect("valid test configuration");
+                let store = NativeRestStore::connect(proxy.url(), TOKEN).expect("store");
+                let api = Api::new(store, config, unix_now);
+                let app = edgecount::serve::app(api, false);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                let server = tokio::spawn(async move {
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .await
+                    .unwrap();
+                });
+                (Front::Serve(server), url)
+            }
+            Kind::Worker => {
+                // Building the wasm and starting workerd block: keep them off the runtime.
+                let worker = tokio::task::spawn_blocking(move || {
+                    let pairs: Vec<(&str, &str)> =
+                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    spawn_worker(&pairs)
+                });
+                let worker = worker.await.unwrap();
+                let url = worker.url();
+                (Front::Worker(worker), url)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(BROWSER)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Edge {
+            redis,
+            proxy,
+            front,
+            url,
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// What the front end logged (workerd's output; empty for serve).
+    pub fn log(&self) -> String {
+        match &self.front {
+            Front::Serve(_) => String::new(),
+            Front::Worker(worker) => worker.log(),
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Front::Serve(server) = &self.front {
+            server.abort();
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
