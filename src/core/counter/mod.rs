@@ -136,7 +136,8 @@ impl CounterError {
 
 pub use crate::core::command::ScriptCall;
 
-/// The counter scripts, each with the shared prelude `counter_lib.lua` prepended.
+/// The counter scripts, each with the shared prelude `counter_lib.lua` prepended; embedded as the
+/// minified copies `build.rs` writes (no comments or indentation; same code).
 pub mod scripts {
     use super::*;
 
@@ -145,8 +146,8 @@ pub mod scripts {
             $(#[$doc])*
             pub static $name: LazyLock<Script> = LazyLock::new(|| {
                 Script::new(concat!(
-                    include_str!("../scripts/counter_lib.lua"),
-                    include_str!(concat!("../scripts/", $file))
+                    include_str!(concat!(env!("OUT_DIR"), "/lua/core/scripts/counter_lib.lua")),
+                    include_str!(concat!(env!("OUT_DIR"), "/lua/core/scripts/", $file))
                 ))
             });
         };

@@ -107,10 +107,15 @@ impl Mode {
     }
 }
 
-/// The rate-limit script, loaded once.
+/// The rate-limit script, loaded once (`scripts/limit.lua` as minified by `build.rs`).
 pub fn script() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| Script::new(include_str!("scripts/limit.lua")))
+    SCRIPT.get_or_init(|| {
+        Script::new(include_str!(concat!(
+            env!("OUT_DIR"),
+            "/lua/core/ratelimit/scripts/limit.lua"
+        )))
+    })
 }
 
 pub use crate::core::command::ScriptCall;
