@@ -336,6 +336,8 @@ bench_proxy() {
     "proxy / webdis (req/s): $(ratio "$proxy_rps" "$webdis_rps")"
     "proxy / redis-benchmark (req/s): $(ratio "$proxy_rps" "$rb_rps")"
     "proxy /pipeline x$PIPELINE: $((pipe_rps * PIPELINE)) INCR/s = $(ratio "$((pipe_rps * PIPELINE))" "$rb_rps") × redis-benchmark"
+    "The proxy multiplexes all HTTP requests onto a few auto-pipelined Redis connections, so Redis sees batches (lower redis-server CPU per INCR than with redis-benchmark's 50 connections, each waiting for its own round trip)."
+    "wrk and redis-benchmark run on the same 2 cores as the servers and take much of them: the single-command rows are bounded by the machine, not only by the server under test."
   )
 }
 
@@ -403,7 +405,7 @@ write_markdown() {
   local section="$1" file="$ROOT/BENCHMARKS.md" block="$WORK_DIR/section.md"
   section_markdown "$section" >"$block"
   if [[ ! -f "$file" ]]; then
-    printf '# Benchmarks\n\nWritten by `scripts/bench.sh`; each section is replaced by its own run.\n\n' >"$file"
+    printf '# Benchmarks\n\nWritten by `scripts/bench.sh`; each section is replaced by its own run.\n' >"$file"
   fi
   if grep -q "<!-- bench:$section:start -->" "$file"; then
     awk -v start="<!-- bench:$section:start -->" -v end="<!-- bench:$section:end -->" -v blockfile="$block" '
