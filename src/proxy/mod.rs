@@ -8,6 +8,19 @@
 //!
 //! One fallback handler routes everything, so every answer — 404-ish paths and 405s included — is
 //! JSON and carries an `Upstash-Sync-Token`.
+//!
+//! Choices where the contract leaves room (UPSTASH-REST.md marks them unverified or optional):
+//! - The read-only token gets **403** `NOPERM …` for commands outside its allow-list; inside a
+//!   `/pipeline` the refusal is that entry's `{"error"}`, inside `/multi-exec` it refuses the whole
+//!   transaction (403) before anything is sent.
+//! - Refused commands (§9) inside a `/pipeline` are inline `{"error"}` entries; inside
+//!   `/multi-exec` they discard the transaction with a 400 `EXECABORT …` naming the command.
+//! - `SELECT 0` is answered `OK` by the proxy; the shared connections never switch databases.
+//! - With `Upstash-Response-Format: resp2` a Redis error reply is sent as RESP2 bytes (`-ERR …`)
+//!   with status 400; a pipeline is the concatenation of its replies; `/multi-exec` ignores the
+//!   header and answers JSON. Errors of the proxy itself (auth, parsing, limits) stay JSON.
+//! - An error reply nested inside an array (Lua `redis.error_reply` in a table) becomes its text.
+//! - A `POST`/`PUT` path-form request appends its body only when it is not empty.
 
 pub mod backend;
 pub mod commands;
