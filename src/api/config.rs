@@ -140,8 +140,9 @@ impl Config {
             })?,
         };
         if let Some(origin) = get("EDGECOUNT_ORIGIN") {
-            let ok = url::Url::parse(&origin)
-                .map(|u| matches!(u.scheme(), "http" | "https"))
+            let ok = origin
+                .parse::<http::Uri>()
+                .map(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
                 .unwrap_or(false);
             if !ok {
                 return Err(ConfigError {

@@ -56,36 +56,56 @@ pub async fn route<S: Store>(
             .parse::<u64>()
             .map_err(|_| ApiError::bad_request("cost must be a whole number ≥ 0"))?,
     };
-    let decision = decide(store, config, policies.clone(), id, cost, mode).await?;
-    let mut response = match (&decision, mode) {
+    let decided = decide(store, config, policies, id, cost, mode).await?;
+    let mut response = match (&decided, mode) {
         (Decided::Redis(_), Mode::Reset) => json_response(StatusCode::OK, &json!({"reset": true})),
         (Decided::Redis(d), _) => decision_response(d, mode),
         (Decided::FailedOpen(d), _) => decision_response(d, Mode::Peek),
+        (Decided::FailedClosed, _) => failed_closed(),
     };
-    decision.annotate(response.headers_mut());
+    decided.annotate(response.headers_mut());
     Ok(response)
 }
 
-/// A decision, and whether Redis took it or the fail-open rule did.
+/// A decision, and whether Redis took it or the fail mode did (Redis unreachable).
 pub enum Decided {
     Redis(Decision),
+    /// `EDGECOUNT_FAIL_MODE=open`: allowed, with the policies' full limits.
     FailedOpen(Decision),
+    /// `EDGECOUNT_FAIL_MODE=closed`: refused with 503.
+    FailedClosed,
 }
 
 impl Decided {
-    pub fn decision(&self) -> &Decision {
+    /// The decision to act on; `None` when failed closed.
+    pub fn decision(&self) -> Option<&Decision> {
         match self {
-            Decided::Redis(d) | Decided::FailedOpen(d) => d,
+            Decided::Redis(d) | Decided::FailedOpen(d) => Some(d),
+            Decided::FailedClosed => None,
         }
     }
 
-    /// The rate-limit headers, plus `EdgeCount-Fail-Mode: open` when Redis did not decide.
+    /// The rate-limit headers, and `EdgeCount-Fail-Mode` when Redis did not decide.
     pub fn annotate(&self, headers: &mut HeaderMap) {
-        insert_rate_limit_headers(self.decision(), headers);
-        if let Decided::FailedOpen(_) = self {
-            headers.insert(FAIL_MODE_HEADER, HeaderValue::from_static("open"));
+        if let Some(decision) = self.decision() {
+            insert_rate_limit_headers(decision, headers);
         }
+        let fail_mode = match self {
+            Decided::Redis(_) => return,
+            Decided::FailedOpen(_) => "open",
+            Decided::FailedClosed => "closed",
+        };
+        headers.insert(FAIL_MODE_HEADER, HeaderValue::from_static(fail_mode));
     }
+}
+
+/// The answer when Redis is unreachable and the fail mode is `closed`.
+pub fn failed_closed<M>() -> ApiResponse<M> {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "rate limiter unavailable (fail mode: closed)",
+    )
+    .into_response()
 }
 
 /// Decide, applying `EDGECOUNT_FAIL_MODE` when Redis is unreachable.
@@ -103,11 +123,7 @@ pub async fn decide<S: Store>(
         Err(Error::Rule(e)) => Err(e.into()),
         Err(Error::Store(e)) if e.is_unavailable() => match config.fail_mode {
             FailMode::Open => Ok(Decided::FailedOpen(Decision::fail_open(limiter.policies()))),
-            FailMode::Closed => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "rate limiter unavailable (fail mode: closed)",
-            )
-            .with(json!({"fail_mode": "closed"}))),
+            FailMode::Closed => Ok(Decided::FailedClosed),
         },
         Err(Error::Store(e)) => Err(e.into()),
     }
@@ -146,6 +162,42 @@ fn require_admin(config: &Config, call: &Call<'_>) -> Result<(), ApiError> {
             "admin token required (Authorization: Bearer …)",
         ))
     }
+}
+
+/// Gateway mode: one consume for the client under the gateway policies. `Ok` holds the
+/// rate-limit headers to add to the origin's answer; `Err` the answer to give instead (429, or
+/// 503 when failing closed).
+pub async fn gateway<S: Store>(
+    store: &S,
+    config: &Config,
+    call: &Call<'_>,
+) -> Result<HeaderMap, ApiResponse<S::Messages>> {
+    let policies = match &config.gateway_policies {
+        Some(list) => config
+            .rate_limits
+            .select(list)
+            .map_err(|e| ApiError::from(e).into_response())?,
+        None => config.rate_limits.iter().cloned().collect(),
+    };
+    let mut headers = HeaderMap::new();
+    if policies.is_empty() {
+        return Ok(headers);
+    }
+    let identity = client_identity(&config.gateway_key, call);
+    let decided = decide(store, config, policies, &identity, 1, Mode::Consume)
+        .await
+        .map_err(ApiError::into_response)?;
+    let refusal = match decided.decision() {
+        None => Some(failed_closed()),
+        Some(decision) if !decision.allowed => Some(decision_response(decision, Mode::Consume)),
+        Some(_) => None,
+    };
+    if let Some(mut refusal) = refusal {
+        decided.annotate(refusal.headers_mut());
+        return Err(refusal);
+    }
+    decided.annotate(&mut headers);
+    Ok(headers)
 }
 
 /// Whom gateway mode limits for this request.

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::json;
 
-use crate::core::ratelimit::Mode;
 use crate::service::Counters;
 use crate::store::Store;
 pub use config::{Config, FailMode};
@@ -172,39 +171,10 @@ impl<S: Store> Api<S> {
             body: &body,
             client,
         };
-        let identity = limits::client_identity(&self.config.gateway_key, &call);
-        let policies = match &self.config.gateway_policies {
-            Some(list) => self.config.rate_limits.select(list),
-            None => Ok(self.config.rate_limits.iter().cloned().collect()),
+        let response_headers = match limits::gateway(self.store(), &self.config, &call).await {
+            Ok(headers) => headers,
+            Err(answer) => return Handled::Respond(answer),
         };
-        let decided = match policies {
-            Ok(policies) if policies.is_empty() => None,
-            Ok(policies) => Some(
-                limits::decide(
-                    self.store(),
-                    &self.config,
-                    policies,
-                    &identity,
-                    1,
-                    Mode::Consume,
-                )
-                .await,
-            ),
-            Err(e) => Some(Err(e.into())),
-        };
-        let mut headers = HeaderMap::new();
-        match decided {
-            None => {}
-            Some(Err(e)) => return Handled::Respond(e.into_response()),
-            Some(Ok(decided)) => {
-                if !decided.decision().allowed {
-                    let mut response = limits::decision_response(decided.decision(), Mode::Consume);
-                    decided.annotate(response.headers_mut());
-                    return Handled::Respond(response);
-                }
-                decided.annotate(&mut headers);
-            }
-        }
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -213,7 +183,7 @@ impl<S: Store> Api<S> {
         Handled::Forward(Box::new(Forward {
             url: format!("{origin}{path_and_query}"),
             request: Request::from_parts(parts, body),
-            response_headers: headers,
+            response_headers,
         }))
     }
 
@@ -288,7 +258,7 @@ pub fn path_segments(path: &str) -> Vec<String> {
 }
 
 pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
 }
