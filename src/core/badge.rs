@@ -208,7 +208,25 @@ fn clip(label: &str) -> String {
     }
 }
 
+/// A length of `n / 2` pixels, written like `f64`'s `Display` would (`43`, `12.5`) without
+/// pulling float formatting into the worker.
+struct Halves(u32);
+
+impl std::fmt::Display for Halves {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let whole = self.0 / 2;
+        if self.0 % 2 == 0 {
+            write!(f, "{whole}")
+        } else {
+            write!(f, "{whole}.5")
+        }
+    }
+}
+
 /// The SVG document of `badge`.
+///
+/// Widths are measured in `f64` (as always), then rounded to whole pixels; every number written
+/// is an integer or a half, formatted without float formatting (the wasm worker stays smaller).
 pub fn render(badge: &Badge) -> String {
     let (label, value) = match badge.style {
         BadgeStyle::ForTheBadge => (
@@ -217,20 +235,20 @@ pub fn render(badge: &Badge) -> String {
         ),
         _ => (clip(&badge.label), badge.value.clone()),
     };
-    let (height, padding, font_size, spacing, scale) = match badge.style {
-        // for-the-badge: 10px bold (about as wide as 11px regular, so the same table with
-        // scale 1) plus letter spacing 1.25, and wider padding.
-        BadgeStyle::ForTheBadge => (28.0, 12.0, 10.0, 1.25, 1.0),
-        _ => (20.0, 6.0, 11.0, 0.0, 1.0),
-    };
+    // (height, padding, font size: px; letter spacing: px, as f64 and as written; scale)
+    let (height, padding, font_size, (spacing, spacing_text), scale): (u32, u32, u32, _, f64) =
+        match badge.style {
+            // for-the-badge: 10px bold (about as wide as 11px regular, so the same table with
+            // scale 1) plus letter spacing 1.25, and wider padding.
+            BadgeStyle::ForTheBadge => (28, 12, 10, (1.25, "1.25"), 1.0),
+            _ => (20, 6, 11, (0.0, "0"), 1.0),
+        };
     let measure = |t: &str| {
-        (text_width(t) * scale + spacing * t.chars().count() as f64).round() + 2.0 * padding
+        // Non-negative and far below u32::MAX (at most a few thousand pixels).
+        let text = (text_width(t) * scale + spacing * t.chars().count() as f64).round();
+        text as u32 + 2 * padding
     };
-    let label_w = if label.is_empty() {
-        0.0
-    } else {
-        measure(&label)
-    };
+    let label_w = if label.is_empty() { 0 } else { measure(&label) };
     let value_w = measure(&value);
     let total_w = label_w + value_w;
     let label_text = escape_xml(&label);
@@ -242,7 +260,7 @@ pub fn render(badge: &Badge) -> String {
     };
     let text_fill = |c: &Color| if c.is_light() { "#333" } else { "#fff" };
     let rounded = badge.style == BadgeStyle::Flat;
-    let baseline = if height > 20.0 { 18.0 } else { 14.0 };
+    let baseline = if height > 20 { 18 } else { 14 };
 
     let mut svg = String::with_capacity(1200);
     let _ = write!(
@@ -278,15 +296,15 @@ pub fn render(badge: &Badge) -> String {
     };
     let _ = write!(
         svg,
-        r#"<g text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif" text-rendering="geometricPrecision" font-size="{font_size}"{weight} letter-spacing="{spacing}">"#
+        r#"<g text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif" text-rendering="geometricPrecision" font-size="{font_size}"{weight} letter-spacing="{spacing_text}">"#
     );
-    let mut text = |x: f64, content: &str, fill: &str| {
+    let mut text = |x: Halves, content: &str, fill: &str| {
         if rounded {
             // The 1px shadow of the flat style.
             let _ = write!(
                 svg,
                 r##"<text x="{x}" y="{}" fill="#010101" fill-opacity=".3">{content}</text>"##,
-                baseline + 1.0
+                baseline + 1
             );
         }
         let _ = write!(
@@ -295,10 +313,10 @@ pub fn render(badge: &Badge) -> String {
         );
     };
     if !label.is_empty() {
-        text(label_w / 2.0, &label_text, text_fill(&badge.label_color));
+        text(Halves(label_w), &label_text, text_fill(&badge.label_color));
     }
     text(
-        label_w + value_w / 2.0,
+        Halves(2 * label_w + value_w),
         &value_text,
         text_fill(&badge.color),
     );
