@@ -24,8 +24,10 @@ pub enum ApiBody<M> {
 }
 
 impl<M> ApiBody<M> {
+    /// Whole bytes; an empty body is no body at all (so a forwarded `GET` carries none).
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        ApiBody::Full(Some(bytes.into()))
+        let bytes = bytes.into();
+        ApiBody::Full((!bytes.is_empty()).then_some(bytes))
     }
 
     pub fn empty() -> Self {

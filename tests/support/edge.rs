@@ -33,6 +33,8 @@ pub struct Edge {
     pub proxy: ProxyProcess,
     front: Front,
     url: String,
+    /// The configuration the front end got (for starting another instance like it).
+    vars: HashMap<String, String>,
     pub http: reqwest::Client,
 }
 
@@ -88,12 +90,7 @@ impl Edge {
             }
             Kind::Worker => {
                 // Building the wasm and starting workerd block: keep them off the runtime.
-                let worker = tokio::task::spawn_blocking(move || {
-                    let pairs: Vec<(&str, &str)> =
-                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    spawn_worker(&pairs)
-                });
-                let worker = worker.await.unwrap();
+                let worker = start_worker(vars.clone()).await;
                 let url = worker.url();
                 (Front::Worker(worker), url)
             }
@@ -108,6 +105,7 @@ impl Edge {
             proxy,
             front,
             url,
+            vars,
             http,
         }
     }
@@ -128,6 +126,11 @@ impl Edge {
         self.http.request(method, self.url(path))
     }
 
+    /// Another wasm worker instance with the same configuration (same proxy, same Redis).
+    pub async fn another_worker(&self) -> WorkerProcess {
+        start_worker(self.vars.clone()).await
+    }
+
     /// What the front end logged (workerd's output; empty for serve).
     pub fn log(&self) -> String {
         match &self.front {
@@ -143,6 +146,41 @@ impl Drop for Edge {
             server.abort();
         }
     }
+}
+
+/// Building the wasm and starting workerd block: keep them off the async runtime.
+async fn start_worker(vars: HashMap<String, String>) -> WorkerProcess {
+    tokio::task::spawn_blocking(move || {
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        spawn_worker(&pairs)
+    })
+    .await
+    .expect("start workerd")
+}
+
+/// A stand-in origin for gateway mode: answers every request with `origin saw <METHOD> <path>`
+/// and an `x-origin: yes` header, on a loopback port of this process.
+pub async fn spawn_origin() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::response::IntoResponse;
+    async fn echo(request: axum::extract::Request) -> axum::response::Response {
+        let text = format!(
+            "origin saw {} {}",
+            request.method(),
+            request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        );
+        ([("x-origin", "yes")], text).into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(echo);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, server)
 }
 
 fn unix_now() -> i64 {

@@ -1,0 +1,267 @@
+//! Rate limits end to end: exactness under concurrency for every algorithm through the real wasm
+//! worker, two worker instances sharing one limit, the IETF header grammar, fail-open and
+//! fail-closed with Redis stopped, and gateway mode in front of an origin (worker and serve).
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::edge::{spawn_origin, Edge, Kind};
+
+/// Policies of exactly 100 per hour, one per algorithm.
+const EXACT_POLICIES: &str = "fixed100=fixed:100/1h; sliding100=sliding:100/1h; \
+token100=token:100/1h; gcra100=gcra:100/1h";
+
+/// Wait until at least `margin` is left before the next hour boundary (of Redis's clock, which is
+/// this machine's), so a burst cannot straddle two fixed or sliding windows.
+async fn clear_of_hour_boundary(margin: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_hour = Duration::from_millis((now.as_millis() % 3_600_000) as u64);
+    let left = Duration::from_secs(3600) - into_hour;
+    if left < margin {
+        tokio::time::sleep(left + Duration::from_secs(1)).await;
+    }
+}
+
+/// Fire `attempts` consumes at `urls` (round robin) from `clients` concurrent clients; count
+/// the 200s and 429s.
+async fn burst(
+    http: &reqwest::Client,
+    urls: &[String],
+    clients: usize,
+    attempts: usize,
+) -> (usize, usize) {
+    let per_client = attempts / clients;
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let http = http.clone();
+            let url = urls[c % urls.len()].clone();
+            tokio::spawn(async move {
+                let (mut allowed, mut refused) = (0, 0);
+                for _ in 0..per_client {
+                    let response = http.post(&url).send().await.expect("limit request");
+                    match response.status() {
+                        StatusCode::OK => allowed += 1,
+                        StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                        other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+                    }
+                }
+                (allowed, refused)
+            })
+        })
+        .collect();
+    let mut totals = (0, 0);
+    for task in tasks {
+        let (a, r) = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("burst finishes in time")
+            .unwrap();
+        totals.0 += a;
+        totals.1 += r;
+    }
+    totals
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_the_limit_under_concurrency_for_every_algorithm() {
+    let edge = Edge::start(Kind::Worker, &[("EDGECOUNT_RATE_LIMITS", EXACT_POLICIES)]).await;
+    clear_of_hour_boundary(Duration::from_secs(120)).await;
+    for policy in ["fixed100", "sliding100", "token100", "gcra100"] {
+        let url = edge.url(&format!("/limit/{policy}/shared-user"));
+        let (allowed, refused) = burst(&edge.http, &[url], 50, 500).await;
+        assert_eq!((allowed, refused), (100, 400), "{policy}");
+    }
+    for key in edge
+        .redis
+        .cli(&["KEYS", "rl:*"])
+        .lines()
+        .filter(|k| !k.is_empty())
+    {
+        let ttl: i64 = edge.redis.cli(&["PTTL", key]).parse().unwrap();
+        assert!(ttl > 0, "{key} has no TTL");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_instances_share_one_limit() {
+    let edge = Edge::start(Kind::Worker, &[("EDGECOUNT_RATE_LIMITS", EXACT_POLICIES)]).await;
+    let second = edge.another_worker().await;
+    clear_of_hour_boundary(Duration::from_secs(120)).await;
+    let urls = [
+        edge.url("/limit/gcra100/two-edges"),
+        format!("{}/limit/gcra100/two-edges", second.url()),
+    ];
+    let (allowed, refused) = burst(&edge.http, &urls, 20, 300).await;
+    assert_eq!((allowed, refused), (100, 200));
+}
+
+/// `RateLimit-Policy: "name";q=N;w=N, …` and `RateLimit: "name";r=N;t=N, …`: structured-field
+/// lists of strings with non-negative integer parameters (draft-ietf-httpapi-ratelimit-headers).
+fn assert_header_grammar(value: &str, params: [&str; 2]) {
+    for member in value.split(", ") {
+        let mut parts = member.split(';');
+        let name = parts.next().unwrap();
+        assert!(
+            name.len() > 2 && name.starts_with('"') && name.ends_with('"'),
+            "policy name must be an sf-string: {value}"
+        );
+        let keys: Vec<&str> = parts
+            .map(|p| {
+                let (k, v) = p.split_once('=').expect("key=value parameter");
+                assert!(
+                    !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()),
+                    "{value}"
+                );
+                assert!(v.len() <= 15, "sf-integer has at most 15 digits: {value}");
+                k
+            })
+            .collect();
+        assert_eq!(keys, params, "{value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_follow_the_draft_grammar() {
+    let edge = Edge::start(Kind::Worker, &[]).await;
+    for path in ["/limit/api/h", "/limit/api+daily/h", "/limit/token+gcra/h"] {
+        for _ in 0..4 {
+            let response = edge.post(path).send().await.unwrap();
+            let headers = response.headers();
+            assert_header_grammar(headers["ratelimit-policy"].to_str().unwrap(), ["q", "w"]);
+            assert_header_grammar(headers["ratelimit"].to_str().unwrap(), ["r", "t"]);
+            for legacy in [
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ] {
+                let v = headers[legacy].to_str().unwrap();
+                assert!(v.bytes().all(|b| b.is_ascii_digit()), "{legacy}: {v}");
+            }
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                let retry = headers["retry-after"].to_str().unwrap();
+                assert!(retry.parse::<u64>().unwrap() >= 1, "{retry}");
+            } else {
+                assert!(headers.get("retry-after").is_none());
+            }
+        }
+    }
+}
+
+async fn with_redis_stopped(fail_mode: &str) -> (Edge, reqwest::Response) {
+    let mut edge = Edge::start(Kind::Worker, &[("EDGECOUNT_FAIL_MODE", fail_mode)]).await;
+    let first = edge.post("/limit/api/fm").send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("edgecount-fail-mode").is_none());
+    edge.redis.kill();
+    let started = std::time::Instant::now();
+    let response = edge.post("/limit/api/fm").send().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    (edge, response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_allows_and_says_so() {
+    let (_edge, response) = with_redis_stopped("open").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["edgecount-fail-mode"], "open");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["allowed"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_and_says_so() {
+    let (mut edge, response) = with_redis_stopped("closed").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["edgecount-fail-mode"], "closed");
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("closed"));
+    // Back to normal when Redis is.
+    edge.redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = edge.post("/limit/api/fm-after").send().await.unwrap();
+        if response.status() == 200 {
+            assert!(response.headers().get("edgecount-fail-mode").is_none());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn gateway_limits_then_forwards(kind: Kind) {
+    let (origin, _server) = spawn_origin().await;
+    let edge = Edge::start(
+        kind,
+        &[
+            ("EDGECOUNT_ORIGIN", origin.as_str()),
+            ("EDGECOUNT_GATEWAY_POLICIES", "api"),
+            ("EDGECOUNT_GATEWAY_KEY", "header:x-api-key"),
+        ],
+    )
+    .await;
+    for remaining in ["2", "1", "0"] {
+        let response = edge
+            .get("/some/page?x=1")
+            .header("x-api-key", "alice")
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 200 {
+            panic!("{}: {}\n{}", response.status(), response.text().await.unwrap(), edge.log());
+        }
+        assert_eq!(response.headers()["x-origin"], "yes");
+        assert_eq!(response.headers()["x-ratelimit-remaining"], remaining);
+        assert!(response.headers().contains_key("ratelimit"));
+        assert_eq!(
+            response.text().await.unwrap(),
+            "origin saw GET /some/page?x=1"
+        );
+    }
+    let refused = edge
+        .post("/some/page")
+        .header("x-api-key", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(
+        refused.headers().get("x-origin").is_none(),
+        "the origin must not be reached"
+    );
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    // Another key has its own budget; API routes are answered, not forwarded.
+    let other = edge
+        .post("/form")
+        .header("x-api-key", "bob")
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.text().await.unwrap(), "origin saw POST /form");
+    let hit = edge.post("/hit/blog/gateway-hit").send().await.unwrap();
+    assert!(hit.headers().get("x-origin").is_none());
+    let body: Value = hit.json().await.unwrap();
+    assert_eq!(body["value"], 1, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_through_the_worker() {
+    gateway_limits_then_forwards(Kind::Worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_through_serve() {
+    gateway_limits_then_forwards(Kind::Serve).await;
+}
