@@ -293,6 +293,18 @@ async fn stream<S: Store>(counters: &Counters<S>, name: &Name, call: &Call<'_>) 
     Ok(response)
 }
 
+/// Unicode upper-casing for `for-the-badge` labels. In the worker, the JavaScript engine's
+/// `toUpperCase` (the same full case mapping): Rust's own tables would add ~20 KB to the wasm.
+#[cfg(target_arch = "wasm32")]
+fn uppercase(text: &str) -> String {
+    js_sys::JsString::from(text).to_upper_case().into()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn uppercase(text: &str) -> String {
+    text.to_uppercase()
+}
+
 /// `GET /badge/{ns}/{key}.svg?label=&color=&style=&count=1`
 async fn badge<S: Store>(
     counters: &Counters<S>,
@@ -312,7 +324,7 @@ async fn badge<S: Store>(
         },
         Some(_) => return Err(ApiError::bad_request("count must be 0 or 1")),
     };
-    let svg = Badge::counter(call.query("label"), value, color, style).render();
+    let svg = Badge::counter(call.query("label"), value, color, style).render_with(uppercase);
     let mut response = bytes_response(StatusCode::OK, "image/svg+xml", svg);
     response.headers_mut().insert(
         header::CACHE_CONTROL,

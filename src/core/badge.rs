@@ -134,6 +134,13 @@ impl Badge {
     pub fn render(&self) -> String {
         render(self)
     }
+
+    /// [`Badge::render`] with the platform's Unicode upper-casing (`for-the-badge`), e.g. the
+    /// JavaScript engine's in the worker rather than Rust's tables; `str::to_uppercase` gives
+    /// exactly `render`.
+    pub fn render_with(&self, uppercase: fn(&str) -> String) -> String {
+        render_with(self, uppercase)
+    }
 }
 
 /// `999`, `1.2k`, `12k`, `123k`, `1.2M`, `3.4B`, `5.6T`, `7.8P`, `9.2E`: one decimal below 10 of
@@ -215,7 +222,7 @@ struct Halves(u32);
 impl std::fmt::Display for Halves {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let whole = self.0 / 2;
-        if self.0 % 2 == 0 {
+        if self.0.is_multiple_of(2) {
             write!(f, "{whole}")
         } else {
             write!(f, "{whole}.5")
@@ -228,11 +235,13 @@ impl std::fmt::Display for Halves {
 /// Widths are measured in `f64` (as always), then rounded to whole pixels; every number written
 /// is an integer or a half, formatted without float formatting (the wasm worker stays smaller).
 pub fn render(badge: &Badge) -> String {
+    render_with(badge, str::to_uppercase)
+}
+
+/// [`render`] with `uppercase` for the `for-the-badge` texts.
+pub fn render_with(badge: &Badge, uppercase: fn(&str) -> String) -> String {
     let (label, value) = match badge.style {
-        BadgeStyle::ForTheBadge => (
-            clip(&badge.label).to_uppercase(),
-            badge.value.to_uppercase(),
-        ),
+        BadgeStyle::ForTheBadge => (uppercase(&clip(&badge.label)), uppercase(&badge.value)),
         _ => (clip(&badge.label), badge.value.clone()),
     };
     // (height, padding, font size: px; letter spacing: px, as f64 and as written; scale)
