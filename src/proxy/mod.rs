@@ -21,6 +21,8 @@
 //!   header and answers JSON. Errors of the proxy itself (auth, parsing, limits) stay JSON.
 //! - An error reply nested inside an array (Lua `redis.error_reply` in a table) becomes its text.
 //! - A `POST`/`PUT` path-form request appends its body only when it is not empty.
+//! - `GET /_stats` (an extension; no Redis command starts with `_`) answers `{"requests": N}`,
+//!   the REST requests answered so far, so tests and benchmarks can count round trips.
 
 pub mod backend;
 pub mod commands;
@@ -48,6 +50,9 @@ use tokio::sync::watch;
 pub use backend::{Backend, BackendConfig};
 pub use error::ProxyError;
 use reply::Encoding;
+
+/// `GET /_stats` (authenticated): `{"requests": N}`, the REST requests answered so far.
+pub const STATS_PATH: &str = "/_stats";
 
 /// Default body limit: Upstash's 1 MB per request.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -197,6 +202,8 @@ pub struct ProxyState {
     max_body: usize,
     heartbeat: Duration,
     sync: AtomicU64,
+    /// REST requests answered, `/_stats` excepted (so a client can count its own round trips).
+    requests: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -224,6 +231,7 @@ impl ProxyState {
             max_body: args.max_body,
             heartbeat: Duration::from_millis(args.sse_heartbeat_ms.max(10)),
             sync: AtomicU64::new(start),
+            requests: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
         })
     }
@@ -306,6 +314,9 @@ pub fn app_with(state: Arc<ProxyState>) -> Router {
 
 async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let sync = state.sync.fetch_add(1, Ordering::Relaxed) + 1;
+    if request.uri().path() != STATS_PATH {
+        state.requests.fetch_add(1, Ordering::Relaxed);
+    }
     let mut response = match dispatch(&state, request).await {
         Ok(r) => r,
         Err(e) => {
@@ -368,6 +379,12 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
                 state.shutdown.subscribe(),
             )
             .await
+        }
+        // Not a Redis command (none starts with `_`): the proxy's own figures.
+        "_stats" if rest.is_empty() => {
+            let requests = state.requests.load(Ordering::Relaxed);
+            let body = format!(r#"{{"requests":{requests}}}"#);
+            Ok(([(header::CONTENT_TYPE, APPLICATION_JSON.clone())], body).into_response())
         }
         "monitor" if rest.is_empty() => {
             if read_only {

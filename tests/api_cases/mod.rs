@@ -48,6 +48,7 @@ macro_rules! all_api_cases {
             concurrent_hits_are_all_counted,
             healthz_reports_redis,
             unknown_routes_and_methods_are_json_errors,
+            one_rest_request_per_hit_read_and_decision,
         );
     };
 }
@@ -770,4 +771,37 @@ pub async fn unknown_routes_and_methods_are_json_errors(kind: Kind) {
     assert_eq!(status, 405);
     let (status, _, _) = send(edge.get("/hit/a/b/c/d")).await;
     assert_eq!(status, 404);
+}
+
+pub async fn one_rest_request_per_hit_read_and_decision(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    // Warm the script cache: the first call of a script after a flush costs one extra round trip
+    // (EVALSHA answers NOSCRIPT, then EVAL).
+    send(edge.post("/hit/blog/warm")).await;
+    send(edge.post("/limit/api+daily/warm")).await;
+    let cases: [(Method, &str); 7] = [
+        (Method::POST, "/hit/blog/trips"),
+        (Method::GET, "/hit/blog/trips"),
+        (Method::GET, "/get/blog/trips"),
+        (Method::GET, "/badge/blog/trips.svg?count=1"),
+        (Method::POST, "/limit/api/trips"),
+        (Method::GET, "/limit/api/trips"),
+        (Method::POST, "/limit/api+daily/trips"),
+    ];
+    for (method, path) in cases {
+        let before = edge.rest_requests().await;
+        let response = edge.request(method.clone(), path).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {}",
+            response.status()
+        );
+        let after = edge.rest_requests().await;
+        assert_eq!(
+            after - before,
+            1,
+            "{method} {path} took {} REST requests",
+            after - before
+        );
+    }
 }

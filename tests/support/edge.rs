@@ -126,6 +126,21 @@ impl Edge {
         self.http.request(method, self.url(path))
     }
 
+    /// REST requests the proxy has answered so far (its `/_stats`).
+    pub async fn rest_requests(&self) -> u64 {
+        let stats: serde_json::Value = self
+            .http
+            .get(format!("{}/_stats", self.proxy.url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("proxy stats")
+            .json()
+            .await
+            .expect("stats JSON");
+        stats["requests"].as_u64().expect("requests count")
+    }
+
     /// Another wasm worker instance with the same configuration (same proxy, same Redis).
     pub async fn another_worker(&self) -> WorkerProcess {
         start_worker(self.vars.clone()).await
