@@ -13,5 +13,7 @@ pub mod store;
 pub mod proxy;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+#[cfg(not(target_arch = "wasm32"))]
+mod shutdown;
 #[cfg(target_arch = "wasm32")]
 mod worker;

@@ -601,7 +601,7 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
         let _ = tcp.set_nodelay(true);
     });
     let serve = axum::serve(listener, app_with(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        crate::shutdown::signal().await;
         tracing::info!("shutting down");
         shutdown_state.begin_shutdown();
     });
@@ -621,24 +621,6 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
 
 /// How long shutdown waits for open requests after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-}
 
 #[cfg(test)]
 mod tests {
