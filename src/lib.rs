@@ -2,7 +2,14 @@
 //!
 //! - [`core`]: pure rules (names, counters, rate-limit algorithms, badges, Lua scripts); no I/O.
 //! - [`store`]: the [`store::Store`] trait and the Upstash REST client behind it.
+//! - [`service`]: [`service::Counters`] and [`service::RateLimiter`], the rules over a store.
+//! - [`api`]: the HTTP API of `API.md`, framework-free (`http::Request` in, `http::Response` out).
+//! - `worker` (wasm): the `#[event(fetch)]` adapter; `serve` (native): the same API on axum.
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
+//!
+//! Target-specific code stays in the adapters: `worker.rs` and `store/fetch.rs` for wasm,
+//! `serve.rs`, `proxy/` and `store/http_native.rs` natively; the module declarations here and in
+//! `store/mod.rs` choose between them.
 
 pub mod api;
 pub mod core;
