@@ -216,7 +216,12 @@ async fn gateway_limits_then_forwards(kind: Kind) {
             .await
             .unwrap();
         if response.status() != 200 {
-            panic!("{}: {}\n{}", response.status(), response.text().await.unwrap(), edge.log());
+            panic!(
+                "{}: {}\n{}",
+                response.status(),
+                response.text().await.unwrap(),
+                edge.log()
+            );
         }
         assert_eq!(response.headers()["x-origin"], "yes");
         assert_eq!(response.headers()["x-ratelimit-remaining"], remaining);
