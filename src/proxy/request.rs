@@ -63,7 +63,7 @@ impl<'de> Visitor<'de> for CommandSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut cmd: Option<Cmd> = None;
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-            let arg = json_arg(raw).map_err(|e| A::Error::custom(e.to_string()))?;
+            let arg = json_arg(raw).map_err(A::Error::custom)?;
             cmd.get_or_insert_with(|| Cmd::with_capacity(4, 64))
                 .arg(arg.as_bytes());
         }
@@ -99,7 +99,8 @@ impl<'de> Visitor<'de> for PipelineSeed {
 }
 
 /// One JSON array element as a Redis argument: strings unescaped, numbers and booleans as written.
-fn json_arg(raw: &RawValue) -> Result<Cow<'_, str>, ProxyError> {
+/// The error is a bare reason; the caller prefixes it once (`ERR failed to parse …: <reason>`).
+fn json_arg(raw: &RawValue) -> Result<Cow<'_, str>, String> {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'"') => {
@@ -107,15 +108,16 @@ fn json_arg(raw: &RawValue) -> Result<Cow<'_, str>, ProxyError> {
             if inner.contains('\\') {
                 serde_json::from_str::<String>(text)
                     .map(Cow::Owned)
-                    .map_err(|e| ProxyError::bad_request(format!("ERR bad string argument: {e}")))
+                    .map_err(|e| format!("bad string argument: {e}"))
             } else {
                 Ok(Cow::Borrowed(inner))
             }
         }
         Some(b'-' | b'0'..=b'9') | Some(b't' | b'f') => Ok(Cow::Borrowed(text)),
-        _ => Err(ProxyError::bad_request(
-            "ERR command arguments must be strings, numbers or booleans (got an object, array or null)",
-        )),
+        _ => Err(
+            "command arguments must be strings, numbers or booleans (got an object, array or null)"
+                .to_owned(),
+        ),
     }
 }
 
