@@ -1,0 +1,51 @@
+// Benchmark comparison worker: rate limiting with `@upstash/ratelimit` (2.2.0) over
+// `@upstash/redis/cloudflare`, the usual JavaScript way. Only for scripts/bench.sh.
+//
+//   POST /limit/{id}  →  200 {"allowed":true,…} | 429 {"allowed":false,…}
+//
+// Bindings: UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, RATELIMIT_LIMIT (default 1000000);
+// the window is "1 h" (Ratelimit.slidingWindow, its two-window weighted counter: the same family
+// as our `sliding` policy).
+//
+// Every decision goes to Redis: `ephemeralCache: false` (no in-isolate cache of blocked ids),
+// `analytics: false`, `enableProtection: false` (no deny-list lookups), `dynamicLimits: false` (no
+// extra GET). `cacheScripts` stays at its default (EVALSHA, EVAL on NOSCRIPT). The client and the
+// limiter are created per request (see upstash-redis-hit.mjs: workerd does not share I/O between
+// requests; with the cache off nothing is lost by that).
+import { Redis } from "@upstash/redis/cloudflare";
+import { Ratelimit } from "@upstash/ratelimit";
+
+function json(status, body) {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const match = /^\/limit\/([^/]+)$/.exec(url.pathname);
+    if (!match) return json(404, { error: "not found" });
+    if (request.method !== "POST") return json(405, { error: "method not allowed" });
+    const ratelimit = new Ratelimit({
+      redis: Redis.fromEnv(env),
+      limiter: Ratelimit.slidingWindow(Number(env.RATELIMIT_LIMIT ?? 1000000), "1 h"),
+      ephemeralCache: false,
+      analytics: false,
+      enableProtection: false,
+      dynamicLimits: false,
+    });
+    try {
+      const { success, limit, remaining, reset, pending, reason } = await ratelimit.limit(
+        decodeURIComponent(match[1]),
+      );
+      ctx.waitUntil(pending);
+      // A timeout answers success with reason "timeout" without a Redis answer: count it as an error.
+      if (reason === "timeout") return json(504, { error: "ratelimit timeout" });
+      return json(success ? 200 : 429, { allowed: success, limit, remaining, reset_ms: reset });
+    } catch (e) {
+      return json(502, { error: String(e) });
+    }
+  },
+};
