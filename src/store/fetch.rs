@@ -1,12 +1,17 @@
-//! The wasm REST transport: `worker::Fetch` (the runtime's `fetch()`), which pools and reuses
-//! connections to the REST endpoint on its own, so there is nothing to keep alive here.
+//! The wasm REST transport: the runtime's `fetch()` through `web_sys` (no `worker::Request`
+//! wrappers: they serialise `cf` properties and copy bodies, which costs wasm size for nothing
+//! here). The runtime pools and reuses connections to the REST endpoint on its own, so there is
+//! nothing to keep alive here.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, LocalBoxStream, StreamExt};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use js_sys::futures::JsFuture;
+use js_sys::Uint8Array;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{AbortController, Headers, RequestInit, Response, WorkerGlobalScope};
 
 use super::rest::{RestConfig, RestRequest, RestResponse, RestStore, Transport};
 use super::StoreError;
@@ -19,34 +24,40 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FetchTransport;
 
-fn unavailable(e: worker::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A JavaScript exception as text (`TypeError: …` for errors, the value itself for strings).
+pub(crate) fn js_error_text(e: &JsValue) -> String {
+    if let Some(text) = e.as_string() {
+        return text;
+    }
+    match e.dyn_ref::<js_sys::Object>() {
+        Some(object) => object.to_string().into(),
+        None => format!("{e:?}"),
+    }
+}
+
+fn unavailable(e: JsValue) -> StoreError {
+    StoreError::Unavailable(js_error_text(&e))
 }
 
 impl FetchTransport {
     /// Send `request` and wait for the response headers, giving up after [`REQUEST_TIMEOUT`].
-    async fn fetch(&self, request: RestRequest) -> Result<worker::Response, StoreError> {
-        let headers = Headers::new();
+    async fn fetch(&self, request: RestRequest) -> Result<Response, StoreError> {
+        let headers = Headers::new().map_err(unavailable)?;
         for (name, value) in &request.headers {
             headers.set(name, value).map_err(unavailable)?;
         }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers);
-        if let Some(body) = request.body {
-            init.with_body(Some(body.into()));
-        }
-        let req = Request::new_with_init(&request.url, &init).map_err(unavailable)?;
-
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let fetch = Fetch::Request(req);
-        let outcome = select(
-            Box::pin(fetch.send_with_signal(&signal)),
-            Delay::from(REQUEST_TIMEOUT),
-        )
-        .await;
-        match outcome {
-            Either::Left((response, _)) => response.map_err(unavailable),
+        let controller = AbortController::new().map_err(unavailable)?;
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_headers(&headers);
+        init.set_body_opt_str(request.body.as_deref());
+        init.set_signal(Some(&controller.signal()));
+        let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+        let fetch = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
+        match select(fetch, worker::Delay::from(REQUEST_TIMEOUT)).await {
+            Either::Left((response, _)) => response
+                .and_then(|r| r.dyn_into::<Response>())
+                .map_err(unavailable),
             Either::Right(((), _)) => {
                 controller.abort();
                 Err(StoreError::Unavailable(format!(
@@ -62,17 +73,19 @@ impl Transport for FetchTransport {
     type ByteStream = LocalBoxStream<'static, Result<Bytes, StoreError>>;
 
     async fn send(&self, request: RestRequest) -> Result<RestResponse, StoreError> {
-        let mut response = self.fetch(request).await?;
-        let status = response.status_code();
+        let response = self.fetch(request).await?;
+        let status = response.status();
         let sync_token = response
             .headers()
             .get("upstash-sync-token")
             .map_err(unavailable)?;
-        let body = response.bytes().await.map_err(unavailable)?;
+        let body = JsFuture::from(response.array_buffer().map_err(unavailable)?)
+            .await
+            .map_err(unavailable)?;
         Ok(RestResponse {
             status,
             sync_token,
-            body: body.into(),
+            body: Uint8Array::new(&body).to_vec().into(),
         })
     }
 
@@ -80,14 +93,19 @@ impl Transport for FetchTransport {
         &self,
         request: RestRequest,
     ) -> Result<(u16, Self::ByteStream), StoreError> {
-        let mut response = self.fetch(request).await?;
-        let status = response.status_code();
-        let body = match response.stream() {
-            Ok(chunks) => chunks
-                .map(|chunk| chunk.map(Bytes::from).map_err(unavailable))
+        let response = self.fetch(request).await?;
+        let status = response.status();
+        let body = match response.body() {
+            Some(body) => wasm_streams::ReadableStream::from_raw(body)
+                .into_stream()
+                .map(|chunk| {
+                    chunk
+                        .map(|chunk| Bytes::from(Uint8Array::new(&chunk).to_vec()))
+                        .map_err(unavailable)
+                })
                 .boxed_local(),
             // No body at all (e.g. an empty error answer): an empty stream.
-            Err(_) => stream::empty().boxed_local(),
+            None => stream::empty().boxed_local(),
         };
         Ok((status, body))
     }
