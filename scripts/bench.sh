@@ -341,16 +341,10 @@ bench_proxy() {
   )
 }
 
-# Placeholders for the lead: workerd hits/s vs a JS @upstash/redis worker, rate-limit decisions/s.
-bench_worker() {
-  SECTION_NOTES=("not written yet: workerd (our wasm worker) hits/s vs a JS @upstash/redis worker")
-  return 3
-}
-
-bench_ratelimit() {
-  SECTION_NOTES=("not written yet: rate-limit decisions/s through the worker and edgecount serve")
-  return 3
-}
+# worker (workerd hits/s, ours vs a JS @upstash/redis worker) and ratelimit (decisions/s, ours vs
+# @upstash/ratelimit): bench_worker, bench_ratelimit and their helpers.
+# shellcheck source=scripts/bench/worker.sh
+source "$ROOT/scripts/bench/worker.sh"
 
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) { print "-"; exit } printf "%.2f", a / b }'
@@ -389,6 +383,7 @@ section_markdown() {
       printf 'build of the proxy; webdis %s with %s threads. Server CPU is the server process' "$(dpkg-query -W -f='${Version}' webdis 2>/dev/null || echo '?')" "$(nproc)"
       printf "'s\nuser+system time over the run (100%% = one core).\n\n"
       ;;
+    worker | ratelimit) "section_intro_$section" ;;
   esac
   print_table
   printf '\n'
