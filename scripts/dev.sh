@@ -99,7 +99,9 @@ wait_for_log() {
       grep -Eo "$regex" "$logfile" | head -n 1
       return 0
     fi
-    kill -0 -- "-$pgid" 2>/dev/null || die "$what exited early; see $logfile"
+    # The group leader itself: right after the fork its setsid may not have run yet, so the
+    # group id would not exist for a moment and a group check would misfire.
+    kill -0 "$pgid" 2>/dev/null || die "$what exited early; see $logfile"
     sleep 0.1
   done
   die "$what did not become ready within 60 s; see $logfile"
@@ -182,6 +184,14 @@ start_serve() {
   local line
   line="$(wait_for_log "$LOG_DIR/serve.log" 'edgecount serve listening on http://[^ ]+' "edgecount serve" "$LAST_PGID")"
   SERVE_URL="${line##* }"
+}
+
+# The demo page (demo/index.html): a static site counting itself through the worker (or serve).
+start_demo() {
+  local port api="${WORKER_URL:-$SERVE_URL}"
+  port="$(pick_port "${EDGECOUNT_DEV_DEMO_PORT:-8786}")"
+  start_group demo python3 -m http.server --bind 127.0.0.1 --directory "$ROOT/demo" "$port"
+  DEMO_URL="http://127.0.0.1:$port/?api=$api"
 }
 
 # A capnp text literal (the values here are URLs, tokens and policy strings).
@@ -303,13 +313,17 @@ print_banner() {
    token:  $TOKEN  (REST token, from $TOKEN_SOURCE)
    admin:  $EDGECOUNT_ADMIN_TOKEN  (EDGECOUNT_ADMIN_TOKEN)
 
- try:
+ open in a browser:
+   $DEMO_URL   (a static page counting itself: fetch, badge, live SSE)
+
+try:
    curl -s $PROXY_URL -H "Authorization: Bearer $TOKEN" -d '["INCR","hits"]'
    curl -s "$PROXY_URL/get/hits?_token=$TOKEN"
 EOF
   echo "   curl -s $SERVE_URL/hit/default/my-page"
   if [[ -n "$WORKER_URL" ]]; then
     echo "   curl -s $WORKER_URL/hit/default/my-page"
+    echo "   curl -s -X POST $WORKER_URL/limit/api/me     # policies: \$EDGECOUNT_RATE_LIMITS"
   fi
   cat <<EOF
  clients:
@@ -327,9 +341,12 @@ main() {
   start_redis
   ensure_secret EDGECOUNT_ADMIN_TOKEN admin_token
   ensure_secret EDGECOUNT_UNIQUES_SECRET uniques_secret
+  # Policies to try /limit with, unless the caller set their own.
+  export EDGECOUNT_RATE_LIMITS="${EDGECOUNT_RATE_LIMITS:-api=sliding:100/60s; burst=gcra:10/1s; daily=fixed:10000/1d; llm=token:1000/60s}"
   start_proxy
   start_serve
   start_worker
+  start_demo
   print_banner
   # Stay in the foreground until Ctrl-C or until any component dies (then stop the rest).
   local status=0
