@@ -267,7 +267,11 @@ mod tests {
         for script in scripts::all() {
             assert!(script.source().contains("local function counter_now"));
         }
-        assert!(scripts::HIT.source().contains("counter_hit"));
+        // counter_hit.lua's own body follows the prelude (embedded minified: no comments).
+        assert!(scripts::HIT.source().contains("local abuse_client,"));
+        for script in scripts::all() {
+            assert!(!script.source().contains("--"), "{}", script.source());
+        }
     }
 
     #[test]
