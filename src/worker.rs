@@ -39,7 +39,7 @@ fn api(env: &Env) -> &'static Result<Api<FetchRestStore>, String> {
 }
 
 fn unix_now() -> i64 {
-    (worker::Date::now().as_millis() / 1000) as i64
+    (js_sys::Date::now() / 1000.0) as i64
 }
 
 /// Our answers and the origin's (gateway mode) as one body type.

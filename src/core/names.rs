@@ -180,16 +180,16 @@ impl RequestContext<'_> {
     pub fn page_host(&self) -> Option<String> {
         let from_url = |raw: Option<&str>| {
             raw.filter(|v| !v.eq_ignore_ascii_case("null"))
-                .and_then(|v| url::Url::parse(v).ok())
-                .and_then(|u| u.host_str().map(str::to_owned))
+                .and_then(absolute_uri)
+                .and_then(|u| u.host().map(str::to_owned))
         };
         from_url(self.origin)
             .or_else(|| from_url(self.referer))
             .or_else(|| {
                 // The Host header is `host[:port]`; parse it as an authority to drop the port.
                 self.host
-                    .and_then(|h| url::Url::parse(&format!("http://{}/", h.trim())).ok())
-                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .and_then(|h| h.trim().parse::<http::uri::Authority>().ok())
+                    .map(|a| a.host().to_owned())
             })
             .map(|h| {
                 h.trim_matches(|c| c == '[' || c == ']')
@@ -201,7 +201,7 @@ impl RequestContext<'_> {
     /// give one. Decoded so a page counts once whether or not the browser encoded its path.
     pub fn page_path(&self) -> String {
         self.referer
-            .and_then(|r| url::Url::parse(r).ok())
+            .and_then(absolute_uri)
             .map(|u| {
                 percent_encoding::percent_decode_str(u.path())
                     .decode_utf8_lossy()
@@ -209,6 +209,28 @@ impl RequestContext<'_> {
             })
             .unwrap_or_else(|| "/".to_owned())
     }
+}
+
+/// An absolute http(s) URL from a header (`Origin`, `Referer`), fragment dropped. The `http`
+/// crate's parser is enough here and keeps the worker small (no IDNA tables).
+fn absolute_uri(raw: &str) -> Option<http::Uri> {
+    // Characters a strict URI parser refuses but a sloppy client may send (spaces, non-ASCII)
+    // are percent-encoded first, as a browser would have done.
+    const LOOSE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'<')
+        .add(b'>')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'|')
+        .add(b'\\')
+        .add(b'^');
+    let without_fragment = raw.trim().split('#').next().unwrap_or_default();
+    let encoded = percent_encoding::utf8_percent_encode(without_fragment, LOOSE).to_string();
+    let uri: http::Uri = encoded.parse().ok()?;
+    matches!(uri.scheme_str(), Some("http" | "https")).then_some(uri)
 }
 
 const PLACEHOLDERS: [&str; 3] = [":HOST:", ":PATHNAME:", ":PATH:"];

@@ -73,10 +73,10 @@ impl std::fmt::Debug for RestConfig {
 
 impl RestConfig {
     pub fn new(url: &str, token: &str) -> Result<Self, StoreError> {
-        let parsed = url::Url::parse(url).map_err(|e| {
+        let parsed: http::Uri = url.parse().map_err(|e| {
             StoreError::Protocol(format!("UPSTASH_REDIS_REST_URL is not a URL: {e}"))
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
             return Err(StoreError::Protocol(
                 "UPSTASH_REDIS_REST_URL must be http:// or https://".into(),
             ));
