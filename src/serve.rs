@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::StatusCode;
 
-use crate::api::{Api, ApiError, Client, Config, Forward, Handled};
+use crate::api::{Api, ApiError, Client, Config, Forward, Handled, Platform};
 use crate::store::http_native::NativeRestStore;
 
 /// Largest request body the API reads (batch requests are the big ones: 500 operations).
@@ -134,7 +134,7 @@ async fn forward_to_origin(client: &reqwest::Client, forward: Forward) -> Respon
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let store = NativeRestStore::connect(&args.rest_url, &args.rest_token)?;
-    let api = Api::new(store, config, unix_now);
+    let api = Api::new(store, config, Platform::std());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
@@ -146,11 +146,4 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(crate::shutdown::signal())
     .await?;
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

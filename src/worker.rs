@@ -13,7 +13,7 @@ use http_body::Frame;
 use serde_json::json;
 use worker::{event, Context, Env, Fetch};
 
-use crate::api::{Api, ApiBody, ApiError, Client, Config, Forward, Handled};
+use crate::api::{Api, ApiBody, ApiError, Client, Config, Forward, Handled, Platform};
 use crate::store::fetch::{self, FetchRestStore};
 use crate::store::{Store, StoreError};
 
@@ -34,13 +34,16 @@ fn api(env: &Env) -> &'static Result<Api<FetchRestStore>, String> {
             lookup("UPSTASH_REDIS_REST_TOKEN").ok_or("UPSTASH_REDIS_REST_TOKEN is not set")?;
         let store = fetch::connect(&url, &token).map_err(|e| e.to_string())?;
         let config = Config::from_lookup(lookup).map_err(|e| e.to_string())?;
-        Ok(Api::new(store, config, unix_now))
+        Ok(Api::new(store, config, PLATFORM))
     })
 }
 
-fn unix_now() -> i64 {
-    (js_sys::Date::now() / 1000.0) as i64
-}
+/// The JavaScript runtime's clock and case mapping (Rust's `SystemTime` panics in wasm, and its
+/// case tables would add ~16 KB).
+const PLATFORM: Platform = Platform {
+    now: || (js_sys::Date::now() / 1000.0) as i64,
+    uppercase: |text| js_sys::JsString::from(text).to_upper_case().into(),
+};
 
 /// Our answers and the origin's (gateway mode) as one body type.
 enum WorkerBody {

@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::response::{bytes_response, json_response, sse_event, ApiBody, ApiError, ApiResponse};
-use super::{Call, Config};
+use super::{Call, Config, Platform};
 use crate::core::badge::{Badge, BadgeError, BadgeStyle, Color};
 use crate::core::counter::{
     self, AbuseLimit, CounterError, CreateSpec, HitOutcome, HitRequest, Visitor, MAX_BATCH_OPS,
@@ -47,11 +47,12 @@ type Answer<S> = Result<ApiResponse<<S as Store>::Messages>, ApiError>;
 pub async fn route<S: Store>(
     counters: &Counters<S>,
     config: &Config,
-    now_secs: i64,
+    platform: Platform,
     verb: &str,
     names: &[&str],
     call: &Call<'_>,
 ) -> Answer<S> {
+    let now_secs = (platform.now)();
     let context = RequestContext {
         origin: call.header("origin"),
         referer: call.header("referer"),
@@ -127,7 +128,7 @@ pub async fn route<S: Store>(
             json_response(StatusCode::OK, &json!(stats))
         }
         "stream" => stream(counters, &name, call).await?,
-        "badge" => badge(counters, config, now_secs, &name, call).await?,
+        "badge" => badge(counters, config, platform, &name, call).await?,
         _ => return Err(ApiError::not_found("no such route")),
     };
     if let Ok(path) = HeaderValue::from_str(&name.path()) {
@@ -293,26 +294,15 @@ async fn stream<S: Store>(counters: &Counters<S>, name: &Name, call: &Call<'_>) 
     Ok(response)
 }
 
-/// Unicode upper-casing for `for-the-badge` labels. In the worker, the JavaScript engine's
-/// `toUpperCase` (the same full case mapping): Rust's own tables would add ~20 KB to the wasm.
-#[cfg(target_arch = "wasm32")]
-fn uppercase(text: &str) -> String {
-    js_sys::JsString::from(text).to_upper_case().into()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn uppercase(text: &str) -> String {
-    text.to_uppercase()
-}
-
 /// `GET /badge/{ns}/{key}.svg?label=&color=&style=&count=1`
 async fn badge<S: Store>(
     counters: &Counters<S>,
     config: &Config,
-    now: i64,
+    platform: Platform,
     name: &Name,
     call: &Call<'_>,
 ) -> Answer<S> {
+    let now = (platform.now)();
     allow(call, &[Method::GET, Method::HEAD])?;
     let color = Color::parse(call.query("color").unwrap_or("blue"))?;
     let style = BadgeStyle::parse(call.query("style").unwrap_or("flat"))?;
@@ -324,7 +314,8 @@ async fn badge<S: Store>(
         },
         Some(_) => return Err(ApiError::bad_request("count must be 0 or 1")),
     };
-    let svg = Badge::counter(call.query("label"), value, color, style).render_with(uppercase);
+    let svg =
+        Badge::counter(call.query("label"), value, color, style).render_with(platform.uppercase);
     let mut response = bytes_response(StatusCode::OK, "image/svg+xml", svg);
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -18,15 +18,38 @@ use crate::store::Store;
 pub use config::{Config, FailMode};
 pub use response::{ApiBody, ApiError, ApiResponse};
 
-/// Unix time in seconds, from the platform (the worker has no `SystemTime`). It only names
-/// service-wide daily buckets and picks visitor-hash days; every decision uses Redis `TIME`.
-pub type Clock = fn() -> i64;
+/// What the API needs from the platform it runs on; each adapter supplies its own, so no
+/// target-specific code lives here.
+#[derive(Clone, Copy)]
+pub struct Platform {
+    /// Unix time in seconds (the worker has no `SystemTime`). It only names service-wide daily
+    /// buckets and picks visitor-hash days; every decision uses Redis `TIME`.
+    pub now: fn() -> i64,
+    /// Unicode upper-casing (`for-the-badge` badges). The worker uses the JavaScript engine's
+    /// `toUpperCase`: Rust's case tables would add ~16 KB to the wasm.
+    pub uppercase: fn(&str) -> String,
+}
+
+impl Platform {
+    /// The standard library's clock and case mapping (native adapters).
+    pub fn std() -> Self {
+        Platform {
+            now: || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or_default()
+            },
+            uppercase: str::to_uppercase,
+        }
+    }
+}
 
 /// The API over one store and one configuration; build once, share across requests.
 pub struct Api<S> {
     counters: Counters<S>,
     config: Config,
-    clock: Clock,
+    platform: Platform,
 }
 
 /// What the adapter knows about the caller beyond the request itself.
@@ -62,11 +85,11 @@ impl Call<'_> {
 type Response<S> = ApiResponse<<S as Store>::Messages>;
 
 impl<S: Store> Api<S> {
-    pub fn new(store: S, config: Config, clock: Clock) -> Self {
+    pub fn new(store: S, config: Config, platform: Platform) -> Self {
         Api {
             counters: Counters::new(store).with_admin_token(config.admin_token.clone()),
             config,
-            clock,
+            platform,
         }
     }
 
@@ -141,8 +164,15 @@ impl<S: Store> Api<S> {
             }
             ["batch"] => counters::batch(&self.counters, call).await,
             [verb, names @ ..] if COUNTER_ROUTES.contains(verb) && names.len() <= 2 => {
-                let now = (self.clock)();
-                counters::route(&self.counters, &self.config, now, verb, names, call).await
+                counters::route(
+                    &self.counters,
+                    &self.config,
+                    self.platform,
+                    verb,
+                    names,
+                    call,
+                )
+                .await
             }
             _ => Err(ApiError::not_found("no such route")),
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use edgecount::api::{Api, Config};
+use edgecount::api::{Api, Config, Platform};
 use edgecount::store::http_native::NativeRestStore;
 
 use super::proxy::{spawn_proxy, ProxyProcess};
@@ -74,7 +74,7 @@ impl Edge {
                 let config = Config::from_lookup(|name| vars.get(name).cloned())
                     .expect("valid test configuration");
                 let store = NativeRestStore::connect(proxy.url(), TOKEN).expect("store");
-                let api = Api::new(store, config, unix_now);
+                let api = Api::new(store, config, Platform::std());
                 let app = edgecount::serve::app(api, false);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
@@ -196,11 +196,4 @@ pub async fn spawn_origin() -> (String, tokio::task::JoinHandle<()>) {
         axum::serve(listener, app).await.unwrap();
     });
     (url, server)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
