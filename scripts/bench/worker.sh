@@ -191,7 +191,7 @@ measure_worker() {
   LAST_REST_PER_REQ="$(awk -v r=$((rest1 - rest0)) -v n="$LAST_REQUESTS" 'BEGIN {printf "%.2f", r / n}')"
   local non2xx errors notes=""
   non2xx="$(wrk_non2xx "$out")"
-  errors="$(wrk_errors "$out")"
+  errors="$(wrk_errors "$out" | sed "s/^ *//")"
   if [[ -n "$expected_non2xx" ]]; then
     [[ "$non2xx" == "$LAST_REQUESTS" ]] || die "$name: expected $LAST_REQUESTS non-2xx answers, wrk saw '$non2xx'"
     notes="$expected_non2xx; "
@@ -199,7 +199,7 @@ measure_worker() {
     notes="NON-2XX: $non2xx (sample: $(curl -s --max-time 10 -X POST -A "$BENCH_USER_AGENT" -w ' HTTP %{http_code}' "$url" | tr '|\n' '/ ')); "
   fi
   [[ -z "$errors" ]] || notes="${notes}${errors}; "
-  notes="${notes}**$LAST_REST_PER_REQ REST/req** ($((rest1 - rest0)) for $LAST_REQUESTS); proxy CPU $(cpu_percent "$p0" "$p1" "$DURATION"), redis-server CPU $(cpu_percent "$r0" "$r1" "$DURATION")"
+  notes="${notes}workerd CPU $(awk -v t=$((w1 - w0)) -v hz="$CLK_TCK" -v n="$LAST_REQUESTS" 'BEGIN {printf "%.0f", t / hz / n * 1e6}') µs/req; **$LAST_REST_PER_REQ REST/req** ($((rest1 - rest0)) for $LAST_REQUESTS); proxy CPU $(cpu_percent "$p0" "$p1" "$DURATION"), redis-server CPU $(cpu_percent "$r0" "$r1" "$DURATION")"
   add_row "$name" "$LAST_RPS" "$(wrk_latency_ms 50 "$out")" "$(wrk_latency_ms 99 "$out")" \
     "$(cpu_percent "$w0" "$w1" "$DURATION")" "$notes"
 }
@@ -246,9 +246,9 @@ bench_worker() {
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
-    "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request cost, with the workerd process at about one core in every row (it runs one thread), is what bounds hits/s here"
+    "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see "workerd CPU µs/req", which depends less on the machine's other load than req/s) bounds these rates"
     "wasm size: \`gzip -9 -c build/index_bg.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/index_bg.wasm") bytes, plus $(gzip_size "$ROOT/build/index.js") bytes gzipped JS glue); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
-    "$(source_note); workerd $(node_pkg_version workerd), @upstash/redis $(node_pkg_version @upstash/redis)"
+    "$(source_note); workerd $(node_pkg_version workerd), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
   )
 }
 
@@ -283,7 +283,7 @@ bench_ratelimit() {
     "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}; @upstash/ratelimit $js_rest"
     "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts: Redis 7.0 answers \`ERR Unexpected flag in script shebang\` and, since the proxy passes scripts through, every decision through it fails (hiett/serverless-redis-http#40 is the same problem). The JS worker therefore drops that line before EVAL and maps the library's SHA to the stripped script's, so it still makes one EVALSHA per decision (see the file's header); Redis runs the same script under its usual global script lock."
     "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis."
-    "$(source_note); workerd $(node_pkg_version workerd), @upstash/ratelimit $(node_pkg_version @upstash/ratelimit), @upstash/redis $(node_pkg_version @upstash/redis)"
+    "$(source_note); workerd $(node_pkg_version workerd), @upstash/ratelimit $(node_pkg_version @upstash/ratelimit), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
   )
 }
 
