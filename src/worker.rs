@@ -1,21 +1,27 @@
 //! The edge worker's entry point (wasm only): a thin `#[event(fetch)]` that adapts the runtime's
 //! request to the shared [`Api`] and back. Configuration is read once per isolate from `[vars]`
-//! and secrets; the REST store (over `worker::Fetch`) is built once and reused by every request.
+//! and secrets; the REST store (over `fetch()`) is built once and reused by every request.
+//!
+//! The request and response are converted here, straight between `web_sys` and `http` (not
+//! through the worker crate's `http` feature, whose generic conversions cost ~25 KB of wasm).
 
 use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context as TaskContext, Poll};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use http::{header, Response, StatusCode};
-use http_body::Frame;
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body::Body as _;
+use js_sys::futures::JsFuture;
+use js_sys::Uint8Array;
 use serde_json::json;
-use worker::{event, Context, Env, Fetch};
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{Headers, RequestInit, ResponseInit, WorkerGlobalScope};
+use worker::{event, Context, Env};
 
-use crate::api::{Api, ApiBody, ApiError, Client, Config, Forward, Handled, Platform};
-use crate::store::fetch::{self, FetchRestStore};
-use crate::store::{Store, StoreError};
+use crate::api::{Api, ApiBody, ApiError, ApiResponse, Client, Config, Forward, Handled, Platform};
+use crate::store::fetch::{self, js_error_text, FetchRestStore};
+use crate::store::Store;
 
 /// Largest request body the API reads (batch requests are the big ones).
 const MAX_BODY: usize = 256 * 1024;
@@ -45,108 +51,183 @@ const PLATFORM: Platform = Platform {
     uppercase: |text| js_sys::JsString::from(text).to_upper_case().into(),
 };
 
-/// Our answers and the origin's (gateway mode) as one body type.
-enum WorkerBody {
-    Api(ApiBody<Messages>),
-    Origin(worker::Body),
-}
-
-impl http_body::Body for WorkerBody {
-    type Data = Bytes;
-    type Error = StoreError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
-        match self.get_mut() {
-            WorkerBody::Api(body) => Pin::new(body).poll_frame(cx),
-            WorkerBody::Origin(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(|e| StoreError::Unavailable(format!("origin body: {e}"))),
-        }
+/// The incoming request as the API takes it, without the body: method, URL and every header.
+/// A URL, method or header the `http` crate refuses is an error (500), as it always was.
+fn request_head(req: &web_sys::Request) -> worker::Result<http::Request<()>> {
+    let mut request = http::Request::new(());
+    *request.method_mut() =
+        Method::from_bytes(req.method().as_bytes()).map_err(|e| e.to_string())?;
+    *request.uri_mut() = req.url().parse::<Uri>().map_err(|e| e.to_string())?;
+    let headers = request.headers_mut();
+    for entry in req.headers().entries() {
+        let entry: js_sys::Array = entry?.unchecked_into();
+        let name = entry.get(0).as_string().unwrap_or_default();
+        let value = entry.get(1).as_string().unwrap_or_default();
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        headers.append(name, value);
     }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            WorkerBody::Api(body) => body.is_end_stream(),
-            WorkerBody::Origin(body) => body.is_end_stream(),
-        }
-    }
+    Ok(request)
 }
 
-fn error_response(e: ApiError) -> Response<WorkerBody> {
-    e.into_response::<Messages>().map(WorkerBody::Api)
-}
-
-async fn read_body(body: worker::Body) -> Result<Bytes, ApiError> {
-    let mut chunks = body;
-    let mut collected = BytesMut::new();
+/// The request body, up to [`MAX_BODY`] bytes.
+async fn read_body(req: &web_sys::Request) -> Result<Bytes, ApiError> {
+    let Some(body) = req.body() else {
+        return Ok(Bytes::new());
+    };
+    let mut chunks = wasm_streams::ReadableStream::from_raw(body).into_stream();
+    let mut collected = Vec::new();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-        if collected.len() + chunk.len() > MAX_BODY {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("reading the body: {}", js_error_text(&e)))
+        })?;
+        let chunk = Uint8Array::new(&chunk);
+        if collected.len() + chunk.length() as usize > MAX_BODY {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body over {MAX_BODY} bytes"),
             ));
         }
-        collected.extend_from_slice(&chunk);
+        let start = collected.len();
+        collected.resize(start + chunk.length() as usize, 0);
+        chunk.copy_to(&mut collected[start..]);
     }
-    Ok(collected.freeze())
+    Ok(collected.into())
 }
 
-/// Gateway mode: send the request on to the origin and add the rate-limit headers.
-async fn forward(forward: Forward) -> Result<Response<WorkerBody>, ApiError> {
-    let unreachable = |e: worker::Error| {
-        worker::console_warn!("origin unreachable: {e}");
+/// `headers` as a JavaScript `Headers` object.
+fn js_headers(headers: &HeaderMap, skip: Option<&HeaderName>) -> worker::Result<Headers> {
+    let js = Headers::new()?;
+    for (name, value) in headers {
+        if Some(name) != skip {
+            js.append(name.as_str(), std::str::from_utf8(value.as_bytes())?)?;
+        }
+    }
+    Ok(js)
+}
+
+fn response_init(status: u16, headers: &Headers) -> ResponseInit {
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(headers);
+    init
+}
+
+/// Our answer as the runtime's `Response`; an event stream stays a stream.
+fn into_js(response: ApiResponse<Messages>) -> worker::Result<web_sys::Response> {
+    let (parts, body) = response.into_parts();
+    let init = response_init(parts.status.as_u16(), &js_headers(&parts.headers, None)?);
+    let response = match body {
+        ApiBody::Full(None) => web_sys::Response::new_with_opt_js_u8_array_and_init(None, &init),
+        ApiBody::Full(Some(bytes)) => web_sys::Response::new_with_opt_js_u8_array_and_init(
+            Some(&Uint8Array::from(&bytes[..])),
+            &init,
+        ),
+        mut events => {
+            let frames = stream::poll_fn(move |cx| Pin::new(&mut events).poll_frame(cx));
+            let chunks = frames.filter_map(|frame| async move {
+                match frame {
+                    Ok(frame) => frame
+                        .into_data()
+                        .ok()
+                        .map(|data| Ok(Uint8Array::from(&data[..]).into())),
+                    Err(e) => Some(Err(JsValue::from_str(&e.to_string()))),
+                }
+            });
+            let stream = wasm_streams::ReadableStream::from_stream(chunks).into_raw();
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
+        }
+    };
+    Ok(response?)
+}
+
+fn error_response(e: ApiError) -> worker::Result<web_sys::Response> {
+    into_js(e.into_response())
+}
+
+/// Gateway mode: send the request on to the origin (every header but `Host`, with the incoming
+/// request's redirect mode and abort signal) and add the rate-limit headers to its answer, whose
+/// status, headers and streamed body are passed through.
+async fn forward(
+    incoming: &web_sys::Request,
+    forward: Forward,
+) -> Result<web_sys::Response, ApiError> {
+    let unreachable = |e: JsValue| {
+        worker::console_warn!("origin unreachable: {}", js_error_text(&e));
         ApiError::new(StatusCode::BAD_GATEWAY, "origin unreachable")
     };
-    let (mut parts, body) = forward.request.into_parts();
-    parts.uri = forward
-        .url
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "bad origin URL"))?;
-    parts.headers.remove(header::HOST);
-    let request = http::Request::from_parts(parts, ApiBody::<Messages>::full(body));
-    let request = worker::Request::try_from(request).map_err(unreachable)?;
-    let answer = Fetch::Request(request).send().await.map_err(unreachable)?;
-    let answer: http::Response<worker::Body> = answer.try_into().map_err(unreachable)?;
-    let mut response = answer.map(WorkerBody::Origin);
-    response.headers_mut().extend(forward.response_headers);
-    Ok(response)
+    if forward.url.parse::<Uri>().is_err() {
+        return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad origin URL"));
+    }
+    let (parts, body) = forward.request.into_parts();
+    let headers =
+        js_headers(&parts.headers, Some(&header::HOST)).map_err(|e| unreachable(e.into()))?;
+    let init = RequestInit::new();
+    init.set_method(parts.method.as_str());
+    init.set_headers(&headers);
+    init.set_redirect(incoming.redirect());
+    init.set_signal(Some(&incoming.signal()));
+    if !body.is_empty() {
+        init.set_body(&Uint8Array::from(&body[..]));
+    }
+    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let answer: web_sys::Response =
+        JsFuture::from(global.fetch_with_str_and_init(&forward.url, &init))
+            .await
+            .and_then(|r| r.dyn_into())
+            .map_err(unreachable)?;
+    let headers = Headers::new_with_headers(&answer.headers()).map_err(unreachable)?;
+    for name in forward.response_headers.keys() {
+        headers.delete(name.as_str()).map_err(unreachable)?;
+        for value in forward.response_headers.get_all(name) {
+            let value = value.to_str().unwrap_or_default();
+            headers.append(name.as_str(), value).map_err(unreachable)?;
+        }
+    }
+    web_sys::Response::new_with_opt_readable_stream_and_init(
+        answer.body().as_ref(),
+        &response_init(answer.status(), &headers),
+    )
+    .map_err(unreachable)
 }
 
 #[event(fetch)]
 async fn fetch(
-    req: http::Request<worker::Body>,
+    req: web_sys::Request,
     env: Env,
     _ctx: Context,
-) -> worker::Result<Response<WorkerBody>> {
+) -> worker::Result<web_sys::Response> {
+    let head = request_head(&req)?;
     let api = match api(&env) {
         Ok(api) => api,
         Err(e) => {
             worker::console_error!("edgecount is misconfigured: {e}");
             let e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker misconfigured")
                 .with(json!({ "detail": e }));
-            return Ok(error_response(e));
+            return error_response(e);
         }
     };
-    let (parts, body) = req.into_parts();
     // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it.
     let client = Client {
-        ip: parts
-            .headers
+        ip: head
+            .headers()
             .get("cf-connecting-ip")
             .and_then(|v| v.to_str().ok())
             .and_then(|ip| ip.trim().parse().ok()),
     };
-    let body = match read_body(body).await {
+    let body = match read_body(&req).await {
         Ok(body) => body,
-        Err(e) => return Ok(error_response(e)),
+        Err(e) => return error_response(e),
     };
-    let request = http::Request::from_parts(parts, body);
-    Ok(match api.serve(request, client).await {
-        Handled::Respond(response) => response.map(WorkerBody::Api),
-        Handled::Forward(request) => forward(*request).await.unwrap_or_else(error_response),
-    })
+    let (parts, ()) = head.into_parts();
+    match api
+        .serve(http::Request::from_parts(parts, body), client)
+        .await
+    {
+        Handled::Respond(response) => into_js(response),
+        Handled::Forward(request) => match forward(&req, *request).await {
+            Ok(response) => Ok(response),
+            Err(e) => error_response(e),
+        },
+    }
 }
