@@ -246,7 +246,7 @@ bench_worker() {
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
-    "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see "workerd CPU µs/req", which depends less on the machine's other load than req/s) bounds these rates"
+    "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see 'workerd CPU µs/req', which depends less on the machine's other load than req/s) bounds these rates"
     "wasm size: \`gzip -9 -c build/index_bg.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/index_bg.wasm") bytes, plus $(gzip_size "$ROOT/build/index.js") bytes gzipped JS glue); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
     "$(source_note); workerd $(node_pkg_version workerd), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
   )
