@@ -1,4 +1,4 @@
-//! The edge worker's entry point (wasm only): a thin `#[event(fetch)]` that adapts the runtime's
+//! The edge worker's entry point (wasm only): a thin `fetch` export that adapts the runtime's
 //! request to the shared [`Api`] and back. Configuration is read once per isolate from `[vars]`
 //! and secrets; the REST store (over `fetch()`) is built once and reused by every request.
 //!
@@ -17,7 +17,7 @@ use js_sys::Uint8Array;
 use serde_json::json;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Headers, RequestInit, ResponseInit, WorkerGlobalScope};
-use worker::{event, Context, Env};
+use worker::Env;
 
 use crate::api::{Api, ApiBody, ApiError, ApiResponse, Client, Config, Forward, Handled, Platform};
 use crate::store::fetch::{self, js_error_text, FetchRestStore};
@@ -58,14 +58,14 @@ const PLATFORM: Platform = Platform {
 
 /// The incoming request as the API takes it, without the body: method, URL and every header.
 /// A URL, method or header the `http` crate refuses is an error (500), as it always was.
-fn request_head(req: &web_sys::Request) -> worker::Result<http::Request<()>> {
+fn request_head(req: &web_sys::Request) -> Result<http::Request<()>, String> {
     let mut request = http::Request::new(());
     *request.method_mut() =
         Method::from_bytes(req.method().as_bytes()).map_err(|e| e.to_string())?;
     *request.uri_mut() = req.url().parse::<Uri>().map_err(|e| e.to_string())?;
     let headers = request.headers_mut();
     for entry in req.headers().entries() {
-        let entry: js_sys::Array = entry?.unchecked_into();
+        let entry: js_sys::Array = entry.map_err(js)?.unchecked_into();
         let name = entry.get(0).as_string().unwrap_or_default();
         let value = entry.get(1).as_string().unwrap_or_default();
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
@@ -101,11 +101,13 @@ async fn read_body(req: &web_sys::Request) -> Result<Bytes, ApiError> {
 }
 
 /// `headers` as a JavaScript `Headers` object.
-fn js_headers(headers: &HeaderMap, skip: Option<&HeaderName>) -> worker::Result<Headers> {
+fn js_headers(headers: &HeaderMap, skip: Option<&HeaderName>) -> Result<Headers, JsValue> {
     let js = Headers::new()?;
     for (name, value) in headers {
         if Some(name) != skip {
-            js.append(name.as_str(), std::str::from_utf8(value.as_bytes())?)?;
+            let value = std::str::from_utf8(value.as_bytes())
+                .map_err(|_| JsValue::from_str("a header value is not UTF-8"))?;
+            js.append(name.as_str(), value)?;
         }
     }
     Ok(js)
@@ -119,10 +121,10 @@ fn response_init(status: u16, headers: &Headers) -> ResponseInit {
 }
 
 /// Our answer as the runtime's `Response`; an event stream stays a stream.
-fn into_js(response: ApiResponse<Messages>) -> worker::Result<web_sys::Response> {
+fn into_js(response: ApiResponse<Messages>) -> Result<web_sys::Response, JsValue> {
     let (parts, body) = response.into_parts();
     let init = response_init(parts.status.as_u16(), &js_headers(&parts.headers, None)?);
-    let response = match body {
+    match body {
         ApiBody::Full(None) => web_sys::Response::new_with_opt_js_u8_array_and_init(None, &init),
         ApiBody::Full(Some(bytes)) => web_sys::Response::new_with_opt_js_u8_array_and_init(
             Some(&Uint8Array::from(&bytes[..])),
@@ -142,11 +144,10 @@ fn into_js(response: ApiResponse<Messages>) -> worker::Result<web_sys::Response>
             let stream = wasm_streams::ReadableStream::from_stream(chunks).into_raw();
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
         }
-    };
-    Ok(response?)
+    }
 }
 
-fn error_response(e: ApiError) -> worker::Result<web_sys::Response> {
+fn error_response(e: ApiError) -> Result<web_sys::Response, JsValue> {
     into_js(e.into_response())
 }
 
@@ -165,8 +166,7 @@ async fn forward(
         return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad origin URL"));
     }
     let (parts, body) = forward.request.into_parts();
-    let headers =
-        js_headers(&parts.headers, Some(&header::HOST)).map_err(|e| unreachable(e.into()))?;
+    let headers = js_headers(&parts.headers, Some(&header::HOST)).map_err(unreachable)?;
     let init = RequestInit::new();
     init.set_method(parts.method.as_str());
     init.set_headers(&headers);
@@ -196,20 +196,36 @@ async fn forward(
     .map_err(unreachable)
 }
 
-#[event(fetch)]
-async fn fetch(
-    req: web_sys::Request,
-    env: Env,
-    _ctx: Context,
-) -> worker::Result<web_sys::Response> {
-    let head = request_head(&req)?;
-    let api = match api(&env) {
+/// The `fetch` export the worker-build shim calls: what `#[worker::event(fetch)]` generates, without
+/// its generic error plumbing (which alone costs a few KB of wasm). A request that cannot be
+/// converted, or a response the runtime refuses, is a 500 as it was under the macro.
+#[wasm_bindgen::prelude::wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures)]
+pub async fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> Result<JsValue, JsValue> {
+    std::panic::AssertUnwindSafe(async move {
+        let response = match respond(req, &env).await {
+            Ok(response) => response,
+            Err(e) => {
+                worker::console_error!("{e}");
+                let init = ResponseInit::new();
+                init.set_status(500);
+                let body = Uint8Array::from(&b"INTERNAL SERVER ERROR"[..]);
+                web_sys::Response::new_with_opt_js_u8_array_and_init(Some(&body), &init)?
+            }
+        };
+        Ok(response.into())
+    })
+    .await
+}
+
+async fn respond(req: web_sys::Request, env: &Env) -> Result<web_sys::Response, String> {
+    let head = request_head(&req).map_err(|e| format!("Error converting request: {e}"))?;
+    let api = match api(env) {
         Ok(api) => api,
         Err(e) => {
             worker::console_error!("edgecount is misconfigured: {e}");
             let e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker misconfigured")
                 .with(json!({ "detail": e }));
-            return error_response(e);
+            return error_response(e).map_err(js);
         }
     };
     // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it.
@@ -222,10 +238,10 @@ async fn fetch(
     };
     let body = match read_body(&req).await {
         Ok(body) => body,
-        Err(e) => return error_response(e),
+        Err(e) => return error_response(e).map_err(js),
     };
     let (parts, ()) = head.into_parts();
-    match api
+    let response = match api
         .serve(http::Request::from_parts(parts, body), client)
         .await
     {
@@ -234,5 +250,10 @@ async fn fetch(
             Ok(response) => Ok(response),
             Err(e) => error_response(e),
         },
-    }
+    };
+    response.map_err(|e| format!("Error converting response: {}", js_error_text(&e)))
+}
+
+fn js(e: JsValue) -> String {
+    js_error_text(&e)
 }
