@@ -21,6 +21,12 @@
 //!   header and answers JSON. Errors of the proxy itself (auth, parsing, limits) stay JSON.
 //! - An error reply nested inside an array (Lua `redis.error_reply` in a table) becomes its text.
 //! - A `POST`/`PUT` path-form request appends its body only when it is not empty.
+//! - Lua scripts whose `#!lua` shebang carries `flags=allow-key-locking` (sent by
+//!   `@upstash/ratelimit` 2.x; Redis 7.0 refuses the flag) lose that one flag on the way to Redis
+//!   (`EVAL`, `EVAL_RO`, `SCRIPT LOAD`); `EVALSHA`/`EVALSHA_RO`/`SCRIPT EXISTS` of the original
+//!   sha are translated to the rewritten one, and `SCRIPT LOAD` answers the original sha. The map is
+//!   in memory (bounded); after a restart the client's `NOSCRIPT` fallback to `EVAL` refills it.
+//!   See [`scripts`].
 //! - `GET /_stats` (an extension; no Redis command starts with `_`) answers `{"requests": N}`,
 //!   the REST requests answered so far, so tests and benchmarks can count round trips.
 
@@ -29,6 +35,7 @@ pub mod commands;
 pub mod error;
 pub mod reply;
 pub mod request;
+pub mod scripts;
 pub mod sse;
 
 use std::fmt;
@@ -205,6 +212,8 @@ pub struct ProxyState {
     /// REST requests answered, `/_stats` excepted (so a client can count its own round trips).
     requests: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Original → rewritten sha of scripts whose shebang lost a flag ([`scripts`]).
+    scripts: scripts::ScriptMap,
 }
 
 impl ProxyState {
@@ -233,6 +242,7 @@ impl ProxyState {
             sync: AtomicU64::new(start),
             requests: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
+            scripts: scripts::ScriptMap::default(),
         })
     }
 
@@ -465,7 +475,10 @@ async fn single(
 ) -> Result<Response, ProxyError> {
     let value = match commands::check(&cmd, read_only)? {
         commands::Action::ReplyOk => Value::Okay,
-        commands::Action::Forward => state.backend.query(&cmd).await?,
+        commands::Action::Forward => {
+            let (cmd, fix) = state.scripts.prepare(cmd);
+            fix.apply(state.backend.query(&cmd).await?)
+        }
     };
     if format.resp2 {
         let status = if matches!(value, Value::ServerError(_)) {
@@ -486,7 +499,7 @@ async fn single(
 /// replies of the commands sent to Redis.
 enum Slot {
     Local(Value),
-    Remote,
+    Remote(scripts::ReplyFix),
 }
 
 fn error_reply(e: &ProxyError) -> Value {
@@ -505,7 +518,8 @@ async fn pipeline(
     for cmd in cmds {
         match commands::check(&cmd, read_only) {
             Ok(commands::Action::Forward) => {
-                slots.push(Slot::Remote);
+                let (cmd, fix) = state.scripts.prepare(cmd);
+                slots.push(Slot::Remote(fix));
                 remote.push(cmd);
             }
             Ok(commands::Action::ReplyOk) => slots.push(Slot::Local(Value::Okay)),
@@ -522,7 +536,7 @@ async fn pipeline(
         .into_iter()
         .map(|slot| match slot {
             Slot::Local(v) => v,
-            Slot::Remote => replies.next().unwrap_or(Value::Nil),
+            Slot::Remote(fix) => fix.apply(replies.next().unwrap_or(Value::Nil)),
         })
         .collect();
     if format.resp2 {
@@ -547,7 +561,8 @@ async fn multi_exec(
     for (i, cmd) in cmds.into_iter().enumerate() {
         match commands::check(&cmd, read_only) {
             Ok(commands::Action::Forward) => {
-                slots.push(Slot::Remote);
+                let (cmd, fix) = state.scripts.prepare(cmd);
+                slots.push(Slot::Remote(fix));
                 remote.push(cmd);
             }
             Ok(commands::Action::ReplyOk) => slots.push(Slot::Local(Value::Okay)),
@@ -574,7 +589,7 @@ async fn multi_exec(
         .into_iter()
         .map(|slot| match slot {
             Slot::Local(v) => v,
-            Slot::Remote => replies.next().unwrap_or(Value::Nil),
+            Slot::Remote(fix) => fix.apply(replies.next().unwrap_or(Value::Nil)),
         })
         .collect();
     Ok(json_response(reply::entries(&values, encoding)))
