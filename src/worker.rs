@@ -7,6 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{ready, Poll};
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
@@ -131,15 +132,16 @@ fn into_js(response: ApiResponse<Messages>) -> Result<web_sys::Response, JsValue
             &init,
         ),
         mut events => {
-            let frames = stream::poll_fn(move |cx| Pin::new(&mut events).poll_frame(cx));
-            let chunks = frames.filter_map(|frame| async move {
-                match frame {
-                    Ok(frame) => frame
-                        .into_data()
-                        .ok()
-                        .map(|data| Ok(Uint8Array::from(&data[..]).into())),
-                    Err(e) => Some(Err(JsValue::from_str(&e.to_string()))),
-                }
+            // Data frames as `Uint8Array` chunks (ApiBody sends no other kind of frame).
+            let chunks = stream::poll_fn(move |cx| loop {
+                return Poll::Ready(match ready!(Pin::new(&mut events).poll_frame(cx)) {
+                    None => None,
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => Some(Ok(Uint8Array::from(&data[..]).into())),
+                        Err(_) => continue,
+                    },
+                    Some(Err(e)) => Some(Err(JsValue::from_str(&e.to_string()))),
+                });
             });
             let stream = wasm_streams::ReadableStream::from_stream(chunks).into_raw();
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
