@@ -41,6 +41,8 @@ impl From<BadgeError> for ApiError {
     }
 }
 
+const X_PATH: http::HeaderName = http::HeaderName::from_static("x-path");
+
 type Answer<S> = Result<ApiResponse<<S as Store>::Messages>, ApiError>;
 
 /// One counter route, already split into its verb and name segments.
@@ -132,7 +134,7 @@ pub async fn route<S: Store>(
         _ => return Err(ApiError::not_found("no such route")),
     };
     if let Ok(path) = HeaderValue::from_str(&name.path()) {
-        response.headers_mut().insert("x-path", path);
+        response.headers_mut().insert(X_PATH, path);
     }
     Ok(response)
 }
@@ -269,7 +271,7 @@ async fn create_countapi<S: Store>(
     let created = counters.create(&name, &spec).await?;
     let mut response = json_response(StatusCode::OK, &json!(created));
     if let Ok(path) = HeaderValue::from_str(&name.path()) {
-        response.headers_mut().insert("x-path", path);
+        response.headers_mut().insert(X_PATH, path);
     }
     Ok(response)
 }

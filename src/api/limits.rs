@@ -18,6 +18,7 @@ use crate::store::Store;
 
 /// Says which way a decision went when Redis could not be reached.
 pub const FAIL_MODE_HEADER: &str = "edgecount-fail-mode";
+const FAIL_MODE: http::HeaderName = http::HeaderName::from_static(FAIL_MODE_HEADER);
 
 impl From<RateLimitError> for ApiError {
     fn from(e: RateLimitError) -> Self {
@@ -95,7 +96,7 @@ impl Decided {
             Decided::FailedOpen(_) => "open",
             Decided::FailedClosed => "closed",
         };
-        headers.insert(FAIL_MODE_HEADER, HeaderValue::from_static(fail_mode));
+        headers.insert(FAIL_MODE, HeaderValue::from_static(fail_mode));
     }
 }
 

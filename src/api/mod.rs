@@ -77,8 +77,14 @@ impl Call<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The first value of header `name` (any case). A scan rather than `HeaderMap::get(&str)`,
+    /// which parses the name against the `http` crate's table of standard headers (~12 KB of
+    /// wasm while anything still calls it); requests carry a few dozen headers at most.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.to_str().ok())
     }
 }
 
