@@ -4,7 +4,7 @@
 //! - [`store`]: the [`store::Store`] trait and the Upstash REST client behind it.
 //! - [`service`]: [`service::Counters`] and [`service::RateLimiter`], the rules over a store.
 //! - [`api`]: the HTTP API of `API.md`, framework-free (`http::Request` in, `http::Response` out).
-//! - `worker` (wasm): the `#[event(fetch)]` adapter; `serve` (native): the same API on axum.
+//! - `worker` (wasm): the `fetch` adapter; `serve` (native): the same API on axum.
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
 //!
 //! Target-specific code stays in the adapters: `worker.rs` and `store/fetch.rs` for wasm,
