@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the edge worker (wasm) for workerd / wrangler:
 #
-#   build/worker/shim.mjs   entry module (wrangler.toml `main`); re-exports ../index.js
-#   build/index.js          the worker-build shim + wasm-bindgen glue, bundled by esbuild (ESM)
-#   build/index_bg.wasm     the module, size-optimised (opt-level z, fat LTO, 1 CGU, strip,
+#   build/worker/shim.mjs   entry module (wrangler.toml `main`): our shim (scripts/worker-shim.js,
+#                           via worker-build's CUSTOM_SHIM) + the wasm-bindgen glue, bundled by
+#                           esbuild (ESM); imports ./index.wasm
+#   build/worker/index.wasm the module, size-optimised (opt-level z, fat LTO, 1 CGU, strip,
 #                           panic=abort, then wasm-opt -Oz)
 #
 #   ./scripts/build-worker.sh           build if any input changed (a no-op run takes ~0.1 s)
@@ -142,7 +143,7 @@ flock 9
 fingerprint() {
   {
     find src -type f -print0 | sort -z | xargs -0 sha256sum
-    sha256sum Cargo.toml Cargo.lock "$0"
+    sha256sum Cargo.toml Cargo.lock "$0" "$ROOT/scripts/worker-shim.js"
     [[ -f build.rs ]] && sha256sum build.rs
     printf '%s\n' "$(rustc --version)" "$("$WASM_BINDGEN_BIN" --version)" \
       "$(worker-build --version)" "${WASM_OPT_FLAGS[*]}" "${RUSTFLAGS:-}" \
@@ -151,18 +152,18 @@ fingerprint() {
 }
 
 report_sizes() {
-  local wasm="$OUT_DIR/index_bg.wasm"
+  local wasm="$OUT_DIR/worker/index.wasm"
   local raw gz
   raw=$(stat -c %s "$wasm")
   gz=$(gzip -9 -c "$wasm" | wc -c)
   printf '[build-worker] %s: %d bytes (%.1f KiB), gzip -9: %d bytes (%.1f KiB); glue %s: %d bytes\n' \
     "$wasm" "$raw" "$(echo "$raw / 1024" | bc -l)" "$gz" "$(echo "$gz / 1024" | bc -l)" \
-    "$OUT_DIR/index.js" "$(stat -c %s "$OUT_DIR/index.js")" >&2
+    "$OUT_DIR/worker/shim.mjs" "$(stat -c %s "$OUT_DIR/worker/shim.mjs")" >&2
 }
 
 WANT="$(fingerprint)"
 if [[ -z "${EDGECOUNT_FORCE_BUILD:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" &&
-      -f "$OUT_DIR/worker/shim.mjs" && -f "$OUT_DIR/index.js" && -f "$OUT_DIR/index_bg.wasm" ]]; then
+      -f "$OUT_DIR/worker/shim.mjs" && -f "$OUT_DIR/worker/index.wasm" ]]; then
   log "up to date"
   report_sizes
   exit 0
@@ -172,13 +173,13 @@ rm -f "$STAMP"
 # --- build -------------------------------------------------------------------------------------
 export EDGECOUNT_WASM_LTO_WRAPPER=1 RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/build-worker.sh"
 log "worker-build --release (opt-level=z, fat lto, codegen-units=1, strip, panic=abort)"
-worker-build --release --no-opt --out-dir "$OUT_DIR"
+CUSTOM_SHIM="$ROOT/scripts/worker-shim.js" worker-build --release --no-opt --out-dir "$OUT_DIR"
 
 log "wasm-opt ${WASM_OPT_FLAGS[*]}"
-"$WASM_OPT_BIN" "$OUT_DIR/index_bg.wasm" -o "$OUT_DIR/index_bg.wasm.opt" "${WASM_OPT_FLAGS[@]}"
-mv -f "$OUT_DIR/index_bg.wasm.opt" "$OUT_DIR/index_bg.wasm"
+"$WASM_OPT_BIN" "$OUT_DIR/worker/index.wasm" -o "$OUT_DIR/worker/index.wasm.opt" "${WASM_OPT_FLAGS[@]}"
+mv -f "$OUT_DIR/worker/index.wasm.opt" "$OUT_DIR/worker/index.wasm"
 
-for f in worker/shim.mjs index.js index_bg.wasm; do
+for f in worker/shim.mjs worker/index.wasm; do
   [[ -f "$OUT_DIR/$f" ]] || { echo "[build-worker] error: worker-build did not produce $OUT_DIR/$f" >&2; exit 1; }
 done
 printf '%s\n' "$WANT" >"$STAMP"

@@ -249,8 +249,7 @@ start_worker_workerd() {
   [[ -x "$workerd" ]] || workerd="$ROOT/node_modules/workerd/bin/workerd"
   rm -rf "$dir"
   mkdir -p "$dir/worker"
-  cp build/worker/shim.mjs "$dir/worker/shim.mjs"
-  cp build/index.js build/index_bg.wasm "$dir/"
+  cp build/worker/shim.mjs build/worker/index.wasm "$dir/worker/"
   bindings+="    (name = \"UPSTASH_REDIS_REST_URL\", text = $(capnp_str "$PROXY_URL")),"$'\n'
   bindings+="    (name = \"UPSTASH_REDIS_REST_TOKEN\", text = $(capnp_str "$TOKEN")),"$'\n'
   for var in "${WORKER_VARS[@]}"; do
@@ -275,8 +274,7 @@ const config :Workerd.Config = (
 const mainWorker :Workerd.Worker = (
   modules = [
     (name = "worker/shim.mjs", esModule = embed "worker/shim.mjs"),
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+    (name = "worker/index.wasm", wasm = embed "worker/index.wasm"),
   ],
   compatibilityDate = "${date:-2026-07-30}",
   bindings = [

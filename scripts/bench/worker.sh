@@ -32,7 +32,7 @@ ensure_worker_tools() {
   log "./scripts/build-worker.sh"
   "$ROOT/scripts/build-worker.sh" || die "scripts/build-worker.sh failed"
   local f
-  for f in worker/shim.mjs index.js index_bg.wasm; do
+  for f in worker/shim.mjs worker/index.wasm; do
     [[ -f "$ROOT/build/$f" ]] || die "build/$f is missing after scripts/build-worker.sh"
   done
 }
@@ -102,11 +102,9 @@ start_wasm_worker() {
   local name="$1" dir="$WORK_DIR/$1"
   shift
   mkdir -p "$dir/worker"
-  cp "$ROOT/build/worker/shim.mjs" "$dir/worker/shim.mjs"
-  cp "$ROOT/build/index.js" "$ROOT/build/index_bg.wasm" "$dir/"
+  cp "$ROOT/build/worker/shim.mjs" "$ROOT/build/worker/index.wasm" "$dir/worker/"
   start_workerd "$name" '    (name = "worker/shim.mjs", esModule = embed "worker/shim.mjs"),
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+    (name = "worker/index.wasm", wasm = embed "worker/index.wasm"),
 ' "$@"
 }
 
@@ -241,13 +239,13 @@ bench_worker() {
   local js_404="$LAST_RPS"
 
   local wasm_gz js_gz
-  wasm_gz="$(gzip_size "$ROOT/build/index_bg.wasm")"
+  wasm_gz="$(gzip_size "$ROOT/build/worker/index.wasm")"
   js_gz="$(gzip_size "$WORK_DIR/js-script/worker.mjs")"
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
     "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see 'workerd CPU µs/req', which depends less on the machine's other load than req/s) bounds these rates"
-    "wasm size: \`gzip -9 -c build/index_bg.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/index_bg.wasm") bytes, plus $(gzip_size "$ROOT/build/index.js") bytes gzipped JS glue); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
+    "wasm size: \`gzip -9 -c build/worker/index.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/worker/index.wasm") bytes, plus $(gzip_size "$ROOT/build/worker/shim.mjs") bytes gzipped JS entry + glue); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
     "$(source_note); workerd $(node_pkg_version workerd), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
   )
 }

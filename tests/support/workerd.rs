@@ -56,7 +56,7 @@ pub fn workerd_bin() -> PathBuf {
     );
 }
 
-/// The directory holding `worker/shim.mjs`, `index.js` and `index_bg.wasm`, built once per test
+/// The directory holding `worker/shim.mjs` and `worker/index.wasm`, built once per test
 /// process by `scripts/build-worker.sh` (which is itself a no-op when nothing changed and
 /// serialises concurrent runs with a lock).
 pub fn built_worker_dir() -> &'static Path {
@@ -114,12 +114,11 @@ impl ModuleKind {
     }
 }
 
-/// What worker-build produces, by module name (the first is the main module; `shim.mjs` imports
-/// `../index.js`, which imports `./index_bg.wasm` and `cloudflare:workers`, a runtime built-in).
-const WASM_MODULES: [(&str, ModuleKind); 3] = [
+/// What scripts/build-worker.sh produces, by module name (the first is the main module; it imports
+/// `./index.wasm`).
+const WASM_MODULES: [(&str, ModuleKind); 2] = [
     ("worker/shim.mjs", ModuleKind::EsModule),
-    ("index.js", ModuleKind::EsModule),
-    ("index_bg.wasm", ModuleKind::Wasm),
+    ("worker/index.wasm", ModuleKind::Wasm),
 ];
 
 /// One workerd worker service to run: its modules (the first is the entry point), text
