@@ -502,6 +502,19 @@ enum Slot {
     Remote(scripts::ReplyFix),
 }
 
+impl Slot {
+    /// Every slot's value, in request order: local answers as they are, Redis's replies in turn.
+    fn fill(slots: Vec<Slot>, replies: &mut impl Iterator<Item = Value>) -> Vec<Value> {
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Local(v) => v,
+                Slot::Remote(fix) => fix.apply(replies.next().unwrap_or(Value::Nil)),
+            })
+            .collect()
+    }
+}
+
 fn error_reply(e: &ProxyError) -> Value {
     let line = format!("-{}\r\n", e.to_string().replace(['\r', '\n'], " "));
     redis::parse_redis_value(line.as_bytes()).unwrap_or(Value::Nil)
@@ -532,13 +545,7 @@ async fn pipeline(
         state.backend.pipeline(remote).await?
     }
     .into_iter();
-    let values: Vec<Value> = slots
-        .into_iter()
-        .map(|slot| match slot {
-            Slot::Local(v) => v,
-            Slot::Remote(fix) => fix.apply(replies.next().unwrap_or(Value::Nil)),
-        })
-        .collect();
+    let values = Slot::fill(slots, &mut replies);
     if format.resp2 {
         let mut out = Vec::new();
         for v in &values {
@@ -585,13 +592,7 @@ async fn multi_exec(
         )));
     };
     let mut replies = replies.into_iter();
-    let values: Vec<Value> = slots
-        .into_iter()
-        .map(|slot| match slot {
-            Slot::Local(v) => v,
-            Slot::Remote(fix) => fix.apply(replies.next().unwrap_or(Value::Nil)),
-        })
-        .collect();
+    let values = Slot::fill(slots, &mut replies);
     Ok(json_response(reply::entries(&values, encoding)))
 }
 
