@@ -343,6 +343,8 @@ bench_proxy() {
 
 # worker (workerd hits/s, ours vs a JS @upstash/redis worker) and ratelimit (decisions/s, ours vs
 # @upstash/ratelimit): bench_worker, bench_ratelimit and their helpers.
+# shellcheck source=scripts/lib/workerd.sh
+source "$ROOT/scripts/lib/workerd.sh"
 # shellcheck source=scripts/bench/worker.sh
 source "$ROOT/scripts/bench/worker.sh"
 

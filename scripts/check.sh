@@ -28,7 +28,7 @@ if command -v shellcheck >/dev/null 2>&1; then
   # Only the scripts this check owns the style of; other scripts are checked by their owners.
   shopt -s nullglob
   own_scripts=(scripts/setup.sh scripts/check.sh scripts/test.sh scripts/dev.sh scripts/bench.sh
-    scripts/bench/*.sh .ci/run)
+    scripts/bench/*.sh scripts/lib/*.sh .ci/run)
   shopt -u nullglob
   existing=()
   for f in "${own_scripts[@]}"; do [[ -f "$f" ]] && existing+=("$f"); done
