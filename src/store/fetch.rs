@@ -3,6 +3,7 @@
 //! here). The runtime pools and reuses connections to the REST endpoint on its own, so there is
 //! nothing to keep alive here.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,13 +40,49 @@ fn unavailable(e: JsValue) -> StoreError {
     StoreError::Unavailable(js_error_text(&e))
 }
 
+/// Header name/value pairs as [`RestRequest`] carries them.
+type HeaderPairs = Vec<(&'static str, String)>;
+
+thread_local! {
+    /// The headers every request of one kind sends (all but the sync token, which changes with
+    /// every write), as a JS `Headers` built once per isolate: a request copies them with one
+    /// call instead of setting each header across the wasm boundary. At most two kinds (JSON
+    /// calls and subscriptions), so a short list.
+    static BASE_HEADERS: RefCell<Vec<(HeaderPairs, Headers)>> = const { RefCell::new(Vec::new()) };
+}
+
+const SYNC_TOKEN: &str = "upstash-sync-token";
+
+/// `headers` as a fresh JS `Headers` (the caller may add to it).
+fn js_headers(mut headers: HeaderPairs) -> Result<Headers, JsValue> {
+    let token = headers
+        .iter()
+        .position(|(name, _)| *name == SYNC_TOKEN)
+        .map(|i| headers.remove(i).1);
+    let js = BASE_HEADERS.with_borrow_mut(|cache| {
+        let base = match cache.iter().find(|(key, _)| *key == headers) {
+            Some((_, base)) => base,
+            None => {
+                let base = Headers::new()?;
+                for (name, value) in &headers {
+                    base.set(name, value)?;
+                }
+                cache.push((headers, base));
+                &cache.last().expect("just pushed").1
+            }
+        };
+        Headers::new_with_headers(base)
+    })?;
+    if let Some(token) = token {
+        js.set(SYNC_TOKEN, &token)?;
+    }
+    Ok(js)
+}
+
 impl FetchTransport {
     /// Send `request` and wait for the response headers, giving up after [`REQUEST_TIMEOUT`].
     async fn fetch(&self, request: RestRequest) -> Result<Response, StoreError> {
-        let headers = Headers::new().map_err(unavailable)?;
-        for (name, value) in &request.headers {
-            headers.set(name, value).map_err(unavailable)?;
-        }
+        let headers = js_headers(request.headers).map_err(unavailable)?;
         let controller = AbortController::new().map_err(unavailable)?;
         let init = RequestInit::new();
         init.set_method("POST");
@@ -75,10 +112,7 @@ impl Transport for FetchTransport {
     async fn send(&self, request: RestRequest) -> Result<RestResponse, StoreError> {
         let response = self.fetch(request).await?;
         let status = response.status();
-        let sync_token = response
-            .headers()
-            .get("upstash-sync-token")
-            .map_err(unavailable)?;
+        let sync_token = response.headers().get(SYNC_TOKEN).map_err(unavailable)?;
         let body = JsFuture::from(response.array_buffer().map_err(unavailable)?)
             .await
             .map_err(unavailable)?;
