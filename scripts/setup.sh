@@ -17,6 +17,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib/cargo-lock.sh
+source "$ROOT/scripts/lib/cargo-lock.sh"
 
 WORKER_BUILD_VERSION="0.8.7"
 APT_PACKAGES=(redis-server redis-tools webdis wrk curl bc)
@@ -90,15 +92,6 @@ ensure_rust() {
   log "rust: ok ($(cargo --version))"
 }
 
-# The wasm-bindgen-cli version must equal the wasm-bindgen crate version in Cargo.lock, or
-# worker-build fails with a schema mismatch. Read it from the lock file, never hard-code it.
-lock_version_of() {
-  awk -v want="$1" '
-    $0 == "[[package]]" { name = "" }
-    $1 == "name" { gsub(/"/, "", $3); name = $3 }
-    $1 == "version" && name == want { gsub(/"/, "", $3); print $3; exit }
-  ' Cargo.lock
-}
 
 ensure_wasm_tools() {
   if [[ -n "${EDGECOUNT_SKIP_WASM_TOOLS:-}" ]]; then
