@@ -128,6 +128,9 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$remap${CARGO_TARGET_WASM3
 WASM_OPT_FLAGS=(-Oz --converge --low-memory-unused
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling)
+# EDGECOUNT_WASM_NAMES=1 keeps the function names (wasm-opt -g) so a CPU profile
+# (scripts/bench/profile-worker.mjs) names Rust functions; a few KB larger, never for release.
+[[ -n "${EDGECOUNT_WASM_NAMES:-}" ]] && WASM_OPT_FLAGS+=(-g)
 
 # --- serialise concurrent builds (tests, wrangler dev) and skip when nothing changed -------------
 mkdir -p target

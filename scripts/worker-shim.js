@@ -2,11 +2,16 @@
 // points it here; $SNIPPET_… are filled in by worker-build, esbuild then bundles this with the
 // wasm-bindgen glue into build/worker/shim.mjs).
 //
-// Why our own: worker-build's default shim wraps a WorkerEntrypoint class in Proxies that check
-// for a crashed instance on every call; measured side by side in workerd, this plain
-// `export default { fetch }` answers ~15% more requests per second with the same wasm. It keeps
-// the part that matters: a wasm trap (a Rust panic, with panic=abort) leaves the instance
-// unusable, so the next request gets a fresh instance instead of a broken one.
+// The Rust side (src/driver.rs, exported by src/worker.rs) decides everything; this module only
+// moves bytes between the runtime and it. A request goes in as plain strings; each call into
+// wasm returns one "step" string saying what to do next: make a REST call and hand back the
+// answer, answer the client, stream an event stream, or forward to the origin (the step table
+// is in src/driver.rs). Doing the HTTP here with the runtime's own fetch() — rather than through
+// web-sys bindings from Rust — is what lets the wasm worker match a plain JavaScript one on CPU
+// per request (BENCHMARKS.md).
+//
+// A wasm trap (a Rust panic, with panic=abort) leaves the instance unusable, so the next
+// request gets a fresh instance instead of a broken one.
 import * as imports from "./index_bg.js";
 import wasmModule from "./index.wasm";
 $SNIPPET_JS_IMPORTS
@@ -22,10 +27,194 @@ function instantiate() {
 
 instantiate();
 
+// Must match src/driver.rs MAX_BODY: the body is read up to one byte more, so Rust can refuse
+// a larger one (413) without it being read whole.
+const MAX_BODY = 256 * 1024;
+// How long one REST round trip may take before the request fails as "redis unavailable"; a
+// subscription stream is only bounded until its headers arrive.
+const REST_TIMEOUT_MS = 10_000;
+
+const encoder = new TextEncoder();
+
+function errorText(e) {
+  if (e?.name === "TimeoutError") {
+    return `no answer from the REST endpoint within ${REST_TIMEOUT_MS / 1000}s`;
+  }
+  return String(e);
+}
+
+// "K{task}\n{target}\n{name}:{value}\n…\n{body}" → its parts.
+function parseStep(step) {
+  let end = step.indexOf("\n");
+  const task = Number(step.slice(1, end));
+  let start = end + 1;
+  end = step.indexOf("\n", start);
+  const target = step.slice(start, end);
+  const headers = [];
+  for (start = end + 1; (end = step.indexOf("\n", start)) !== start; start = end + 1) {
+    const colon = step.indexOf(":", start);
+    headers.push([step.slice(start, colon), step.slice(colon + 1, end)]);
+  }
+  return { task, target, headers, body: step.slice(end + 1) };
+}
+
+// The request's body, or undefined when it has none; at most MAX_BODY + 1 bytes.
+async function readBody(request) {
+  if (request.body === null) return undefined;
+  const length = Number(request.headers.get("content-length") ?? NaN);
+  if (length <= MAX_BODY) return new Uint8Array(await request.arrayBuffer());
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  while (size <= MAX_BODY) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+  }
+  if (size > MAX_BODY) reader.cancel().catch(() => {});
+  const body = new Uint8Array(Math.min(size, MAX_BODY + 1));
+  let at = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, body.length - at);
+    body.set(part, at);
+    at += part.length;
+  }
+  return body;
+}
+
+// The open REST event streams, by task.
+const streams = new Map();
+
+// Performs I/O steps (F, O, N) until one that is for the caller.
+async function drive(step) {
+  for (;;) {
+    switch (step[0]) {
+      case "F": {
+        const { task, target, headers, body } = parseStep(step);
+        let status = 0, token, text;
+        try {
+          const response = await fetch(target, {
+            method: "POST",
+            headers,
+            body,
+            signal: AbortSignal.timeout(REST_TIMEOUT_MS),
+          });
+          text = await response.text();
+          status = response.status;
+          token = response.headers.get("upstash-sync-token") ?? undefined;
+        } catch (e) {
+          text = errorText(e);
+        }
+        step = imports.resume(task, status, token, text);
+        break;
+      }
+      case "O": {
+        const { task, target, headers } = parseStep(step);
+        const controller = new AbortController();
+        const timer = setTimeout(() => controller.abort(new DOMException("", "TimeoutError")), REST_TIMEOUT_MS);
+        let response, error;
+        try {
+          response = await fetch(target, { method: "POST", headers, signal: controller.signal });
+        } catch (e) {
+          error = errorText(e);
+        } finally {
+          clearTimeout(timer);
+        }
+        if (response?.body) streams.set(task, response.body.getReader());
+        step = imports.opened(task, response?.status ?? 0, error);
+        break;
+      }
+      case "N": {
+        const task = Number(step.slice(1, step.indexOf("\n")));
+        const reader = streams.get(task);
+        let chunk, error;
+        try {
+          const read = reader ? await reader.read() : { done: true };
+          chunk = read.done ? undefined : read.value;
+        } catch (e) {
+          error = errorText(e);
+        }
+        step = imports.feed(task, chunk, error);
+        break;
+      }
+      default:
+        return step;
+    }
+  }
+}
+
+function closeStream(task) {
+  const reader = streams.get(task);
+  streams.delete(task);
+  reader?.cancel().catch(() => {});
+}
+
+// An event stream whose chunks the task produces as the client reads.
+function eventStream(task) {
+  return new ReadableStream({
+    async pull(controller) {
+      const step = await drive(imports.pull(task));
+      if (step[0] === "C") {
+        controller.enqueue(encoder.encode(step.slice(1)));
+      } else {
+        closeStream(task);
+        controller.close();
+      }
+    },
+    cancel() {
+      imports.cancel(task);
+      closeStream(task);
+    },
+  });
+}
+
+// Gateway mode: the incoming request on to the origin (every header but Host, same redirect
+// mode and abort signal), with the rate-limit headers added to the origin's answer.
+async function forward(request, body, url, extra) {
+  const headers = new Headers(request.headers);
+  headers.delete("host");
+  let answer;
+  try {
+    answer = await fetch(url, {
+      method: request.method,
+      headers,
+      body: body?.length ? body : undefined,
+      redirect: request.redirect,
+      signal: request.signal,
+    });
+  } catch (e) {
+    console.warn(`origin unreachable: ${e}`);
+    return Response.json({ error: "origin unreachable" }, { status: 502 });
+  }
+  const out = new Headers(answer.headers);
+  for (const [name] of extra) out.delete(name);
+  for (const [name, value] of extra) out.append(name, value);
+  return new Response(answer.body, { status: answer.status, headers: out });
+}
+
+async function handle(request, env) {
+  let head = "";
+  for (const [name, value] of request.headers) head += `${name}:${value}\n`;
+  const body = await readBody(request);
+  const step = await drive(imports.begin(env, request.method, request.url, head, body));
+  const { task, target, headers, body: text } = parseStep(step);
+  switch (step[0]) {
+    case "R":
+      return new Response(text === "" ? null : text, { status: Number(target), headers });
+    case "E":
+      return new Response(eventStream(task), { status: Number(target), headers });
+    case "G":
+      return forward(request, body, target, headers);
+    default:
+      throw new Error(`edgecount: unexpected step ${step.slice(0, 40)}`);
+  }
+}
+
 export default {
-  async fetch(request, env, ctx) {
+  async fetch(request, env) {
     try {
-      return await imports.fetch(request, env, ctx);
+      return await handle(request, env);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) {
         console.error("edgecount: the wasm instance trapped; starting a fresh one", e);

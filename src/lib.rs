@@ -4,15 +4,18 @@
 //! - [`store`]: the [`store::Store`] trait and the Upstash REST client behind it.
 //! - [`service`]: [`service::Counters`] and [`service::RateLimiter`], the rules over a store.
 //! - [`api`]: the HTTP API of `API.md`, framework-free (`http::Request` in, `http::Response` out).
-//! - `worker` (wasm): the `fetch` adapter; `serve` (native): the same API on axum.
+//! - [`driver`]: runs the API for a JavaScript host that does the HTTP itself (the edge worker).
+//! - `worker` (wasm): the worker's wasm exports over the driver; `serve` (native): the same API
+//!   on axum.
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
 //!
-//! Target-specific code stays in the adapters: `worker.rs` and `store/fetch.rs` for wasm,
-//! `serve.rs`, `proxy/` and `store/http_native.rs` natively; the module declarations here and in
-//! `store/mod.rs` choose between them.
+//! Target-specific code stays in the adapters: `worker.rs` for wasm, `serve.rs`, `proxy/` and
+//! `store/http_native.rs` natively; the module declarations here and in `store/mod.rs` choose
+//! between them.
 
 pub mod api;
 pub mod core;
+pub mod driver;
 pub mod service;
 pub mod store;
 

@@ -1,5 +1,5 @@
 //! The edge worker end to end, for real: the wasm built by `scripts/build-worker.sh` running in
-//! workerd, calling the real `edgecount proxy` over Upstash REST (worker::Fetch), in front of a
+//! workerd, calling the real `edgecount proxy` over Upstash REST (the runtime's fetch()), in front of a
 //! private redis-server. Run: `cargo test --test worker_smoke` (builds the wasm first if needed;
 //! `-- --nocapture` shows the workerd start times).
 

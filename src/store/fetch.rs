@@ -1,147 +1,153 @@
-//! The wasm REST transport: the runtime's `fetch()` through `web_sys` (no `worker::Request`
-//! wrappers: they serialise `cf` properties and copy bodies, which costs wasm size for nothing
-//! here). The runtime pools and reuses connections to the REST endpoint on its own, so there is
-//! nothing to keep alive here.
+//! The wasm REST transport: every HTTP round trip is made by the worker's JavaScript entry module
+//! (`scripts/worker-shim.js`) with the runtime's own `fetch()`, on behalf of the Rust future that
+//! asked for it.
+//!
+//! Why not `fetch()` through `web_sys` from Rust: measured in workerd, building the `Request`,
+//! `Headers`, timeout timer and promise plumbing across the wasm boundary cost more CPU per hit
+//! than the whole Redis round trip's share of the worker (see BENCHMARKS.md), and the bindings
+//! cost wasm size. Here an exchange is a plain value instead: a transport future records the
+//! [`Io`] it needs in this isolate's [`EXCHANGE`] and returns `Pending`; the worker's task driver
+//! (`worker.rs`) hands that to JavaScript, which performs it and brings the [`Outcome`] back, and
+//! the driver polls the future again with the outcome in the exchange. wasm is single-threaded
+//! and polling is synchronous, so one slot per poll is enough: each request's future is polled
+//! on its own, and it waits for one REST exchange at a time (the API never runs two at once;
+//! a second one in the same poll fails cleanly instead of waiting forever).
 
 use std::cell::RefCell;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::future::{select, Either};
-use futures_util::stream::{self, LocalBoxStream, StreamExt};
-use js_sys::futures::JsFuture;
-use js_sys::Uint8Array;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{AbortController, Headers, RequestInit, Response, WorkerGlobalScope};
+use futures_util::Stream;
 
 use super::rest::{RestConfig, RestRequest, RestResponse, RestStore, Transport};
 use super::StoreError;
 
-/// How long one REST round trip may take before the store reports Redis unavailable. The
-/// subscription stream (`open_stream`) is only bounded until its headers arrive.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a request's future needs JavaScript to do before it can go on.
+#[derive(Debug)]
+pub enum Io {
+    /// POST this REST request and bring back its whole answer.
+    Send(RestRequest),
+    /// POST this REST request whose answer is an event stream; bring back its status once the
+    /// headers arrive and keep the body for [`Io::Read`].
+    Open(RestRequest),
+    /// The next chunk of the stream [`Io::Open`] opened.
+    Read,
+}
 
-/// `fetch()` from inside the worker. Stateless: the runtime owns the connection pool.
+/// How an [`Io`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The answer to [`Io::Send`].
+    Answer(RestResponse),
+    /// The status of the stream [`Io::Open`] opened.
+    Opened(u16),
+    /// The next chunk of the open stream; `None` at its end.
+    Chunk(Option<Bytes>),
+    /// The exchange failed (network error, timeout): the message says why.
+    Failed(String),
+}
+
+/// The one slot between the request future being polled and the driver polling it.
+#[derive(Default)]
+pub struct Exchange {
+    /// Set by a transport future during a poll: what it waits for.
+    pub io: Option<Io>,
+    /// Set by the driver before a poll: the outcome the waiting future asked for.
+    pub outcome: Option<Outcome>,
+}
+
+thread_local! {
+    pub static EXCHANGE: RefCell<Exchange> = RefCell::default();
+}
+
+/// Waits for one [`Io`]: records it on the first poll, then finishes when the driver brings
+/// its outcome.
+struct Exchanged {
+    io: Option<Io>,
+}
+
+impl Future for Exchanged {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Outcome> {
+        EXCHANGE.with_borrow_mut(|slot| {
+            if let Some(io) = self.io.take() {
+                if slot.io.is_some() {
+                    return Poll::Ready(Outcome::Failed(
+                        "one REST exchange at a time per request".to_owned(),
+                    ));
+                }
+                slot.io = Some(io);
+                return Poll::Pending;
+            }
+            slot.outcome.take().map_or(Poll::Pending, Poll::Ready)
+        })
+    }
+}
+
+fn exchange(io: Io) -> Exchanged {
+    Exchanged { io: Some(io) }
+}
+
+fn unexpected(outcome: Outcome) -> StoreError {
+    match outcome {
+        Outcome::Failed(message) => StoreError::Unavailable(message),
+        other => StoreError::Protocol(format!("unexpected exchange outcome {other:?}")),
+    }
+}
+
+/// `fetch()` from the worker's JavaScript: stateless here, the runtime owns the connections.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FetchTransport;
 
-/// A JavaScript exception as text (`TypeError: …` for errors, the value itself for strings).
-pub(crate) fn js_error_text(e: &JsValue) -> String {
-    if let Some(text) = e.as_string() {
-        return text;
+impl Transport for FetchTransport {
+    type ByteStream = Chunks;
+
+    async fn send(&self, request: RestRequest) -> Result<RestResponse, StoreError> {
+        match exchange(Io::Send(request)).await {
+            Outcome::Answer(response) => Ok(response),
+            other => Err(unexpected(other)),
+        }
     }
-    match e.dyn_ref::<js_sys::Object>() {
-        Some(object) => object.to_string().into(),
-        None => format!("{e:?}"),
-    }
-}
 
-fn unavailable(e: JsValue) -> StoreError {
-    StoreError::Unavailable(js_error_text(&e))
-}
-
-/// Header name/value pairs as [`RestRequest`] carries them.
-type HeaderPairs = Vec<(&'static str, String)>;
-
-thread_local! {
-    /// The headers every request of one kind sends (all but the sync token, which changes with
-    /// every write), as a JS `Headers` built once per isolate: a request copies them with one
-    /// call instead of setting each header across the wasm boundary. At most two kinds (JSON
-    /// calls and subscriptions), so a short list.
-    static BASE_HEADERS: RefCell<Vec<(HeaderPairs, Headers)>> = const { RefCell::new(Vec::new()) };
-}
-
-const SYNC_TOKEN: &str = "upstash-sync-token";
-
-/// `headers` as a fresh JS `Headers` (the caller may add to it).
-fn js_headers(mut headers: HeaderPairs) -> Result<Headers, JsValue> {
-    let token = headers
-        .iter()
-        .position(|(name, _)| *name == SYNC_TOKEN)
-        .map(|i| headers.remove(i).1);
-    let js = BASE_HEADERS.with_borrow_mut(|cache| {
-        let base = match cache.iter().find(|(key, _)| *key == headers) {
-            Some((_, base)) => base,
-            None => {
-                let base = Headers::new()?;
-                for (name, value) in &headers {
-                    base.set(name, value)?;
-                }
-                cache.push((headers, base));
-                &cache.last().expect("just pushed").1
-            }
-        };
-        Headers::new_with_headers(base)
-    })?;
-    if let Some(token) = token {
-        js.set(SYNC_TOKEN, &token)?;
-    }
-    Ok(js)
-}
-
-impl FetchTransport {
-    /// Send `request` and wait for the response headers, giving up after [`REQUEST_TIMEOUT`].
-    async fn fetch(&self, request: RestRequest) -> Result<Response, StoreError> {
-        let headers = js_headers(request.headers).map_err(unavailable)?;
-        let controller = AbortController::new().map_err(unavailable)?;
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_headers(&headers);
-        init.set_body_opt_str(request.body.as_deref());
-        init.set_signal(Some(&controller.signal()));
-        let global: WorkerGlobalScope = js_sys::global().unchecked_into();
-        let fetch = JsFuture::from(global.fetch_with_str_and_init(&request.url, &init));
-        match select(fetch, worker::Delay::from(REQUEST_TIMEOUT)).await {
-            Either::Left((response, _)) => response
-                .and_then(|r| r.dyn_into::<Response>())
-                .map_err(unavailable),
-            Either::Right(((), _)) => {
-                controller.abort();
-                Err(StoreError::Unavailable(format!(
-                    "no answer from the REST endpoint within {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                )))
-            }
+    async fn open_stream(&self, request: RestRequest) -> Result<(u16, Chunks), StoreError> {
+        match exchange(Io::Open(request)).await {
+            Outcome::Opened(status) => Ok((status, Chunks::default())),
+            other => Err(unexpected(other)),
         }
     }
 }
 
-impl Transport for FetchTransport {
-    type ByteStream = LocalBoxStream<'static, Result<Bytes, StoreError>>;
+/// The body of a stream [`Io::Open`] opened, read chunk by chunk through [`Io::Read`].
+#[derive(Default)]
+pub struct Chunks {
+    waiting: Option<Exchanged>,
+    ended: bool,
+}
 
-    async fn send(&self, request: RestRequest) -> Result<RestResponse, StoreError> {
-        let response = self.fetch(request).await?;
-        let status = response.status();
-        let sync_token = response.headers().get(SYNC_TOKEN).map_err(unavailable)?;
-        let body = JsFuture::from(response.array_buffer().map_err(unavailable)?)
-            .await
-            .map_err(unavailable)?;
-        Ok(RestResponse {
-            status,
-            sync_token,
-            body: Uint8Array::new(&body).to_vec().into(),
+impl Stream for Chunks {
+    type Item = Result<Bytes, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let waiting = self.waiting.get_or_insert_with(|| exchange(Io::Read));
+        let outcome = std::task::ready!(Pin::new(waiting).poll(cx));
+        self.waiting = None;
+        Poll::Ready(match outcome {
+            Outcome::Chunk(Some(chunk)) => Some(Ok(chunk)),
+            Outcome::Chunk(None) => {
+                self.ended = true;
+                None
+            }
+            other => {
+                self.ended = true;
+                Some(Err(unexpected(other)))
+            }
         })
-    }
-
-    async fn open_stream(
-        &self,
-        request: RestRequest,
-    ) -> Result<(u16, Self::ByteStream), StoreError> {
-        let response = self.fetch(request).await?;
-        let status = response.status();
-        let body = match response.body() {
-            Some(body) => wasm_streams::ReadableStream::from_raw(body)
-                .into_stream()
-                .map(|chunk| {
-                    chunk
-                        .map(|chunk| Bytes::from(Uint8Array::new(&chunk).to_vec()))
-                        .map_err(unavailable)
-                })
-                .boxed_local(),
-            // No body at all (e.g. an empty error answer): an empty stream.
-            None => stream::empty().boxed_local(),
-        };
-        Ok((status, body))
     }
 }
 

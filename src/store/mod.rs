@@ -1,5 +1,6 @@
 //! How the core reaches Redis: the [`Store`] trait, implemented over the Upstash REST API
-//! ([`rest::RestStore`]) with a transport per target (reqwest natively, `worker::Fetch` in wasm).
+//! ([`rest::RestStore`]) with a transport per host (reqwest natively; in the edge worker, the
+//! runtime's `fetch()` called by the worker's JavaScript entry module, see [`fetch`]).
 
 use crate::core::command::{Command, Reply, Script, ScriptCall};
 
@@ -8,7 +9,6 @@ pub mod rest;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod http_native;
 
-#[cfg(target_arch = "wasm32")]
 pub mod fetch;
 
 /// Everything that can go wrong talking to Redis through a store.

@@ -5,7 +5,7 @@
 //! `Upstash-Encoding: base64` so binary values survive JSON, and carries the
 //! `Upstash-Sync-Token` from each answer into the next request (read-your-writes across
 //! replicas). The HTTP round trip itself is a [`Transport`]: reqwest natively
-//! ([`super::http_native`]), `worker::Fetch` in wasm (`super::fetch`).
+//! ([`super::http_native`]), the edge worker's JavaScript `fetch()` in wasm (`super::fetch`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;

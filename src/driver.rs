@@ -1,0 +1,472 @@
+//! Runs the [`Api`] for a JavaScript host that does the I/O itself: the edge worker's entry
+//! module (`scripts/worker-shim.js`) hands each request in as plain strings, performs the REST
+//! exchanges the request's future asks for (see [`crate::store::fetch`]), and turns the final
+//! step into its runtime's `Response`. Everything crosses the wasm boundary as one string per
+//! step — one UTF-8 decode instead of a call per header, per field and per promise — which is
+//! most of what made the worker slower than a plain JavaScript one (BENCHMARKS.md).
+//!
+//! Target-independent on purpose: the wasm adapter (`worker.rs`) only exports these calls, and
+//! the protocol is unit-tested natively.
+//!
+//! # Steps
+//! Every call returns one step; its first character says what it is. Fields are separated by
+//! `\n`; header lines are `name:value` (neither may contain `\n`: HTTP forbids it), ended by an
+//! empty line.
+//!
+//! | step | layout | the host then |
+//! |---|---|---|
+//! | `F` fetch | `F{task}\n{url}\n{headers}\n{body}` | POSTs it, calls [`Driver::resume`] |
+//! | `O` open | `O{task}\n{url}\n{headers}\n` | POSTs it, calls [`Driver::opened`] when the headers arrive, keeps the body |
+//! | `N` next | `N{task}\n` | reads the next chunk of that body, calls [`Driver::feed`] |
+//! | `R` respond | `R{task}\n{status}\n{headers}\n{body}` | answers with it; the task is over |
+//! | `E` events | `E{task}\n{status}\n{headers}\n` | answers with a stream whose chunks come from [`Driver::pull`] |
+//! | `C` chunk | `C{data}` | enqueues `data` on that stream |
+//! | `Z` end | `Z` | closes that stream; the task is over |
+//! | `G` gateway | `G{task}\n{url}\n{headers}\n` | forwards the incoming request to `url` and adds these headers to the origin's answer; the task is over |
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body::Body as _;
+
+use crate::api::{Api, ApiBody, ApiError, ApiResponse, Client, Handled};
+use crate::store::fetch::{Exchange, FetchRestStore, Io, Outcome, EXCHANGE};
+use crate::store::rest::{RestRequest, RestResponse};
+use crate::store::Store;
+
+/// Largest request body the API reads (batch requests are the big ones); the host passes at
+/// most one byte more, so a larger body is refused without being read whole.
+pub const MAX_BODY: usize = 256 * 1024;
+
+type Messages = <FetchRestStore as Store>::Messages;
+type Handling = Pin<Box<dyn Future<Output = Handled<Messages>>>>;
+
+enum Task {
+    /// The API is still working out the answer.
+    Handling(Handling),
+    /// The answer is an event stream; this is its body.
+    Streaming(ApiBody<Messages>),
+}
+
+/// The requests in flight in one isolate, and the API they run on.
+pub struct Driver {
+    api: &'static Api<FetchRestStore>,
+    tasks: Vec<Option<Task>>,
+    /// Where errors nobody else sees are reported (the runtime's console).
+    log: fn(&str),
+}
+
+impl Driver {
+    pub fn new(api: &'static Api<FetchRestStore>, log: fn(&str)) -> Self {
+        Driver {
+            api,
+            tasks: Vec::new(),
+            log,
+        }
+    }
+
+    /// A new request: method, URL, header lines (`name:value\n`…) and the body as read so far
+    /// (at most [`MAX_BODY`] + 1 bytes).
+    pub fn begin(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &str,
+        body: Option<Vec<u8>>,
+    ) -> String {
+        let request = match request(method, url, headers, body) {
+            Ok(request) => request,
+            Err(e) => return error_step(0, e),
+        };
+        // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it.
+        let client = Client {
+            ip: request
+                .headers()
+                .get("cf-connecting-ip")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ip| ip.trim().parse().ok()),
+        };
+        let api = self.api;
+        let task = self.insert(Task::Handling(Box::pin(api.serve(request, client))));
+        self.step(task, None)
+    }
+
+    /// The answer to the task's `F` step (`status` 0: the fetch failed, `body` says why).
+    pub fn resume(
+        &mut self,
+        task: u32,
+        status: u16,
+        sync_token: Option<String>,
+        body: String,
+    ) -> String {
+        let outcome = match status {
+            0 => Outcome::Failed(body),
+            _ => Outcome::Answer(RestResponse {
+                status,
+                sync_token,
+                body: body.into(),
+            }),
+        };
+        self.step(task, Some(outcome))
+    }
+
+    /// The status of the stream the task's `O` step opened, or why opening it failed.
+    pub fn opened(&mut self, task: u32, status: u16, error: Option<String>) -> String {
+        let outcome = match error {
+            Some(e) => Outcome::Failed(e),
+            None => Outcome::Opened(status),
+        };
+        self.step(task, Some(outcome))
+    }
+
+    /// The next chunk of the task's open stream (`None` at its end), or why reading it failed.
+    pub fn feed(&mut self, task: u32, chunk: Option<Vec<u8>>, error: Option<String>) -> String {
+        let outcome = match error {
+            Some(e) => Outcome::Failed(e),
+            None => Outcome::Chunk(chunk.map(Bytes::from)),
+        };
+        self.step(task, Some(outcome))
+    }
+
+    /// The next chunk of the task's event stream (a `C` or `Z` step, or the I/O it needs first).
+    pub fn pull(&mut self, task: u32) -> String {
+        self.step(task, None)
+    }
+
+    /// The host gave up on the task (the client went away).
+    pub fn cancel(&mut self, task: u32) {
+        self.remove(task);
+    }
+
+    /// How many requests are in flight (tests check that finished ones are gone).
+    pub fn in_flight(&self) -> usize {
+        self.tasks.iter().flatten().count()
+    }
+
+    fn insert(&mut self, task: Task) -> u32 {
+        let slot = match self.tasks.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                self.tasks.push(None);
+                self.tasks.len() - 1
+            }
+        };
+        self.tasks[slot] = Some(task);
+        slot as u32
+    }
+
+    fn remove(&mut self, task: u32) {
+        if let Some(slot) = self.tasks.get_mut(task as usize) {
+            *slot = None;
+        }
+    }
+
+    /// Poll the task once, with `outcome` for the exchange it waits on, and say what comes next.
+    fn step(&mut self, task: u32, outcome: Option<Outcome>) -> String {
+        let Some(Some(state)) = self.tasks.get_mut(task as usize) else {
+            return lost(task);
+        };
+        EXCHANGE.set(Exchange { io: None, outcome });
+        let mut cx = Context::from_waker(Waker::noop());
+        let next = match state {
+            Task::Handling(future) => match future.as_mut().poll(&mut cx) {
+                Poll::Ready(Handled::Respond(response)) => Ready::Respond(response),
+                Poll::Ready(Handled::Forward(forward)) => {
+                    Ready::Forward(forward.url, forward.response_headers)
+                }
+                Poll::Pending => Ready::Nothing,
+            },
+            Task::Streaming(body) => match Pin::new(body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => Ready::Chunk(frame.into_data().unwrap_or_default()),
+                Poll::Ready(Some(Err(e))) => {
+                    (self.log)(&format!("event stream ended: {e}"));
+                    Ready::End
+                }
+                Poll::Ready(None) => Ready::End,
+                Poll::Pending => Ready::Nothing,
+            },
+        };
+        let Exchange { io, .. } = EXCHANGE.take();
+        match next {
+            Ready::Respond(response) => {
+                let (parts, body) = response.into_parts();
+                match body {
+                    ApiBody::Full(bytes) => {
+                        self.remove(task);
+                        let mut step = head('R', task, parts.status.as_u16(), &parts.headers);
+                        step.push_str(&String::from_utf8_lossy(
+                            bytes.as_deref().unwrap_or_default(),
+                        ));
+                        step
+                    }
+                    events => {
+                        self.tasks[task as usize] = Some(Task::Streaming(events));
+                        head('E', task, parts.status.as_u16(), &parts.headers)
+                    }
+                }
+            }
+            Ready::Forward(url, headers) => {
+                self.remove(task);
+                head('G', task, url, &headers)
+            }
+            Ready::Chunk(data) => format!("C{}", String::from_utf8_lossy(&data)),
+            Ready::End => {
+                self.remove(task);
+                "Z".to_owned()
+            }
+            Ready::Nothing => match io {
+                Some(Io::Send(request)) => exchange_step('F', task, request),
+                Some(Io::Open(request)) => exchange_step('O', task, request),
+                Some(Io::Read) => format!("N{task}\n"),
+                None => {
+                    // Nothing will ever wake it: only REST exchanges do, and it asked for none.
+                    self.remove(task);
+                    (self.log)("a request stalled without asking for I/O");
+                    error_step(
+                        task,
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request stalled"),
+                    )
+                }
+            },
+        }
+    }
+}
+
+/// What one poll produced, taken out of the task before the task table changes.
+enum Ready {
+    Respond(ApiResponse<Messages>),
+    Forward(String, HeaderMap),
+    Chunk(Bytes),
+    End,
+    Nothing,
+}
+
+/// The incoming request as the API takes it. A method, URL or header the `http` crate refuses
+/// is the caller's error (400); a body over [`MAX_BODY`] is a 413.
+fn request(
+    method: &str,
+    url: &str,
+    header_lines: &str,
+    body: Option<Vec<u8>>,
+) -> Result<http::Request<Bytes>, ApiError> {
+    let malformed = |what: &str| ApiError::bad_request(format!("malformed request {what}"));
+    let body = body.unwrap_or_default();
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY} bytes"),
+        ));
+    }
+    let mut request = http::Request::new(Bytes::from(body));
+    *request.method_mut() =
+        Method::from_bytes(method.as_bytes()).map_err(|_| malformed("method"))?;
+    *request.uri_mut() = url.parse::<Uri>().map_err(|_| malformed("URL"))?;
+    let headers = request.headers_mut();
+    for line in header_lines.split('\n').filter(|line| !line.is_empty()) {
+        let (name, value) = line.split_once(':').ok_or_else(|| malformed("header"))?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| malformed("header name"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| malformed("header value"))?;
+        headers.append(name, value);
+    }
+    Ok(request)
+}
+
+/// `{kind}{task}\n{target}\n{name:value\n…}\n`
+fn head(kind: char, task: u32, target: impl std::fmt::Display, headers: &HeaderMap) -> String {
+    let mut step = String::with_capacity(256);
+    let _ = write!(step, "{kind}{task}\n{target}\n");
+    for (name, value) in headers {
+        step.push_str(name.as_str());
+        step.push(':');
+        step.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        step.push('\n');
+    }
+    step.push('\n');
+    step
+}
+
+fn exchange_step(kind: char, task: u32, request: RestRequest) -> String {
+    let mut step = String::with_capacity(request.body.as_ref().map_or(0, String::len) + 256);
+    let _ = write!(step, "{kind}{task}\n{}\n", request.url);
+    for (name, value) in &request.headers {
+        let _ = writeln!(step, "{name}:{value}");
+    }
+    step.push('\n');
+    step.push_str(request.body.as_deref().unwrap_or_default());
+    step
+}
+
+/// An `R` step answering with `e`.
+pub fn error_step(task: u32, e: ApiError) -> String {
+    let (parts, body) = e.into_response::<()>().into_parts();
+    let mut step = head('R', task, parts.status.as_u16(), &parts.headers);
+    step.push_str(&String::from_utf8_lossy(
+        body.as_bytes().unwrap_or_default(),
+    ));
+    step
+}
+
+/// The answer for a task this isolate does not know (its instance was replaced mid-request).
+pub fn lost(task: u32) -> String {
+    error_step(
+        task,
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request lost by the worker",
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The step protocol with this test in the host's place: it reads each step and answers
+    //! the exchanges itself (the real host, workerd + the proxy + Redis, is tests/worker_e2e.rs).
+    use super::*;
+    use crate::api::{Config, Platform};
+    use crate::store::fetch;
+
+    fn driver() -> Driver {
+        let store = fetch::connect("http://rest.test", "secret-token").expect("store");
+        let config = Config::from_lookup(|_| None).expect("config");
+        let api = Box::leak(Box::new(Api::new(store, config, Platform::std())));
+        Driver::new(api, |message| panic!("unexpected log: {message}"))
+    }
+
+    /// One step taken apart.
+    #[derive(Debug)]
+    struct Parsed {
+        kind: char,
+        task: u32,
+        target: String,
+        headers: Vec<String>,
+        body: String,
+    }
+
+    fn parse(step: &str) -> Parsed {
+        let kind = step.chars().next().expect("a step");
+        let (task, rest) = step[1..].split_once('\n').expect("task line");
+        let (target, mut rest) = rest.split_once('\n').expect("target line");
+        let mut headers = Vec::new();
+        while let Some((line, after)) = rest.split_once('\n') {
+            rest = after;
+            if line.is_empty() {
+                break;
+            }
+            headers.push(line.to_owned());
+        }
+        Parsed {
+            kind,
+            task: task.parse().expect("task id"),
+            target: target.to_owned(),
+            headers,
+            body: rest.to_owned(),
+        }
+    }
+
+    impl Parsed {
+        fn has(&self, line: &str) -> bool {
+            self.headers.iter().any(|h| h == line)
+        }
+    }
+
+    #[test]
+    fn answers_without_io_in_one_step() {
+        let mut driver = driver();
+        let step = parse(&driver.begin("GET", "http://edge.test/no/such/route", "", None));
+        assert_eq!((step.kind, step.target.as_str()), ('R', "404"));
+        assert!(step.has("content-type:application/json"), "{step:?}");
+        assert_eq!(step.body, r#"{"error":"no such route"}"#);
+        assert_eq!(driver.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_rest_exchange_goes_out_as_a_step_and_its_answer_comes_back() {
+        let mut driver = driver();
+        let step = parse(&driver.begin("GET", "http://edge.test/healthz", "accept:*/*\n", None));
+        assert_eq!((step.kind, step.target.as_str()), ('F', "http://rest.test"));
+        assert_eq!(step.body, r#"["PING"]"#);
+        assert!(step.has("authorization:Bearer secret-token"), "{step:?}");
+        assert_eq!(driver.in_flight(), 1);
+
+        let answer = r#"{"result":"UE9ORw=="}"#.to_owned();
+        let done = parse(&driver.resume(step.task, 200, Some("sync-1".into()), answer));
+        assert_eq!((done.kind, done.target.as_str()), ('R', "200"));
+        assert_eq!(done.body, r#"{"ok":true}"#);
+        assert_eq!(driver.in_flight(), 0);
+
+        // The sync token of that answer goes out with the next request.
+        let next = parse(&driver.begin("GET", "http://edge.test/healthz", "", None));
+        assert!(next.has("upstash-sync-token:sync-1"), "{next:?}");
+    }
+
+    #[test]
+    fn a_failed_exchange_is_redis_unavailable() {
+        let mut driver = driver();
+        let step = parse(&driver.begin("GET", "http://edge.test/healthz", "", None));
+        let done = parse(&driver.resume(step.task, 0, None, "TypeError: refused".into()));
+        assert_eq!((done.kind, done.target.as_str()), ('R', "503"));
+        assert!(done.body.contains("redis unavailable"), "{done:?}");
+        assert_eq!(driver.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_event_stream_is_pulled_chunk_by_chunk() {
+        let mut driver = driver();
+        // Subscribe first, so no change between subscribing and reading is missed.
+        let open = parse(&driver.begin("GET", "http://edge.test/stream/docs/home", "", None));
+        assert_eq!(open.kind, 'O', "{open:?}");
+        assert!(
+            open.target.starts_with("http://rest.test/subscribe/"),
+            "{open:?}"
+        );
+        assert!(open.has("accept:text/event-stream"), "{open:?}");
+        let task = open.task;
+        let read = parse(&driver.opened(task, 200, None));
+        assert_eq!((read.kind, read.task), ('F', task));
+        assert!(read.body.starts_with(r#"["GET","#), "{read:?}");
+        let head = parse(&driver.resume(task, 200, None, r#"{"result":"Nw=="}"#.into()));
+        assert_eq!((head.kind, head.target.as_str()), ('E', "200"));
+        assert!(head.has("content-type:text/event-stream"), "{head:?}");
+
+        assert_eq!(driver.pull(task), "Cdata: {\"value\":7}\n\n");
+        assert_eq!(driver.pull(task), format!("N{task}\n"));
+        let channel = open.target.rsplit('/').next().expect("channel");
+        let channel = percent_encoding::percent_decode_str(channel).decode_utf8_lossy();
+        let chunk = format!("data: subscribe,{channel},1\n\ndata: message,{channel},8\n\n");
+        assert_eq!(
+            driver.feed(task, Some(chunk.into_bytes()), None),
+            "Cdata: 8\n\n"
+        );
+        assert_eq!(driver.pull(task), format!("N{task}\n"));
+        assert_eq!(driver.feed(task, None, None), "Z");
+        assert_eq!(driver.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_cancelled_task_is_forgotten() {
+        let mut driver = driver();
+        let step = parse(&driver.begin("GET", "http://edge.test/healthz", "", None));
+        driver.cancel(step.task);
+        assert_eq!(driver.in_flight(), 0);
+        let late = parse(&driver.resume(step.task, 200, None, "{}".into()));
+        assert_eq!((late.kind, late.target.as_str()), ('R', "500"));
+        assert!(late.body.contains("request lost"), "{late:?}");
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_the_api() {
+        let mut driver = driver();
+        let mut status = |method: &str, headers: &str, body: Option<Vec<u8>>| {
+            parse(&driver.begin(method, "http://edge.test/batch", headers, body)).target
+        };
+        assert_eq!(status("POST", "", Some(vec![b'x'; MAX_BODY + 1])), "413");
+        assert_eq!(status("GET", "bad header:x\n", None), "400");
+        assert_eq!(status("GET", "no-colon\n", None), "400");
+        assert_eq!(status("G E T", "", None), "400");
+        assert_eq!(driver.in_flight(), 0);
+    }
+}
