@@ -102,7 +102,7 @@ export WASM_BINDGEN_BIN WASM_OPT_BIN ESBUILD_BIN
 export WRANGLER_SEND_METRICS=false
 
 # The size profile, for this (wasm) cargo run only.
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=z
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=${EDGECOUNT_WASM_OPT_LEVEL:-z}
 export CARGO_PROFILE_RELEASE_LTO=true
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 # strip=debuginfo, not strip=true: `true` also drops the `target_features` section wasm-bindgen
@@ -143,7 +143,7 @@ fingerprint() {
     sha256sum Cargo.toml Cargo.lock "$0" "$ROOT/scripts/worker-shim.js"
     [[ -f build.rs ]] && sha256sum build.rs
     printf '%s\n' "$(rustc --version)" "$("$WASM_BINDGEN_BIN" --version)" \
-      "$(worker-build --version)" "${WASM_OPT_FLAGS[*]}" "${RUSTFLAGS:-}" \
+      "$(worker-build --version)" "${WASM_OPT_FLAGS[*]}" "${RUSTFLAGS:-}" "$CARGO_PROFILE_RELEASE_OPT_LEVEL" \
       "${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-}"
   } | sha256sum | cut -d' ' -f1
 }

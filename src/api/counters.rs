@@ -66,7 +66,7 @@ pub async fn route<S: Store>(
     if verb == "stats" && names.is_empty() {
         allow(call, &[Method::GET])?;
         let stats = counters.global_stats(now_secs).await?;
-        return Ok(json_response(StatusCode::OK, &json!(stats)));
+        return Ok(json_response(StatusCode::OK, &stats));
     }
     let mut names = names.to_vec();
     if verb == "badge" {
@@ -87,7 +87,7 @@ pub async fn route<S: Store>(
             allow(call, &[Method::GET, Method::POST])?;
             let spec = CreateSpec::abacus(call.query("initializer"))?;
             let created = counters.create(&name, &spec).await?;
-            json_response(StatusCode::CREATED, &json!(created))
+            json_response(StatusCode::CREATED, &created)
         }
         "set" => {
             allow(call, &[Method::GET, Method::POST])?;
@@ -96,7 +96,7 @@ pub async fn route<S: Store>(
                 .ok_or_else(|| ApiError::bad_request("value is required"))?;
             let value = counter::parse_integer("value", raw)?;
             let set = counters.set(&name, value, bearer(call)).await?;
-            json_response(StatusCode::OK, &json!(set))
+            json_response(StatusCode::OK, &set)
         }
         "update" => {
             allow(call, &[Method::GET, Method::POST])?;
@@ -121,13 +121,13 @@ pub async fn route<S: Store>(
         "info" => {
             allow(call, &[Method::GET])?;
             let info = counters.info(&name).await?;
-            json_response(StatusCode::OK, &json!(info))
+            json_response(StatusCode::OK, &info)
         }
         "stats" => {
             allow(call, &[Method::GET])?;
             let days = counter::parse_days(call.query("days"))?;
             let stats = counters.stats(&name, days).await?;
-            json_response(StatusCode::OK, &json!(stats))
+            json_response(StatusCode::OK, &stats)
         }
         "stream" => stream(counters, &name, call).await?,
         "badge" => badge(counters, config, platform, &name, call).await?,
@@ -251,7 +251,7 @@ async fn hit<S: Store>(
         );
         return Ok(response);
     }
-    Ok(json_response(StatusCode::OK, &json!(outcome)))
+    Ok(json_response(StatusCode::OK, &outcome))
 }
 
 /// `GET /create?namespace=&key=&value=&enable_reset=&update_lowerbound=&update_upperbound=`
@@ -269,7 +269,7 @@ async fn create_countapi<S: Store>(
         call.query("update_upperbound"),
     )?;
     let created = counters.create(&name, &spec).await?;
-    let mut response = json_response(StatusCode::OK, &json!(created));
+    let mut response = json_response(StatusCode::OK, &created);
     if let Ok(path) = HeaderValue::from_str(&name.path()) {
         response.headers_mut().insert(X_PATH, path);
     }

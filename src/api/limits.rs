@@ -136,7 +136,7 @@ pub fn decision_response<M>(decision: &Decision, mode: Mode) -> ApiResponse<M> {
         bytes_response(
             StatusCode::TOO_MANY_REQUESTS,
             PROBLEM_JSON,
-            problem_body(decision).to_string(),
+            serde_json::to_vec(&problem_body(decision)).expect("answers always serialise"),
         )
     } else {
         json_response(StatusCode::OK, &decision_body(decision))

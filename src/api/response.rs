@@ -147,8 +147,10 @@ impl From<StoreError> for ApiError {
     }
 }
 
-pub fn json_response<M>(status: StatusCode, body: &Value) -> ApiResponse<M> {
-    bytes_response(status, "application/json", body.to_string())
+/// `body` as JSON, serialised straight into the answer (no intermediate `Value` for structs).
+pub fn json_response<M>(status: StatusCode, body: &impl serde::Serialize) -> ApiResponse<M> {
+    let json = serde_json::to_vec(body).expect("answers always serialise");
+    bytes_response(status, "application/json", json)
 }
 
 pub fn bytes_response<M>(

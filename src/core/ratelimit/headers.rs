@@ -13,7 +13,7 @@
 //! Policy names are `[A-Za-z0-9_-]`, so they need no escaping inside a structured-field string.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::Decision;
 
@@ -94,37 +94,69 @@ pub fn insert_rate_limit_headers(decision: &Decision, headers: &mut HeaderMap) {
 
 /// The JSON answer of a decision that is not a denial (and the core of the 429 body):
 /// `{"allowed","limit","remaining","reset_ms","retry_after_ms","policy","policies":[…]}`.
-pub fn decision_body(decision: &Decision) -> Value {
-    let policies: Vec<Value> = decision
-        .policies
-        .iter()
-        .map(|p| {
-            json!({
-                "policy": p.policy,
-                "allowed": p.allowed,
-                "limit": p.limit,
-                "remaining": p.remaining,
-                "reset_ms": p.reset_ms,
-                "retry_after_ms": p.retry_after_ms,
+/// Serialised straight from the decision (no intermediate `serde_json::Value`).
+#[derive(Serialize)]
+pub struct DecisionBody<'a> {
+    allowed: bool,
+    limit: u64,
+    remaining: u64,
+    reset_ms: u64,
+    retry_after_ms: u64,
+    policy: &'a str,
+    policies: Vec<PolicyBody<'a>>,
+}
+
+/// One policy's part of a [`DecisionBody`].
+#[derive(Serialize)]
+struct PolicyBody<'a> {
+    policy: &'a str,
+    allowed: bool,
+    limit: u64,
+    remaining: u64,
+    reset_ms: u64,
+    retry_after_ms: u64,
+}
+
+pub fn decision_body(decision: &Decision) -> DecisionBody<'_> {
+    DecisionBody {
+        allowed: decision.allowed,
+        limit: decision.limit,
+        remaining: decision.remaining,
+        reset_ms: decision.reset_ms,
+        retry_after_ms: decision.retry_after_ms,
+        policy: &decision.policy,
+        policies: decision
+            .policies
+            .iter()
+            .map(|p| PolicyBody {
+                policy: &p.policy,
+                allowed: p.allowed,
+                limit: p.limit,
+                remaining: p.remaining,
+                reset_ms: p.reset_ms,
+                retry_after_ms: p.retry_after_ms,
             })
-        })
-        .collect();
-    json!({
-        "allowed": decision.allowed,
-        "limit": decision.limit,
-        "remaining": decision.remaining,
-        "reset_ms": decision.reset_ms,
-        "retry_after_ms": decision.retry_after_ms,
-        "policy": decision.policy,
-        "policies": policies,
-    })
+            .collect(),
+    }
 }
 
 /// The RFC 9457 problem details of a denial (serve with status 429 and [`PROBLEM_JSON`]):
 /// `type` `about:blank` (the status says it all), `title`, `status`, `detail`, the extension
 /// member `violated-policies`, and the fields of [`decision_body`].
-pub fn problem_body(decision: &Decision) -> Value {
-    let mut body = decision_body(decision);
+#[derive(Serialize)]
+pub struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(rename = "violated-policies")]
+    violated_policies: &'a [String],
+    #[serde(flatten)]
+    decision: DecisionBody<'a>,
+}
+
+pub fn problem_body(decision: &Decision) -> ProblemBody<'_> {
     let wait = ceil_seconds(decision.retry_after_ms).max(1);
     let detail = format!(
         "rate limit exceeded for {} {}; retry after {wait} s",
@@ -140,13 +172,14 @@ pub fn problem_body(decision: &Decision) -> Value {
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let fields = body.as_object_mut().expect("object");
-    fields.insert("type".into(), json!("about:blank"));
-    fields.insert("title".into(), json!("Too Many Requests"));
-    fields.insert("status".into(), json!(429));
-    fields.insert("detail".into(), json!(detail));
-    fields.insert("violated-policies".into(), json!(decision.violated));
-    body
+    ProblemBody {
+        kind: "about:blank",
+        title: "Too Many Requests",
+        status: 429,
+        detail,
+        violated_policies: &decision.violated,
+        decision: decision_body(decision),
+    }
 }
 
 #[cfg(test)]
@@ -192,7 +225,7 @@ mod tests {
         assert_eq!(header(&h, "x-ratelimit-remaining"), Some("42"));
         assert_eq!(header(&h, "x-ratelimit-reset"), Some("17"));
         assert_eq!(header(&h, "retry-after"), None);
-        let body = decision_body(&d);
+        let body = serde_json::to_value(decision_body(&d)).unwrap();
         assert_eq!(body["allowed"], true);
         assert_eq!(body["policy"], "api");
         assert_eq!(body["reset_ms"], 16_001);
@@ -223,11 +256,11 @@ mod tests {
         insert_rate_limit_headers(&d, &mut map);
         assert_eq!(map.len(), 6);
 
-        let problem = problem_body(&d);
+        let problem = serde_json::to_value(problem_body(&d)).unwrap();
         assert_eq!(problem["type"], "about:blank");
         assert_eq!(problem["title"], "Too Many Requests");
         assert_eq!(problem["status"], 429);
-        assert_eq!(problem["violated-policies"], json!(["burst", "daily"]));
+        assert_eq!(problem["violated-policies"], serde_json::json!(["burst", "daily"]));
         assert_eq!(
             problem["detail"],
             "rate limit exceeded for policies \"burst\", \"daily\"; retry after 3 s"
