@@ -86,8 +86,9 @@ impl Driver {
         let client = Client {
             ip: request
                 .headers()
-                .get("cf-connecting-ip")
-                .and_then(|v| v.to_str().ok())
+                .iter()
+                .find(|(name, _)| name.as_str() == "cf-connecting-ip")
+                .and_then(|(_, v)| v.to_str().ok())
                 .and_then(|ip| ip.trim().parse().ok()),
         };
         let api = self.api;

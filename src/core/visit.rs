@@ -27,20 +27,36 @@ const BOT_MARKERS: &[&str] = &[
 ];
 
 pub fn is_bot(user_agent: &str) -> bool {
-    let ua = user_agent.to_ascii_lowercase();
-    ua.trim().is_empty() || BOT_MARKERS.iter().any(|m| ua.contains(m))
+    user_agent.trim().is_empty() || BOT_MARKERS.iter().any(|m| contains_ignore_case(user_agent, m))
+}
+
+/// `needle` (lower-case ASCII) occurs in `haystack`, ASCII case ignored. A plain scan: every
+/// haystack is one header value, where `str::contains` would set up a two-way searcher per
+/// marker (and lower-casing first would allocate); this runs on every hit.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    haystack.len() >= needle.len()
+        && (0..=haystack.len() - needle.len()).any(|i| {
+            haystack[i].to_ascii_lowercase() == first
+                && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle)
+        })
 }
 
 /// Browsers mark speculative loads: `Sec-Purpose: prefetch`, `Purpose: prefetch`,
-/// `X-Moz: prefetch`, `X-Purpose: preview`.
+/// `X-Moz: prefetch`, `X-Purpose: preview`. (One pass over the headers by name: looking each
+/// name up with `HeaderMap::get(&str)` would parse it against the `http` crate's table.)
 pub fn is_prefetch(headers: &HeaderMap) -> bool {
-    ["sec-purpose", "purpose", "x-moz", "x-purpose"]
-        .iter()
-        .filter_map(|name| headers.get(*name)?.to_str().ok())
-        .any(|v| {
-            let v = v.to_ascii_lowercase();
-            v.contains("prefetch") || v.contains("preview") || v.contains("prerender")
-        })
+    headers.iter().any(|(name, value)| {
+        matches!(name.as_str(), "sec-purpose" | "purpose" | "x-moz" | "x-purpose")
+            && value.to_str().is_ok_and(|v| {
+                ["prefetch", "preview", "prerender"]
+                    .iter()
+                    .any(|m| contains_ignore_case(v, m))
+            })
+    })
 }
 
 /// The owner-exclusion cookie is set to `1`.
@@ -76,6 +92,15 @@ mod tests {
     }
 
     const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+    #[test]
+    fn marker_search_ignores_case_and_fits_the_haystack() {
+        assert!(contains_ignore_case("Mozilla Googlebot/2.1", "bot"));
+        assert!(contains_ignore_case("BOT", "bot"));
+        assert!(!contains_ignore_case("bo", "bot"));
+        assert!(!contains_ignore_case("Mozilla/5.0 Firefox", "bot"));
+        assert!(contains_ignore_case("x", ""));
+    }
 
     #[test]
     fn people_count() {
