@@ -2,8 +2,12 @@
 //!
 //! The scripts in `src/` stay commented and indented for people; what the binaries (and above all
 //! the wasm worker, where every byte is download and start-up time) embed is the same code without
-//! comments, indentation or blank lines, written to `$OUT_DIR/lua/<same relative path>`. A script's
-//! SHA1 (`EVALSHA`) is computed at run time from whatever is embedded, so it stays consistent.
+//! comments, indentation or blank lines, written to `$OUT_DIR/lua/<same relative path>`.
+//!
+//! It also assembles the scripts as they are sent to Redis, `$OUT_DIR/scripts/<name>.lua` (each
+//! counter script is `counter_lib.lua` followed by its own file; `limit` is `limit.lua`), each
+//! with its SHA1 (`EVALSHA`) in `<name>.sha1`, computed here from exactly those bytes: the worker
+//! then carries no SHA1 code, and the digest cannot drift from the source.
 //!
 //! The minifier is deliberately small and conservative: string literals (`'…'`, `"…"`, long
 //! brackets `[[…]]`) are copied verbatim, comments (`--…`, `--[[…]]`) are dropped, every line is
@@ -16,8 +20,12 @@ use std::path::{Path, PathBuf};
 
 const SCRIPT_DIRS: &[&str] = &["src/core/scripts", "src/core/ratelimit/scripts"];
 
+/// The prelude every counter script starts with.
+const COUNTER_LIB: &str = "core/scripts/counter_lib.lua";
+
 fn main() {
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("lua");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let out = out_dir.join("lua");
     for dir in SCRIPT_DIRS {
         println!("cargo:rerun-if-changed={dir}");
         let mut entries: Vec<PathBuf> = fs::read_dir(dir)
@@ -35,6 +43,41 @@ fn main() {
             let target = out.join(path.strip_prefix("src").unwrap_or(&path));
             write_if_changed(&target, &minified);
         }
+    }
+    assemble_scripts(&out, &out_dir.join("scripts"));
+}
+
+/// The scripts as sent to Redis, and their SHA1s (see the top of this file).
+fn assemble_scripts(minified: &Path, scripts: &Path) {
+    let read = |relative: &str| {
+        fs::read_to_string(minified.join(relative))
+            .unwrap_or_else(|e| panic!("reading minified {relative}: {e}"))
+    };
+    let lib = read(COUNTER_LIB);
+    let mut assembled = vec![("limit".to_owned(), read("core/ratelimit/scripts/limit.lua"))];
+    let mut counters: Vec<String> = fs::read_dir(minified.join("core/scripts"))
+        .expect("minified counter scripts")
+        .map(|entry| {
+            entry
+                .expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".lua") && !COUNTER_LIB.ends_with(name.as_str()))
+        .collect();
+    counters.sort();
+    for file in counters {
+        let body = read(&format!("core/scripts/{file}"));
+        assembled.push((
+            file.trim_end_matches(".lua").to_owned(),
+            format!("{lib}{body}"),
+        ));
+    }
+    for (name, source) in assembled {
+        write_if_changed(&scripts.join(format!("{name}.lua")), &source);
+        let sha1 = sha1_smol::Sha1::from(&source).digest().to_string();
+        write_if_changed(&scripts.join(format!("{name}.sha1")), &sha1);
     }
 }
 

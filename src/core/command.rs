@@ -2,7 +2,7 @@
 //!
 //! The core builds [`Command`]s and reads [`Reply`]s; `store` moves them. Arguments are strings
 //! because the Upstash REST body is JSON: a binary argument cannot be expressed there.
-
+use std::borrow::Cow;
 use std::fmt;
 
 /// One Redis command: name first, then its arguments, as they go on the wire.
@@ -142,14 +142,24 @@ impl fmt::Display for Reply {
 #[derive(Clone, Debug)]
 pub struct Script {
     source: &'static str,
-    sha1: String,
+    sha1: Cow<'static, str>,
 }
 
 impl Script {
+    /// A script whose SHA1 is computed now (tests, ad-hoc scripts).
     pub fn new(source: &'static str) -> Self {
         Script {
             source,
-            sha1: sha1_smol::Sha1::from(source).digest().to_string(),
+            sha1: Cow::Owned(sha1_smol::Sha1::from(source).digest().to_string()),
+        }
+    }
+
+    /// A script embedded at build time with the SHA1 `build.rs` computed from the same bytes
+    /// (see [`embedded_script!`](crate::embedded_script)).
+    pub const fn embedded(source: &'static str, sha1: &'static str) -> Self {
+        Script {
+            source,
+            sha1: Cow::Borrowed(sha1),
         }
     }
 
@@ -163,7 +173,7 @@ impl Script {
 
     /// `EVALSHA sha numkeys keys… args…`
     pub fn evalsha(&self, keys: &[String], args: &[String]) -> Command {
-        Self::invocation("EVALSHA", &self.sha1, keys, args)
+        Self::invocation("EVALSHA", self.sha1(), keys, args)
     }
 
     /// `EVAL source numkeys keys… args…`, used after a `NOSCRIPT` reply.
@@ -178,6 +188,18 @@ impl Script {
             .args(keys)
             .args(args)
     }
+}
+
+/// A [`Script`] assembled by `build.rs` (`$OUT_DIR/scripts/<name>.lua`), with its SHA1.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! embedded_script {
+    ($name:literal) => {
+        $crate::core::command::Script::embedded(
+            include_str!(concat!(env!("OUT_DIR"), "/scripts/", $name, ".lua")),
+            include_str!(concat!(env!("OUT_DIR"), "/scripts/", $name, ".sha1")),
+        )
+    };
 }
 
 /// One script invocation, built by the core: run it with `Store::run` (EVALSHA, falling back to
@@ -203,6 +225,19 @@ impl ScriptCall {
 
 #[cfg(test)]
 mod tests {
+    use crate::core::{counter, ratelimit};
+
+    #[test]
+    fn embedded_scripts_carry_the_sha1_of_their_source() {
+        let mut embedded: Vec<&Script> = counter::scripts::all().to_vec();
+        embedded.push(ratelimit::script());
+        for script in embedded {
+            let computed = Script::new(script.source());
+            assert_eq!(script.sha1(), computed.sha1(), "{}", &script.source()[..60]);
+            assert_eq!(script.sha1().len(), 40);
+        }
+    }
+
     use super::*;
 
     #[test]

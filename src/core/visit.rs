@@ -27,7 +27,10 @@ const BOT_MARKERS: &[&str] = &[
 ];
 
 pub fn is_bot(user_agent: &str) -> bool {
-    user_agent.trim().is_empty() || BOT_MARKERS.iter().any(|m| contains_ignore_case(user_agent, m))
+    user_agent.trim().is_empty()
+        || BOT_MARKERS
+            .iter()
+            .any(|m| contains_ignore_case(user_agent, m))
 }
 
 /// `needle` (lower-case ASCII) occurs in `haystack`, ASCII case ignored. A plain scan: every
@@ -50,12 +53,14 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 /// name up with `HeaderMap::get(&str)` would parse it against the `http` crate's table.)
 pub fn is_prefetch(headers: &HeaderMap) -> bool {
     headers.iter().any(|(name, value)| {
-        matches!(name.as_str(), "sec-purpose" | "purpose" | "x-moz" | "x-purpose")
-            && value.to_str().is_ok_and(|v| {
-                ["prefetch", "preview", "prerender"]
-                    .iter()
-                    .any(|m| contains_ignore_case(v, m))
-            })
+        matches!(
+            name.as_str(),
+            "sec-purpose" | "purpose" | "x-moz" | "x-purpose"
+        ) && value.to_str().is_ok_and(|v| {
+            ["prefetch", "preview", "prerender"]
+                .iter()
+                .any(|m| contains_ignore_case(v, m))
+        })
     })
 }
 

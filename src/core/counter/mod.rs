@@ -27,8 +27,6 @@ pub mod keys;
 pub mod ops;
 pub mod stats;
 
-use std::sync::LazyLock;
-
 use http::StatusCode;
 
 use crate::core::command::{Reply, ReplyError, Script};
@@ -137,34 +135,19 @@ impl CounterError {
 pub use crate::core::command::ScriptCall;
 
 /// The counter scripts, each with the shared prelude `counter_lib.lua` prepended; embedded as the
-/// minified copies `build.rs` writes (no comments or indentation; same code).
+/// minified copies `build.rs` assembles (no comments or indentation; same code), with their SHA1s.
 pub mod scripts {
     use super::*;
 
-    macro_rules! counter_script {
-        ($(#[$doc:meta])* $name:ident, $file:literal) => {
-            $(#[$doc])*
-            pub static $name: LazyLock<Script> = LazyLock::new(|| {
-                Script::new(concat!(
-                    include_str!(concat!(env!("OUT_DIR"), "/lua/core/scripts/counter_lib.lua")),
-                    include_str!(concat!(env!("OUT_DIR"), "/lua/core/scripts/", $file))
-                ))
-            });
-        };
-    }
-
-    counter_script!(
-        /// The whole hit: value, buckets, uniques, idempotency, publish.
-        HIT,
-        "counter_hit.lua"
-    );
-    counter_script!(CREATE, "counter_create.lua");
-    counter_script!(SET, "counter_set.lua");
-    counter_script!(UPDATE, "counter_update.lua");
-    counter_script!(RESET, "counter_reset.lua");
-    counter_script!(DELETE, "counter_delete.lua");
-    counter_script!(INFO, "counter_info.lua");
-    counter_script!(STATS, "counter_stats.lua");
+    /// The whole hit: value, buckets, uniques, idempotency, publish.
+    pub static HIT: Script = crate::embedded_script!("counter_hit");
+    pub static CREATE: Script = crate::embedded_script!("counter_create");
+    pub static SET: Script = crate::embedded_script!("counter_set");
+    pub static UPDATE: Script = crate::embedded_script!("counter_update");
+    pub static RESET: Script = crate::embedded_script!("counter_reset");
+    pub static DELETE: Script = crate::embedded_script!("counter_delete");
+    pub static INFO: Script = crate::embedded_script!("counter_info");
+    pub static STATS: Script = crate::embedded_script!("counter_stats");
 
     /// Every counter script, e.g. to `SCRIPT LOAD` them ahead of a pipeline.
     pub fn all() -> [&'static Script; 8] {

@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(problem["type"], "about:blank");
         assert_eq!(problem["title"], "Too Many Requests");
         assert_eq!(problem["status"], 429);
-        assert_eq!(problem["violated-policies"], serde_json::json!(["burst", "daily"]));
+        assert_eq!(
+            problem["violated-policies"],
+            serde_json::json!(["burst", "daily"])
+        );
         assert_eq!(
             problem["detail"],
             "rate limit exceeded for policies \"burst\", \"daily\"; retry after 3 s"

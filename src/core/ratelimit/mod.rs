@@ -21,8 +21,6 @@
 //! (see [`encode_id`]) so `{`, `}` in user input cannot move the hash tag: all keys of one
 //! identity share one Redis Cluster slot. Every key the script writes carries a TTL.
 
-use std::sync::OnceLock;
-
 use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -107,15 +105,10 @@ impl Mode {
     }
 }
 
-/// The rate-limit script, loaded once (`scripts/limit.lua` as minified by `build.rs`).
+/// The rate-limit script (`scripts/limit.lua` as minified by `build.rs`).
 pub fn script() -> &'static Script {
-    static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| {
-        Script::new(include_str!(concat!(
-            env!("OUT_DIR"),
-            "/lua/core/ratelimit/scripts/limit.lua"
-        )))
-    })
+    static SCRIPT: Script = crate::embedded_script!("limit");
+    &SCRIPT
 }
 
 pub use crate::core::command::ScriptCall;
