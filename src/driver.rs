@@ -30,10 +30,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, Method, StatusCode};
 use http_body::Body as _;
 
-use crate::api::{Api, ApiBody, ApiError, ApiResponse, Client, Handled};
+use crate::api::{
+    Api, ApiBody, ApiError, ApiRequest, ApiResponse, Client, Handled, RequestHeaders,
+};
 use crate::store::fetch::{Exchange, FetchRestStore, Io, Outcome, EXCHANGE};
 use crate::store::rest::{RestRequest, RestResponse};
 use crate::store::Store;
@@ -85,10 +87,8 @@ impl Driver {
         // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it.
         let client = Client {
             ip: request
-                .headers()
-                .iter()
-                .find(|(name, _)| name.as_str() == "cf-connecting-ip")
-                .and_then(|(_, v)| v.to_str().ok())
+                .headers
+                .get("cf-connecting-ip")
                 .and_then(|ip| ip.trim().parse().ok()),
         };
         let api = self.api;
@@ -246,14 +246,14 @@ enum Ready {
     Nothing,
 }
 
-/// The incoming request as the API takes it. A method, URL or header the `http` crate refuses
-/// is the caller's error (400); a body over [`MAX_BODY`] is a 413.
+/// The incoming request as the API takes it. A method the `http` crate refuses or a header
+/// line without a name is the caller's error (400); a body over [`MAX_BODY`] is a 413.
 fn request(
     method: &str,
     url: &str,
     header_lines: &str,
     body: Option<Vec<u8>>,
-) -> Result<http::Request<Bytes>, ApiError> {
+) -> Result<ApiRequest, ApiError> {
     let malformed = |what: &str| ApiError::bad_request(format!("malformed request {what}"));
     let body = body.unwrap_or_default();
     if body.len() > MAX_BODY {
@@ -262,18 +262,38 @@ fn request(
             format!("request body over {MAX_BODY} bytes"),
         ));
     }
-    let mut request = http::Request::new(Bytes::from(body));
-    *request.method_mut() =
-        Method::from_bytes(method.as_bytes()).map_err(|_| malformed("method"))?;
-    *request.uri_mut() = url.parse::<Uri>().map_err(|_| malformed("URL"))?;
-    let headers = request.headers_mut();
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| malformed("method"))?;
+    let mut headers = RequestHeaders::new();
     for line in header_lines.split('\n').filter(|line| !line.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or_else(|| malformed("header"))?;
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| malformed("header name"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| malformed("header value"))?;
-        headers.append(name, value);
+        match line.split_once(':') {
+            Some((name, value)) if is_token(name) => headers.append(name, value),
+            _ => return Err(malformed("header")),
+        }
     }
-    Ok(request)
+    Ok(ApiRequest {
+        method,
+        target: target(url).to_owned(),
+        headers,
+        body: body.into(),
+    })
+}
+
+/// The path and query of an absolute URL (`https://host/a/b?c` → `/a/b?c`; `/` when it has
+/// neither).
+fn target(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(url, |at| &url[at + 3..]);
+    match after_scheme.find(['/', '?']) {
+        Some(at) if after_scheme[at..].starts_with('/') => &after_scheme[at..],
+        Some(_) | None => "/",
+    }
+}
+
+/// An HTTP field name (RFC 9110 `token`).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `{kind}{task}\n{target}\n{name:value\n…}\n`
@@ -456,6 +476,14 @@ mod tests {
         let late = parse(&driver.resume(step.task, 200, None, "{}".into()));
         assert_eq!((late.kind, late.target.as_str()), ('R', "500"));
         assert!(late.body.contains("request lost"), "{late:?}");
+    }
+
+    #[test]
+    fn the_target_is_the_path_and_query_of_the_url() {
+        assert_eq!(target("https://edge.test/hit/a/b?x=1"), "/hit/a/b?x=1");
+        assert_eq!(target("http://edge.test"), "/");
+        assert_eq!(target("http://edge.test?x=1"), "/");
+        assert_eq!(target("http://user@edge.test:8787/a"), "/a");
     }
 
     #[test]

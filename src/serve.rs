@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::StatusCode;
 
-use crate::api::{Api, ApiError, Client, Config, Forward, Handled, Platform};
+use crate::api::{Api, ApiError, ApiRequest, Client, Config, Forward, Handled, Platform};
 use crate::store::http_native::NativeRestStore;
 
 /// Largest request body the API reads (batch requests are the big ones: 500 operations).
@@ -81,10 +81,25 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
     let client = Client {
         ip: forwarded.or(peer),
     };
-    let request = http::Request::from_parts(parts, body);
+    let request = ApiRequest {
+        method: parts.method.clone(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |target| target.as_str())
+            .to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+            .collect(),
+        body: body.clone(),
+    };
     match state.api.serve(request, client).await {
         Handled::Respond(response) => response.map(Body::new),
-        Handled::Forward(forward) => forward_to_origin(&state.origin_client, *forward).await,
+        Handled::Forward(forward) => {
+            forward_to_origin(&state.origin_client, parts, body, *forward).await
+        }
     }
 }
 
@@ -101,8 +116,12 @@ const NOT_FORWARDED: &[&str] = &[
     "content-length",
 ];
 
-async fn forward_to_origin(client: &reqwest::Client, forward: Forward) -> Response {
-    let (parts, body) = forward.request.into_parts();
+async fn forward_to_origin(
+    client: &reqwest::Client,
+    parts: http::request::Parts,
+    body: bytes::Bytes,
+    forward: Forward,
+) -> Response {
     let mut outgoing = client.request(parts.method, &forward.url).body(body);
     for (name, value) in &parts.headers {
         if !NOT_FORWARDED.contains(&name.as_str()) {

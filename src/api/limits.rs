@@ -2,7 +2,7 @@
 //! policies, answered with the IETF `RateLimit-Policy` / `RateLimit` headers (and the legacy
 //! `X-RateLimit-*`), 429 as `application/problem+json`.
 
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -218,13 +218,9 @@ pub fn client_identity(key: &ClientKey, call: &Call<'_>) -> String {
             .unwrap_or_else(ip),
         ClientKey::Cookie(name) => call
             .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| format!("c:{v}"))
+            .cookies(name)
+            .find(|v| !v.is_empty())
+            .map(|v| format!("c:{v}"))
             .unwrap_or_else(ip),
     }
 }

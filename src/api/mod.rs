@@ -1,5 +1,5 @@
-//! The counter and rate-limit HTTP API, free of any HTTP framework: an `http::Request` in, an
-//! `http::Response` out, given a [`Store`]. The worker (`worker.rs`) and `edgecount serve`
+//! The counter and rate-limit HTTP API, free of any HTTP framework: an [`ApiRequest`] in, an
+//! `http::Response` out, given a [`Store`]. The worker (`driver.rs`) and `edgecount serve`
 //! (`serve.rs`) only adapt their runtime's types to these.
 
 pub mod config;
@@ -10,9 +10,10 @@ pub mod response;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::json;
 
+pub use crate::core::headers::RequestHeaders;
 use crate::service::Counters;
 use crate::store::Store;
 pub use config::{Config, FailMode};
@@ -60,10 +61,32 @@ pub struct Client {
     pub ip: Option<IpAddr>,
 }
 
+/// One request as the API reads it: what every runtime can hand over as it is.
+#[derive(Clone, Debug)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// The path and query as received (`/hit/docs/home?callback=cb`), still percent-encoded.
+    pub target: String,
+    pub headers: RequestHeaders,
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    fn path(&self) -> &str {
+        self.target
+            .split_once('?')
+            .map_or(&self.target, |(path, _)| path)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+}
+
 /// The parts of a request every route reads.
 pub struct Call<'a> {
     pub method: &'a Method,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a RequestHeaders,
     pub query: Vec<(String, String)>,
     pub body: &'a Bytes,
     pub client: Client,
@@ -77,14 +100,9 @@ impl Call<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The first value of header `name` (any case). A scan rather than `HeaderMap::get(&str)`,
-    /// which parses the name against the `http` crate's table of standard headers (~12 KB of
-    /// wasm while anything still calls it); requests carry a few dozen headers at most.
+    /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.to_str().ok())
+        self.headers.get(name)
     }
 }
 
@@ -108,33 +126,28 @@ impl<S: Store> Api<S> {
     }
 
     /// Answer one request. Never fails: every error becomes a JSON answer.
-    pub async fn handle(&self, request: Request<Bytes>, client: Client) -> Response<S> {
-        let (parts, body) = request.into_parts();
-        let origin = parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut response = if parts.method == Method::OPTIONS {
+    pub async fn handle(&self, request: ApiRequest, client: Client) -> Response<S> {
+        let origin = request.headers.get("origin").map(str::to_owned);
+        let mut response = if request.method == Method::OPTIONS {
             preflight()
         } else {
             let call = Call {
-                method: &parts.method,
-                headers: &parts.headers,
-                query: parse_query(parts.uri.query()),
-                body: &body,
+                method: &request.method,
+                headers: &request.headers,
+                query: parse_query(request.query()),
+                body: &request.body,
                 client,
             };
-            let segments = path_segments(parts.uri.path());
+            let segments = path_segments(request.path());
             let response = match self.route(&segments, &call).await {
                 Ok(response) => response,
                 Err(e) => e.into_response(),
             };
             match call.query("callback") {
-                Some(cb) if parts.method == Method::GET && response::valid_callback(cb) => {
+                Some(cb) if request.method == Method::GET && response::valid_callback(cb) => {
                     response::into_jsonp(response, cb)
                 }
-                Some(_) if parts.method == Method::GET => {
+                Some(_) if request.method == Method::GET => {
                     ApiError::bad_request("callback must be a JavaScript identifier")
                         .into_response()
                 }
@@ -186,12 +199,11 @@ impl<S: Store> Api<S> {
 
     /// Answer one request, or — in gateway mode (`EDGECOUNT_ORIGIN`), for paths that are not
     /// API routes — decide the client's limit and tell the adapter to forward it to the origin.
-    pub async fn serve(&self, request: Request<Bytes>, client: Client) -> Handled<S::Messages> {
+    pub async fn serve(&self, request: ApiRequest, client: Client) -> Handled<S::Messages> {
         let Some(origin) = &self.config.origin else {
             return Handled::Respond(self.handle(request, client).await);
         };
         let first = request
-            .uri()
             .path()
             .split('/')
             .find(|s| !s.is_empty())
@@ -199,26 +211,24 @@ impl<S: Store> Api<S> {
         if is_api_route(first) {
             return Handled::Respond(self.handle(request, client).await);
         }
-        let (parts, body) = request.into_parts();
         let call = Call {
-            method: &parts.method,
-            headers: &parts.headers,
+            method: &request.method,
+            headers: &request.headers,
             query: Vec::new(),
-            body: &body,
+            body: &request.body,
             client,
         };
         let response_headers = match limits::gateway(self.store(), &self.config, &call).await {
             Ok(headers) => headers,
             Err(answer) => return Handled::Respond(answer),
         };
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
+        let target = if request.target.starts_with('/') {
+            request.target.as_str()
+        } else {
+            "/"
+        };
         Handled::Forward(Box::new(Forward {
-            url: format!("{origin}{path_and_query}"),
-            request: Request::from_parts(parts, body),
+            url: format!("{origin}{target}"),
             response_headers,
         }))
     }
@@ -250,11 +260,10 @@ pub enum Handled<M> {
     Forward(Box<Forward>),
 }
 
-/// A request the adapter forwards to `url` with its own HTTP client, adding
-/// `response_headers` (the rate-limit headers) to the origin's answer.
+/// Forward the request (as the adapter received it) to `url` with the adapter's own HTTP client,
+/// adding `response_headers` (the rate-limit headers) to the origin's answer.
 pub struct Forward {
     pub url: String,
-    pub request: Request<Bytes>,
     pub response_headers: HeaderMap,
 }
 

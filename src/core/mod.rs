@@ -3,6 +3,7 @@
 pub mod badge;
 pub mod command;
 pub mod counter;
+pub mod headers;
 pub mod names;
 pub mod ratelimit;
 pub mod visit;

@@ -1,6 +1,8 @@
 //! Which requests count as a visit: bots, `HEAD`, prefetches and the site owner do not.
 
-use http::{HeaderMap, Method};
+use http::Method;
+
+use super::headers::RequestHeaders;
 
 /// The cookie a site owner sets in their own browser (`edgecount_exclude=1`) so their visits
 /// are answered but not counted.
@@ -49,38 +51,24 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 }
 
 /// Browsers mark speculative loads: `Sec-Purpose: prefetch`, `Purpose: prefetch`,
-/// `X-Moz: prefetch`, `X-Purpose: preview`. (One pass over the headers by name: looking each
-/// name up with `HeaderMap::get(&str)` would parse it against the `http` crate's table.)
-pub fn is_prefetch(headers: &HeaderMap) -> bool {
+/// `X-Moz: prefetch`, `X-Purpose: preview`.
+pub fn is_prefetch(headers: &RequestHeaders) -> bool {
     headers.iter().any(|(name, value)| {
-        matches!(
-            name.as_str(),
-            "sec-purpose" | "purpose" | "x-moz" | "x-purpose"
-        ) && value.to_str().is_ok_and(|v| {
-            ["prefetch", "preview", "prerender"]
+        matches!(name, "sec-purpose" | "purpose" | "x-moz" | "x-purpose")
+            && ["prefetch", "preview", "prerender"]
                 .iter()
-                .any(|m| contains_ignore_case(v, m))
-        })
+                .any(|m| contains_ignore_case(value, m))
     })
 }
 
 /// The owner-exclusion cookie is set to `1`.
-pub fn is_owner(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(k, v)| k == OWNER_COOKIE && v == "1")
+pub fn is_owner(headers: &RequestHeaders) -> bool {
+    headers.cookies(OWNER_COOKIE).any(|v| v == "1")
 }
 
 /// Should this request add to the count?
-pub fn counts(method: &Method, headers: &HeaderMap) -> bool {
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+pub fn counts(method: &Method, headers: &RequestHeaders) -> bool {
+    let user_agent = headers.get("user-agent").unwrap_or_default();
     method != Method::HEAD && !is_bot(user_agent) && !is_prefetch(headers) && !is_owner(headers)
 }
 
@@ -88,12 +76,8 @@ pub fn counts(method: &Method, headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, v.parse().unwrap());
-        }
-        h
+    fn headers(pairs: &[(&'static str, &'static str)]) -> RequestHeaders {
+        pairs.iter().copied().collect()
     }
 
     const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
