@@ -86,10 +86,7 @@ impl Driver {
         };
         // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it.
         let client = Client {
-            ip: request
-                .headers
-                .get("cf-connecting-ip")
-                .and_then(|ip| ip.trim().parse().ok()),
+            ip: request.headers.get("cf-connecting-ip").and_then(client_ip),
         };
         let api = self.api;
         let task = self.insert(Task::Handling(Box::pin(api.serve(request, client))));
@@ -288,6 +285,18 @@ fn target(url: &str) -> &str {
     }
 }
 
+/// `CF-Connecting-IP` as the client's IP: Cloudflare writes it in canonical form; anything that
+/// is not an IPv4 or IPv6 address in text (digits, hex, `.`, `:`) is ignored.
+fn client_ip(value: &str) -> Option<String> {
+    let ip = value.trim();
+    let plausible = (2..=45).contains(&ip.len())
+        && ip.contains(['.', ':'])
+        && ip
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    plausible.then(|| ip.to_ascii_lowercase())
+}
+
 /// An HTTP field name (RFC 9110 `token`).
 fn is_token(name: &str) -> bool {
     !name.is_empty()
@@ -476,6 +485,15 @@ mod tests {
         let late = parse(&driver.resume(step.task, 200, None, "{}".into()));
         assert_eq!((late.kind, late.target.as_str()), ('R', "500"));
         assert!(late.body.contains("request lost"), "{late:?}");
+    }
+
+    #[test]
+    fn the_client_ip_is_the_cloudflare_header_when_it_is_an_address() {
+        assert_eq!(client_ip(" 203.0.113.7 ").as_deref(), Some("203.0.113.7"));
+        assert_eq!(client_ip("2001:DB8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(client_ip("unknown"), None);
+        assert_eq!(client_ip("1234"), None);
+        assert_eq!(client_ip("1.2.3.4; drop"), None);
     }
 
     #[test]

@@ -78,9 +78,7 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
                 .and_then(|ip| ip.trim().parse().ok())
         })
         .flatten();
-    let client = Client {
-        ip: forwarded.or(peer),
-    };
+    let client = forwarded.or(peer).map(Client::at).unwrap_or_default();
     let request = ApiRequest {
         method: parts.method.clone(),
         target: parts

@@ -128,7 +128,7 @@ impl Config {
             Some(other) => {
                 return Err(ConfigError {
                     name: "EDGECOUNT_FAIL_MODE",
-                    message: format!("expected `open` or `closed`, got {other:?}"),
+                    message: format!("expected `open` or `closed`, got \"{other}\""),
                 })
             }
         };
@@ -136,7 +136,7 @@ impl Config {
             None => 120,
             Some(v) => v.trim().parse().map_err(|_| ConfigError {
                 name: "EDGECOUNT_ABUSE_LIMIT",
-                message: format!("expected a whole number, got {v:?}"),
+                message: format!("expected a whole number, got \"{v}\""),
             })?,
         };
         if let Some(origin) = get("EDGECOUNT_ORIGIN") {
@@ -147,7 +147,7 @@ impl Config {
             if !ok {
                 return Err(ConfigError {
                     name: "EDGECOUNT_ORIGIN",
-                    message: format!("expected an http(s) URL, got {origin:?}"),
+                    message: format!("expected an http(s) URL, got \"{origin}\""),
                 });
             }
         }
@@ -167,7 +167,9 @@ impl Config {
             None => ClientKey::Ip,
             Some(spec) => ClientKey::parse(&spec).ok_or_else(|| ConfigError {
                 name: "EDGECOUNT_GATEWAY_KEY",
-                message: format!("expected `ip`, `header:<name>` or `cookie:<name>`, got {spec:?}"),
+                message: format!(
+                    "expected `ip`, `header:<name>` or `cookie:<name>`, got \"{spec}\""
+                ),
             })?,
         };
         Ok(Config {

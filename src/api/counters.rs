@@ -224,7 +224,7 @@ async fn do_hit<S: Store>(
     call: &Call<'_>,
     count: bool,
 ) -> Result<HitOutcome, ApiError> {
-    let ip = call.client.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let ip = call.client.ip.clone().unwrap_or_default();
     let request = hit_request(config, call, &ip, now, count);
     Ok(counters.hit(name, &request, Some(now)).await?)
 }

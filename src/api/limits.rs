@@ -206,6 +206,7 @@ pub fn client_identity(key: &ClientKey, call: &Call<'_>) -> String {
     let ip = || {
         call.client
             .ip
+            .as_ref()
             .map(|ip| format!("ip:{ip}"))
             .unwrap_or_else(|| "ip:unknown".to_owned())
     };

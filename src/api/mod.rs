@@ -7,8 +7,6 @@ pub mod counters;
 pub mod limits;
 pub mod response;
 
-use std::net::IpAddr;
-
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::json;
@@ -54,11 +52,22 @@ pub struct Api<S> {
 }
 
 /// What the adapter knows about the caller beyond the request itself.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Client {
-    /// The caller's IP as the platform reports it (`CF-Connecting-IP` in the worker, the socket
-    /// peer natively). Used for uniques (hashed) and the abuse limit; never stored.
-    pub ip: Option<IpAddr>,
+    /// The caller's IP as the platform reports it, in its canonical text form (`CF-Connecting-IP`
+    /// in the worker, the socket peer natively). Used for uniques (hashed), the abuse limit and
+    /// gateway keys; never stored. Text rather than `IpAddr`: the worker gets it as text from
+    /// Cloudflare already, and parsing and printing addresses costs ~4 KB of wasm.
+    pub ip: Option<String>,
+}
+
+impl Client {
+    /// A client at `ip`.
+    pub fn at(ip: std::net::IpAddr) -> Self {
+        Client {
+            ip: Some(ip.to_string()),
+        }
+    }
 }
 
 /// One request as the API reads it: what every runtime can hand over as it is.

@@ -92,10 +92,13 @@ fn exchange(io: Io) -> Exchanged {
 }
 
 fn unexpected(outcome: Outcome) -> StoreError {
-    match outcome {
-        Outcome::Failed(message) => StoreError::Unavailable(message),
-        other => StoreError::Protocol(format!("unexpected exchange outcome {other:?}")),
-    }
+    let kind = match outcome {
+        Outcome::Failed(message) => return StoreError::Unavailable(message),
+        Outcome::Answer(_) => "an answer",
+        Outcome::Opened(_) => "an opened stream",
+        Outcome::Chunk(_) => "a stream chunk",
+    };
+    StoreError::Protocol(format!("the host brought {kind} for a different exchange"))
 }
 
 /// `fetch()` from the worker's JavaScript: stateless here, the runtime owns the connections.

@@ -273,7 +273,7 @@ pub fn decode_value(value: Value) -> Result<Reply, StoreError> {
         Value::String(s) => Reply::Bytes(
             base64::engine::general_purpose::STANDARD
                 .decode(s.as_bytes())
-                .map_err(|e| StoreError::Protocol(format!("bad base64 {s:?}: {e}")))?,
+                .map_err(|e| StoreError::Protocol(format!("bad base64 \"{s}\": {e}")))?,
         ),
         Value::Array(items) => Reply::Array(
             items

@@ -44,7 +44,7 @@ pub enum RateLimitError {
     #[error("invalid rate-limit policy: {0}")]
     InvalidPolicy(String),
     /// A route names a policy that is not configured.
-    #[error("unknown rate-limit policy {0:?}")]
+    #[error("unknown rate-limit policy \"{0}\"")]
     UnknownPolicy(String),
     /// A route's policy list is malformed (empty name, repeated name, too many).
     #[error("invalid rate-limit policy list: {0}")]
@@ -54,7 +54,7 @@ pub enum RateLimitError {
     InvalidId(String),
     /// A cost larger than a policy's limit could never be admitted.
     #[error(
-        "cost {cost} exceeds the limit {limit} of policy {policy:?}, so it could never be allowed"
+        "cost {cost} exceeds the limit {limit} of policy \"{policy}\", so it could never be allowed"
     )]
     CostExceedsLimit {
         policy: String,
@@ -186,7 +186,7 @@ pub(crate) fn checked_cost(
     for (i, p) in policies.iter().enumerate() {
         if policies[..i].iter().any(|q| q.name() == p.name()) {
             return Err(RateLimitError::InvalidPolicyList(format!(
-                "policy {:?} is named twice",
+                "policy \"{}\" is named twice",
                 p.name()
             )));
         }

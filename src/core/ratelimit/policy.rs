@@ -64,7 +64,7 @@ impl FromStr for Algorithm {
             "token" | "token-bucket" => Ok(Algorithm::TokenBucket),
             "gcra" => Ok(Algorithm::Gcra),
             other => Err(RateLimitError::InvalidPolicy(format!(
-                "unknown algorithm {other:?} (expected fixed, sliding, token or gcra)"
+                "unknown algorithm \"{other}\" (expected fixed, sliding, token or gcra)"
             ))),
         }
     }
@@ -145,7 +145,7 @@ impl Policy {
     fn validate(&self) -> Result<(), RateLimitError> {
         let invalid = |why: String| {
             Err(RateLimitError::InvalidPolicy(format!(
-                "policy {:?}: {why}",
+                "policy \"{}\": {why}",
                 self.name
             )))
         };
@@ -187,7 +187,7 @@ impl FromStr for Policy {
     fn from_str(entry: &str) -> Result<Self, Self::Err> {
         let invalid = |why: &str| {
             RateLimitError::InvalidPolicy(format!(
-                "{entry:?}: {why} (expected name=algorithm:limit/window, e.g. api=sliding:100/60s)"
+                "\"{entry}\": {why} (expected name=algorithm:limit/window, e.g. api=sliding:100/60s)"
             ))
         };
         let (name, rule) = entry
@@ -223,7 +223,7 @@ pub fn validate_name(name: &str) -> Result<(), RateLimitError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if name.is_empty() || name.len() > 32 || !name.chars().all(ok_char) {
         return Err(RateLimitError::InvalidPolicy(format!(
-            "invalid policy name {name:?}: use 1 to 32 of A-Z a-z 0-9 _ -"
+            "invalid policy name \"{name}\": use 1 to 32 of A-Z a-z 0-9 _ -"
         )));
     }
     Ok(())
@@ -236,7 +236,7 @@ fn parse_window_ms(text: &str) -> Result<u64, String> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     if number.is_empty() {
-        return Err(format!("window {text:?} must start with a whole number"));
+        return Err(format!("window \"{text}\" must start with a whole number"));
     }
     let scale: u64 = match unit {
         "ms" => 1,
@@ -244,19 +244,19 @@ fn parse_window_ms(text: &str) -> Result<u64, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        "" => return Err(format!("window {text:?} needs a unit: ms, s, m, h or d")),
+        "" => return Err(format!("window \"{text}\" needs a unit: ms, s, m, h or d")),
         other => {
             return Err(format!(
-                "unknown window unit {other:?} (use ms, s, m, h or d)"
+                "unknown window unit \"{other}\" (use ms, s, m, h or d)"
             ))
         }
     };
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("window {text:?} must start with a whole number"))?;
+        .map_err(|_| format!("window \"{text}\" must start with a whole number"))?;
     let window_ms = number
         .checked_mul(scale)
-        .ok_or_else(|| format!("window {text:?} is too long"))?;
+        .ok_or_else(|| format!("window \"{text}\" is too long"))?;
     if window_ms == 0 {
         return Err("the window must be at least 1ms".into());
     }
@@ -299,7 +299,7 @@ impl PolicySet {
     pub fn insert(&mut self, policy: Policy) -> Result<(), RateLimitError> {
         if self.get(policy.name()).is_some() {
             return Err(RateLimitError::InvalidPolicy(format!(
-                "policy {:?} is defined twice",
+                "policy \"{}\" is defined twice",
                 policy.name()
             )));
         }
@@ -330,7 +330,7 @@ impl PolicySet {
         for name in list.split('+') {
             if name.is_empty() {
                 return Err(RateLimitError::InvalidPolicyList(format!(
-                    "{list:?}: empty policy name (write a or a+b+c)"
+                    "\"{list}\": empty policy name (write a or a+b+c)"
                 )));
             }
             let policy = self
@@ -338,14 +338,14 @@ impl PolicySet {
                 .ok_or_else(|| RateLimitError::UnknownPolicy(name.to_owned()))?;
             if selected.iter().any(|p| p.name() == name) {
                 return Err(RateLimitError::InvalidPolicyList(format!(
-                    "{list:?}: policy {name:?} is named twice"
+                    "\"{list}\": policy \"{name}\" is named twice"
                 )));
             }
             selected.push(policy.clone());
         }
         if selected.len() > MAX_POLICIES_PER_DECISION {
             return Err(RateLimitError::InvalidPolicyList(format!(
-                "{list:?}: at most {MAX_POLICIES_PER_DECISION} policies per decision"
+                "\"{list}\": at most {MAX_POLICIES_PER_DECISION} policies per decision"
             )));
         }
         Ok(selected)
