@@ -140,7 +140,9 @@ flock 9
 fingerprint() {
   {
     find src -type f -print0 | sort -z | xargs -0 sha256sum
-    sha256sum Cargo.toml Cargo.lock "$0" "$ROOT/scripts/worker-shim.js"
+    # Paths relative to $ROOT (the cwd): the same build invoked as ./scripts/… or by an
+    # absolute path must get the same fingerprint.
+    sha256sum Cargo.toml Cargo.lock scripts/build-worker.sh scripts/worker-shim.js
     [[ -f build.rs ]] && sha256sum build.rs
     printf '%s\n' "$(rustc --version)" "$("$WASM_BINDGEN_BIN" --version)" \
       "$(worker-build --version)" "${WASM_OPT_FLAGS[*]}" "${RUSTFLAGS:-}" "$CARGO_PROFILE_RELEASE_OPT_LEVEL" \
