@@ -163,8 +163,13 @@ function eventStream(task) {
       if (step[0] === "C") {
         controller.enqueue(encoder.encode(step.slice(1)));
       } else {
+        // Z (the end), or an answer for a task that is gone (the client cancelled meanwhile).
         closeStream(task);
-        controller.close();
+        try {
+          controller.close();
+        } catch {
+          // already cancelled
+        }
       }
     },
     cancel() {

@@ -195,11 +195,7 @@ impl Driver {
                 match body {
                     ApiBody::Full(bytes) => {
                         self.remove(task);
-                        let mut step = head('R', task, parts.status.as_u16(), &parts.headers);
-                        step.push_str(&String::from_utf8_lossy(
-                            bytes.as_deref().unwrap_or_default(),
-                        ));
-                        step
+                        respond_step(task, &parts, bytes.as_deref().unwrap_or_default())
                     }
                     events => {
                         self.tasks[task as usize] = Some(Task::Streaming(events));
@@ -330,14 +326,17 @@ fn exchange_step(kind: char, task: u32, request: RestRequest) -> String {
     step
 }
 
+/// An `R` step: status, headers and the whole body (our bodies are UTF-8 text: JSON, SVG, SSE).
+fn respond_step(task: u32, parts: &http::response::Parts, body: &[u8]) -> String {
+    let mut step = head('R', task, parts.status.as_u16(), &parts.headers);
+    step.push_str(&String::from_utf8_lossy(body));
+    step
+}
+
 /// An `R` step answering with `e`.
 pub fn error_step(task: u32, e: ApiError) -> String {
     let (parts, body) = e.into_response::<()>().into_parts();
-    let mut step = head('R', task, parts.status.as_u16(), &parts.headers);
-    step.push_str(&String::from_utf8_lossy(
-        body.as_bytes().unwrap_or_default(),
-    ));
-    step
+    respond_step(task, &parts, body.as_bytes().unwrap_or_default())
 }
 
 /// The answer for a task this isolate does not know (its instance was replaced mid-request).

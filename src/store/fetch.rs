@@ -3,15 +3,16 @@
 //! asked for it.
 //!
 //! Why not `fetch()` through `web_sys` from Rust: measured in workerd, building the `Request`,
-//! `Headers`, timeout timer and promise plumbing across the wasm boundary cost more CPU per hit
-//! than the whole Redis round trip's share of the worker (see BENCHMARKS.md), and the bindings
-//! cost wasm size. Here an exchange is a plain value instead: a transport future records the
-//! [`Io`] it needs in this isolate's [`EXCHANGE`] and returns `Pending`; the worker's task driver
-//! (`worker.rs`) hands that to JavaScript, which performs it and brings the [`Outcome`] back, and
-//! the driver polls the future again with the outcome in the exchange. wasm is single-threaded
-//! and polling is synchronous, so one slot per poll is enough: each request's future is polled
-//! on its own, and it waits for one REST exchange at a time (the API never runs two at once;
-//! a second one in the same poll fails cleanly instead of waiting forever).
+//! `Headers`, timeout timer and promise plumbing across the wasm boundary call by call was most
+//! of the worker's own CPU per request (a hit went from 271 to ~230 µs of workerd CPU with this
+//! design; BENCHMARKS.md), and the bindings cost wasm size. Here an exchange is a plain value
+//! instead: a transport future records the [`Io`] it needs in this isolate's [`EXCHANGE`] and
+//! returns `Pending`; the task driver ([`crate::driver`]) hands that to JavaScript, which performs
+//! it and brings the [`Outcome`] back, and the driver polls the future again with the outcome in
+//! the exchange. wasm is single-threaded and polling is synchronous, so one slot per poll is
+//! enough: each request's future is polled on its own, and it waits for one REST exchange at a
+//! time (the API never runs two at once; a second one in the same poll fails cleanly instead of
+//! waiting forever).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -160,4 +161,51 @@ pub type FetchRestStore = RestStore<FetchTransport>;
 /// From `UPSTASH_REDIS_REST_URL` / `UPSTASH_REDIS_REST_TOKEN` values.
 pub fn connect(url: &str, token: &str) -> Result<FetchRestStore, StoreError> {
     Ok(RestStore::new(RestConfig::new(url, token)?, FetchTransport))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    fn request() -> RestRequest {
+        RestRequest {
+            url: "http://rest.test".into(),
+            headers: Vec::new(),
+            body: Some(r#"["PING"]"#.into()),
+        }
+    }
+
+    #[test]
+    fn a_second_exchange_in_the_same_poll_fails_instead_of_waiting_forever() {
+        let transport = FetchTransport;
+        let mut both = Box::pin(futures_util::future::join(
+            transport.send(request()),
+            transport.send(request()),
+        ));
+        let mut cx = Context::from_waker(Waker::noop());
+        EXCHANGE.set(Exchange::default());
+        assert!(both.as_mut().poll(&mut cx).is_pending());
+        assert!(matches!(EXCHANGE.take().io, Some(Io::Send(_))));
+
+        let answer = RestResponse {
+            status: 200,
+            sync_token: None,
+            body: Bytes::from_static(br#"{"result":"PONG"}"#),
+        };
+        EXCHANGE.set(Exchange {
+            io: None,
+            outcome: Some(Outcome::Answer(answer)),
+        });
+        let Poll::Ready((first, second)) = both.as_mut().poll(&mut cx) else {
+            panic!("both exchanges should be settled");
+        };
+        assert_eq!(first.expect("the first exchange").status, 200);
+        assert!(
+            matches!(&second, Err(StoreError::Unavailable(m)) if m.contains("one REST exchange")),
+            "{second:?}"
+        );
+        assert!(EXCHANGE.take().io.is_none());
+    }
 }
