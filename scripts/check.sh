@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks, the same locally and in CI: formatting, clippy on every native target (lib, bin,
 # tests, benches, examples) and clippy on the wasm lib (the edge worker's code paths only compile
-# there). Warnings are errors. shellcheck runs on our scripts when it is installed (optional).
+# there). Warnings are errors. shellcheck (installed by setup.sh) lints every script.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,16 +24,14 @@ else
   [[ -z "${CI:-}" ]] || exit 1
 fi
 
-if command -v shellcheck >/dev/null 2>&1; then
-  # Only the scripts this check owns the style of; other scripts are checked by their owners.
-  shopt -s nullglob
-  own_scripts=(scripts/setup.sh scripts/check.sh scripts/test.sh scripts/dev.sh scripts/bench.sh
-    scripts/bench/*.sh scripts/lib/*.sh .ci/run)
-  shopt -u nullglob
-  existing=()
-  for f in "${own_scripts[@]}"; do [[ -f "$f" ]] && existing+=("$f"); done
-  step "shellcheck ${existing[*]}"
-  shellcheck -x "${existing[@]}"
-fi
+command -v shellcheck >/dev/null 2>&1 || {
+  echo "[check] shellcheck not found: ./scripts/setup.sh installs it" >&2
+  exit 1
+}
+shopt -s nullglob
+own_scripts=(scripts/*.sh scripts/bench/*.sh scripts/lib/*.sh .ci/run)
+shopt -u nullglob
+step "shellcheck ${own_scripts[*]}"
+shellcheck -x "${own_scripts[@]}"
 
 step "ok"

@@ -172,6 +172,35 @@ measure_worker() {
     "$(cpu_percent "$w0" "$w1" "$DURATION")" "$notes"
 }
 
+# alternate_rounds PID_A URL_A PID_B URL_B → after the main rows, ROUNDS (EDGECOUNT_BENCH_ROUNDS,
+# default 3) alternating wrk runs of 5 s, A then B, already warm. Sequential single runs favour
+# whichever ran while the machine was quieter; alternating runs see the same noise. Sets
+# LAST_ROUNDS to "median req/s ratio A/B, median workerd-CPU-per-request ratio B/A, rounds".
+alternate_rounds() {
+  local rounds="${EDGECOUNT_BENCH_ROUNDS:-3}" n side pid url out t0 t1 reqs
+  local -a rps_ratios=() cpu_ratios=()
+  for ((n = 0; n < rounds; n++)); do
+    local -A rps=() cpu=()
+    for side in a b; do
+      if [[ "$side" == a ]]; then pid="$1" url="$2"; else pid="$3" url="$4"; fi
+      out="$WORK_DIR/wrk-round-$n-$side.txt"
+      t0="$(cpu_ticks "$pid")"
+      EDGECOUNT_BENCH_UA="$BENCH_USER_AGENT" timeout 40 wrk -t "$THREADS" -c "$CONNECTIONS" -d 5s \
+        -s "$ROOT/scripts/bench/worker_post.lua" "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+      t1="$(cpu_ticks "$pid")"
+      reqs="$(wrk_requests "$out")"
+      [[ "$reqs" =~ ^[0-9]+$ && "$reqs" -gt 0 ]] || die "round $n: wrk completed no requests on $url"
+      rps[$side]="$(wrk_rps "$out")"
+      cpu[$side]="$(awk -v t=$((t1 - t0)) -v n="$reqs" 'BEGIN {printf "%.9f", t / n}')"
+    done
+    rps_ratios+=("$(awk -v a="${rps[a]}" -v b="${rps[b]}" 'BEGIN {printf "%.3f", a / b}')")
+    cpu_ratios+=("$(awk -v a="${cpu[a]}" -v b="${cpu[b]}" 'BEGIN {printf "%.3f", b / a}')")
+    log "round $((n + 1))/$rounds: req/s ratio ${rps_ratios[-1]}, CPU/req ratio (B/A) ${cpu_ratios[-1]}"
+  done
+  median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+  LAST_ROUNDS="$(median "${rps_ratios[@]}") (rounds: ${rps_ratios[*]}), workerd CPU per request JS / ours $(median "${cpu_ratios[@]}") (rounds: ${cpu_ratios[*]})"
+}
+
 gzip_size() { gzip -9 -c "$1" | wc -c; }
 
 bench_worker() {
@@ -208,11 +237,15 @@ bench_worker() {
   measure_worker "baseline, no Redis: JS, 404" "$js_pid" "$js_url/no-such-route" "all 404 (expected)"
   local js_404="$LAST_RPS"
 
+  alternate_rounds "$wasm_pid" "$wasm_url/hit/bench/wasm" "$js_pid" "$js_url/hit/bench/js"
+  local hit_rounds="$LAST_ROUNDS"
+
   local wasm_gz js_gz
   wasm_gz="$(gzip_size "$ROOT/build/worker/index.wasm")"
   js_gz="$(gzip_size "$WORK_DIR/js-script/worker.mjs")"
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
+    "alternating check after the rows above (ours, JS same script, ours, JS, …; 5 s each): hits/s ours / JS median **$hit_rounds**"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
     "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see 'workerd CPU µs/req', which depends less on the machine's other load than req/s) bounds these rates"
     "wasm size: \`gzip -9 -c build/worker/index.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/worker/index.wasm") bytes, plus $(gzip_size "$ROOT/build/worker/shim.mjs") bytes gzipped JS entry + glue); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
@@ -245,11 +278,17 @@ bench_ratelimit() {
   done
   measure_worker "JS @upstash/ratelimit slidingWindow" "$js_pid" "$js_url/limit/bench"
   local js_rps="$LAST_RPS" js_rest="$LAST_REST_PER_REQ"
+  local -A rounds
+  for policy in fixed sliding token gcra; do
+    alternate_rounds "$wasm_pid" "$wasm_url/limit/$policy/bench" "$js_pid" "$js_url/limit/bench"
+    rounds[$policy]="$LAST_ROUNDS"
+  done
 
   SECTION_NOTES=(
     "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**"
+    "alternating check after the rows above (ours, JS, ours, JS, …; 5 s each), decisions/s ours / JS median: fixed **${rounds[fixed]}**; sliding **${rounds[sliding]}**; token **${rounds[token]}**; gcra **${rounds[gcra]}**"
     "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}; @upstash/ratelimit $js_rest"
-    "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts: Redis 7.0 answers \`ERR Unexpected flag in script shebang\` and, since the proxy passes scripts through, every decision through it fails (hiett/serverless-redis-http#40 is the same problem). The JS worker therefore drops that line before EVAL and maps the library's SHA to the stripped script's, so it still makes one EVALSHA per decision (see the file's header); Redis runs the same script under its usual global script lock."
+    "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts (Redis 7.0 answers \`ERR Unexpected flag in script shebang\`; hiett/serverless-redis-http#40 is the same problem). edgecount proxy drops that flag and maps the library's SHAs to the stripped scripts' (src/proxy/scripts.rs), so the library runs unmodified, one EVALSHA per decision; Redis runs the same script under its usual global script lock."
     "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis."
     "$(source_note); workerd $(node_pkg_version workerd), @upstash/ratelimit $(node_pkg_version @upstash/ratelimit), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
   )
