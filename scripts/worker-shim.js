@@ -156,11 +156,29 @@ function closeStream(task) {
   reader?.cancel().catch(() => {});
 }
 
-// An event stream whose chunks the task produces as the client reads.
+// An event stream whose chunks the task produces as the client reads. While the task waits (a
+// quiet counter), a comment line goes out every HEARTBEAT_MS: workerd only notices a client that
+// went away when it writes to it, and until then the task would keep its Redis subscription
+// (a connection in the REST server) open. The unfinished step is kept for the next pull.
+const HEARTBEAT_MS = 5_000;
+const HEARTBEAT = encoder.encode(":\n\n");
+
 function eventStream(task) {
+  let next = null;
   return new ReadableStream({
     async pull(controller) {
-      const step = await drive(imports.pull(task));
+      next ??= drive(imports.pull(task));
+      let timer;
+      const beat = new Promise((resolve) => {
+        timer = setTimeout(resolve, HEARTBEAT_MS, null);
+      });
+      const step = await Promise.race([next, beat]);
+      clearTimeout(timer);
+      if (step === null) {
+        controller.enqueue(HEARTBEAT);
+        return;
+      }
+      next = null;
       if (step[0] === "C") {
         controller.enqueue(encoder.encode(step.slice(1)));
       } else {

@@ -40,6 +40,7 @@ macro_rules! all_api_cases {
             badge_renders_svg_and_can_count,
             batch_runs_many_operations_with_per_index_results,
             stream_sends_the_value_then_every_change,
+            stream_lets_go_of_redis_when_its_client_leaves,
             cors_preflight_and_jsonp,
             abuse_limit_stops_one_client_inflating_a_counter,
             rate_limit_consumes_peeks_refunds_and_resets,
@@ -489,6 +490,9 @@ pub async fn stream_sends_the_value_then_every_change(kind: Kind) {
         loop {
             if let Some(end) = seen.find("\n\n") {
                 let event: String = seen.drain(..end + 2).collect();
+                if event.starts_with(':') {
+                    continue; // a heartbeat comment, as SSE clients skip it
+                }
                 return event.trim().to_owned();
             }
             let chunk = tokio::time::timeout_at(deadline, events.next())
@@ -506,6 +510,47 @@ pub async fn stream_sends_the_value_then_every_change(kind: Kind) {
     assert_eq!(next_event().await, r#"data: {"value":3}"#);
     let (status, _, _) = send(edge.get("/stream/blog/nothing")).await;
     assert_eq!(status, 404);
+}
+
+/// A reader that goes away must not keep a Redis subscription (a dedicated connection in the
+/// proxy) open: natively the server sees the socket close; the worker finds out on its next write,
+/// which its heartbeat comments make happen within seconds even on a counter nobody hits.
+pub async fn stream_lets_go_of_redis_when_its_client_leaves(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    send(edge.post("/hit/blog/quiet")).await;
+    let subscribers = || -> u64 {
+        let numsub = edge
+            .redis
+            .cli(&["PUBSUB", "NUMSUB", "ec:{blog:quiet}:live"]);
+        numsub
+            .lines()
+            .last()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let wait_for = async |wanted: u64, within: Duration| {
+        let deadline = tokio::time::Instant::now() + within;
+        while subscribers() != wanted {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} subscribers after {within:?}, expected {wanted}",
+                subscribers()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let response = edge.get("/stream/blog/quiet").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the first event within 10 s")
+        .expect("stream open")
+        .expect("chunk");
+    assert!(String::from_utf8_lossy(&first).contains(r#"{"value":1}"#));
+    wait_for(1, Duration::from_secs(5)).await;
+    drop(events);
+    wait_for(0, Duration::from_secs(20)).await;
 }
 
 pub async fn cors_preflight_and_jsonp(kind: Kind) {
