@@ -94,7 +94,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The script's name for the mode (ARGV[1]).
+    /// The script's name for the mode (`ARGV[1]`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Consume => "consume",
