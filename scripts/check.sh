@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks, the same locally and in CI: formatting, clippy on every native target (lib, bin,
 # tests, benches, examples) and clippy on the wasm lib (the edge worker's code paths only compile
-# there). Warnings are errors. shellcheck (installed by setup.sh) lints every script.
+# there), rustdoc with its warnings as errors. Warnings are errors. shellcheck (installed by
+# setup.sh) lints every script.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +15,9 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+
+step "cargo doc --no-deps (broken intra-doc links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 if rustup target list --installed 2>/dev/null | grep -qx 'wasm32-unknown-unknown'; then
   step "cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings"
