@@ -7,11 +7,10 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use http::StatusCode;
-use serde_json::json;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use crate::api::{Api, ApiError, Config, Platform};
+use crate::api::{Api, ApiError, Config, Extra, Platform};
 use crate::driver::{self, Driver};
 use crate::store::fetch::{self, FetchRestStore};
 
@@ -78,7 +77,7 @@ pub fn begin(env: Env, method: &str, url: &str, headers: &str, body: Option<Vec<
         Err(e) => {
             console_error(&format!("edgecount is misconfigured: {e}"));
             let e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker misconfigured")
-                .with(json!({ "detail": e }));
+                .with("detail", Extra::Text(e.clone()));
             return driver::error_step(0, e);
         }
     };

@@ -3,9 +3,12 @@
 //! `X-Path: <namespace>/<key>`.
 
 use http::{header, HeaderValue, Method, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::response::{bytes_response, json_response, sse_event, ApiBody, ApiError, ApiResponse};
+use super::response::{
+    bytes_response, json_response, sse_event, ApiBody, ApiError, ApiResponse, Extra, Field,
+};
 use super::{Call, Config, Platform};
 use crate::core::badge::{Badge, BadgeError, BadgeStyle, Color};
 use crate::core::counter::{
@@ -20,7 +23,7 @@ impl From<CounterError> for ApiError {
     fn from(e: CounterError) -> Self {
         let error = ApiError::new(e.status(), e.to_string());
         match e {
-            CounterError::NotFound => error.with(json!({"value": null})),
+            CounterError::NotFound => error.with("value", Extra::Null),
             _ => error,
         }
     }
@@ -81,7 +84,7 @@ pub async fn route<S: Store>(
         "get" => {
             allow(call, &[Method::GET])?;
             let value = counters.get(&name).await?;
-            json_response(StatusCode::OK, &json!({ "value": value }))
+            json_response(StatusCode::OK, &Field("value", value))
         }
         "create" => {
             allow(call, &[Method::GET, Method::POST])?;
@@ -106,17 +109,17 @@ pub async fn route<S: Store>(
                 .ok_or_else(|| ApiError::bad_request("amount is required"))?;
             let amount = counter::parse_integer("amount", raw)?;
             let value = counters.update(&name, amount, bearer(call)).await?;
-            json_response(StatusCode::OK, &json!({ "value": value }))
+            json_response(StatusCode::OK, &Field("value", value))
         }
         "reset" => {
             allow(call, &[Method::POST])?;
             let value = counters.reset(&name, bearer(call)).await?;
-            json_response(StatusCode::OK, &json!({ "value": value }))
+            json_response(StatusCode::OK, &Field("value", value))
         }
         "delete" => {
             allow(call, &[Method::POST, Method::DELETE])?;
             counters.delete(&name, bearer(call)).await?;
-            json_response(StatusCode::OK, &json!({ "deleted": true }))
+            json_response(StatusCode::OK, &Field("deleted", true))
         }
         "info" => {
             allow(call, &[Method::GET])?;
@@ -154,17 +157,35 @@ pub async fn batch<S: Store>(counters: &Counters<S>, call: &Call<'_>) -> Answer<
         .enumerate()
         .filter_map(|(i, r)| r.is_err().then_some(i))
         .collect();
-    let results: Vec<Value> = results
+    let results: Vec<BatchEntry<_>> = results
         .into_iter()
         .map(|r| match r {
-            Ok(outcome) => json!(outcome),
-            Err(e) => json!({ "error": e.to_string(), "status": e.status().as_u16() }),
+            Ok(outcome) => BatchEntry::Done(outcome),
+            Err(e) => BatchEntry::Failed {
+                error: e.to_string(),
+                status: e.status().as_u16(),
+            },
         })
         .collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "results": results, "failed": failed }),
+        &BatchAnswer { results, failed },
     ))
+}
+
+/// `{"results": [...], "failed": [indexes]}`
+#[derive(Serialize)]
+struct BatchAnswer<T> {
+    results: Vec<BatchEntry<T>>,
+    failed: Vec<usize>,
+}
+
+/// One operation's result: its outcome, or `{"error", "status"}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchEntry<T> {
+    Done(T),
+    Failed { error: String, status: u16 },
 }
 
 fn allow(call: &Call<'_>, methods: &[Method]) -> Result<(), ApiError> {
@@ -243,7 +264,8 @@ async fn hit<S: Store>(
             StatusCode::TOO_MANY_REQUESTS,
             "too many hits from this client on this counter",
         )
-        .with(json!({ "value": outcome.value, "counted": false }))
+        .with("value", Extra::Int(outcome.value))
+        .with("counted", Extra::Bool(false))
         .into_response();
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -282,7 +304,8 @@ async fn stream<S: Store>(counters: &Counters<S>, name: &Name, call: &Call<'_>) 
     // Subscribe before reading, so no change between the two is missed.
     let messages = counters.subscribe(name).await?;
     let value = counters.get(name).await?;
-    let first = sse_event(json!({ "value": value }).to_string().as_bytes());
+    let first = serde_json::to_vec(&Field("value", value)).expect("a number serialises");
+    let first = sse_event(&first);
     let mut response = http::Response::new(ApiBody::Events {
         first: Some(first),
         messages,

@@ -3,11 +3,10 @@
 //! `X-RateLimit-*`), 429 as `application/problem+json`.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::config::{ClientKey, FailMode};
-use super::response::{bytes_response, json_response, ApiError, ApiResponse};
+use super::response::{bytes_response, json_response, ApiError, ApiResponse, Field};
 use super::{Call, Config};
 use crate::core::ratelimit::headers::{
     decision_body, insert_rate_limit_headers, problem_body, PROBLEM_JSON,
@@ -59,7 +58,7 @@ pub async fn route<S: Store>(
     };
     let decided = decide(store, config, policies, id, cost, mode).await?;
     let mut response = match (&decided, mode) {
-        (Decided::Redis(_), Mode::Reset) => json_response(StatusCode::OK, &json!({"reset": true})),
+        (Decided::Redis(_), Mode::Reset) => json_response(StatusCode::OK, &Field("reset", true)),
         (Decided::Redis(d), _) => decision_response(d, mode),
         (Decided::FailedOpen(d), _) => decision_response(d, Mode::Peek),
         (Decided::FailedClosed, _) => failed_closed(),

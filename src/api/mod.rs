@@ -9,13 +9,12 @@ pub mod response;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use serde_json::json;
 
 pub use crate::core::headers::RequestHeaders;
 use crate::service::Counters;
 use crate::store::Store;
 pub use config::{Config, FailMode};
-pub use response::{ApiBody, ApiError, ApiResponse};
+pub use response::{ApiBody, ApiError, ApiResponse, Extra, Field};
 
 /// What the API needs from the platform it runs on; each adapter supplies its own, so no
 /// target-specific code lives here.
@@ -244,11 +243,11 @@ impl<S: Store> Api<S> {
 
     async fn healthz(&self) -> Response<S> {
         match self.counters.ping().await {
-            Ok(_) => response::json_response(StatusCode::OK, &json!({"ok": true})),
-            Err(e) => response::json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"ok": false, "error": ApiError::from(e).message}),
-            ),
+            Ok(_) => response::json_response(StatusCode::OK, &Field("ok", true)),
+            Err(e) => {
+                let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ApiError::from(e).message);
+                e.with("ok", Extra::Bool(false)).into_response()
+            }
         }
     }
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::Frame;
-use serde_json::{json, Value};
+use serde::ser::SerializeMap;
+use serde::Serialize;
 
 use crate::store::StoreError;
 
@@ -88,8 +89,18 @@ pub type ApiResponse<M> = Response<ApiBody<M>>;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    /// More fields merged into the JSON body (e.g. `"value": null` on a missing counter).
-    pub extra: Option<Value>,
+    /// More fields of the JSON body (e.g. `"value": null` on a missing counter).
+    pub extra: Vec<(&'static str, Extra)>,
+}
+
+/// The value of one of an [`ApiError`]'s extra fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Extra {
+    Null,
+    Int(i64),
+    Bool(bool),
+    Text(String),
 }
 
 impl ApiError {
@@ -97,7 +108,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
-            extra: None,
+            extra: Vec::new(),
         }
     }
 
@@ -109,23 +120,44 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
-    pub fn with(mut self, extra: Value) -> Self {
-        self.extra = Some(extra);
+    /// One more field of the body.
+    pub fn with(mut self, name: &'static str, value: Extra) -> Self {
+        self.extra.push((name, value));
         self
     }
 
-    pub fn body(&self) -> Value {
-        let mut body = json!({ "error": self.message });
-        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra, &mut body) {
-            for (k, v) in extra {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-        body
+    /// The JSON body: `{"error": message, …extra}`.
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody(self)
     }
 
     pub fn into_response<M>(self) -> ApiResponse<M> {
         json_response(self.status, &self.body())
+    }
+}
+
+/// [`ApiError::body`], serialised straight from the error.
+pub struct ErrorBody<'a>(&'a ApiError);
+
+impl Serialize for ErrorBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + self.0.extra.len()))?;
+        map.serialize_entry("error", &self.0.message)?;
+        for (name, value) in &self.0.extra {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// A JSON object of one field, `{"name": value}`, for the many answers that are just that.
+pub struct Field<T>(pub &'static str, pub T);
+
+impl<T: Serialize> Serialize for Field<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, &self.1)?;
+        map.end()
     }
 }
 
@@ -148,7 +180,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// `body` as JSON, serialised straight into the answer (no intermediate `Value` for structs).
-pub fn json_response<M>(status: StatusCode, body: &impl serde::Serialize) -> ApiResponse<M> {
+pub fn json_response<M>(status: StatusCode, body: &impl Serialize) -> ApiResponse<M> {
     let json = serde_json::to_vec(body).expect("answers always serialise");
     bytes_response(status, "application/json", json)
 }
@@ -229,16 +261,19 @@ mod tests {
 
     #[test]
     fn errors_are_json_with_extra_fields() {
-        let e = ApiError::not_found("counter not found").with(json!({"value": null}));
+        let e = ApiError::not_found("counter not found").with("value", Extra::Null);
         let r: ApiResponse<Nothing> = e.into_response();
         assert_eq!(r.status(), 404);
-        let body: Value = serde_json::from_slice(r.body().as_bytes().unwrap()).unwrap();
-        assert_eq!(body, json!({"error": "counter not found", "value": null}));
+        let body: serde_json::Value = serde_json::from_slice(r.body().as_bytes().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "counter not found", "value": null})
+        );
     }
 
     #[test]
     fn jsonp_wraps_the_json() {
-        let r: ApiResponse<Nothing> = json_response(StatusCode::OK, &json!({"value": 1}));
+        let r: ApiResponse<Nothing> = json_response(StatusCode::OK, &Field("value", 1));
         let r = into_jsonp(r, "cb");
         assert_eq!(r.body().as_bytes().unwrap(), b"/**/cb({\"value\":1});");
         assert_eq!(

@@ -215,12 +215,13 @@ pub fn decode_body(status: u16, body: &[u8]) -> Result<Value, StoreError> {
         return parsed.map_err(|e| StoreError::Protocol(format!("answer is not JSON: {e}")));
     }
     let message = match parsed {
-        Ok(Value::Object(map)) => match map.get("error") {
-            Some(Value::String(text)) => text.clone(),
-            _ => Value::Object(map).to_string(),
+        Ok(Value::Object(mut map)) => match map.remove("error") {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
         },
-        _ => String::from_utf8_lossy(body).chars().take(200).collect(),
-    };
+        _ => None,
+    }
+    .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
     Err(status_error(status, message))
 }
 
@@ -228,13 +229,14 @@ pub fn decode_body(status: u16, body: &[u8]) -> Result<Value, StoreError> {
 pub fn decode_entry(entry: Value) -> Result<EntryResult, StoreError> {
     let Value::Object(mut map) = entry else {
         return Err(StoreError::Protocol(format!(
-            "expected {{\"result\"}} or {{\"error\"}}, got {entry}"
+            "expected {{\"result\"}} or {{\"error\"}}, got {}",
+            kind(&entry)
         )));
     };
     if let Some(error) = map.remove("error") {
         return Ok(Err(match error {
             Value::String(text) => text,
-            other => other.to_string(),
+            other => format!("(an error that is {})", kind(&other)),
         }));
     }
     match map.remove("result") {
@@ -248,7 +250,8 @@ pub fn decode_entry(entry: Value) -> Result<EntryResult, StoreError> {
 fn decode_entries(answer: Value, expected: usize) -> Result<Vec<EntryResult>, StoreError> {
     let Value::Array(entries) = answer else {
         return Err(StoreError::Protocol(format!(
-            "expected an array of answers, got {answer}"
+            "expected an array of answers, got {}",
+            kind(&answer)
         )));
     };
     if entries.len() != expected {
@@ -267,7 +270,7 @@ pub fn decode_value(value: Value) -> Result<Reply, StoreError> {
         Value::Null => Reply::Nil,
         Value::Number(n) => Reply::Int(
             n.as_i64()
-                .ok_or_else(|| StoreError::Protocol(format!("non-integer number {n}")))?,
+                .ok_or_else(|| StoreError::Protocol("a non-integer number in result".to_owned()))?,
         ),
         Value::String(s) if s == "OK" => Reply::Bytes(b"OK".to_vec()),
         Value::String(s) => Reply::Bytes(
@@ -285,13 +288,26 @@ pub fn decode_value(value: Value) -> Result<Reply, StoreError> {
         Value::Object(map) => match map.get("error") {
             Some(Value::String(text)) => Reply::Error(text.clone()),
             _ => {
-                return Err(StoreError::Protocol(format!(
-                    "unexpected object in result: {}",
-                    Value::Object(map)
-                )))
+                return Err(StoreError::Protocol(
+                    "unexpected object (not an error) in result".to_owned(),
+                ))
             }
         },
     })
+}
+
+/// What kind of JSON value `value` is, for protocol errors. (Not the value itself: printing a
+/// `Value` would keep serde_json's whole `Value` serialiser, float printing included, in the
+/// worker for messages nobody should ever see.)
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Splits a `text/event-stream` body into `data:` payloads. Hand-written because it is a dozen
