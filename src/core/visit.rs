@@ -29,25 +29,34 @@ const BOT_MARKERS: &[&str] = &[
 ];
 
 pub fn is_bot(user_agent: &str) -> bool {
-    user_agent.trim().is_empty()
-        || BOT_MARKERS
-            .iter()
-            .any(|m| contains_ignore_case(user_agent, m))
+    user_agent.trim().is_empty() || contains_any_ignore_case(user_agent, BOT_MARKERS)
 }
 
-/// `needle` (lower-case ASCII) occurs in `haystack`, ASCII case ignored. A plain scan: every
-/// haystack is one header value, where `str::contains` would set up a two-way searcher per
-/// marker (and lower-casing first would allocate); this runs on every hit.
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
-    let Some(&first) = needle.first() else {
-        return true;
-    };
-    haystack.len() >= needle.len()
-        && (0..=haystack.len() - needle.len()).any(|i| {
-            haystack[i].to_ascii_lowercase() == first
-                && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle)
-        })
+/// Whether any of `needles` (lower-case ASCII, non-empty) occurs in `haystack`, ASCII case
+/// ignored. One pass over the haystack: only at a byte that starts some needle are the needles
+/// compared. This runs on every hit, against a ~100-byte user agent and 15 markers; a search
+/// per marker (`str::contains` sets up a two-way searcher each time, after lower-casing a copy)
+/// cost several times as much.
+fn contains_any_ignore_case(haystack: &str, needles: &[&str]) -> bool {
+    // The set of bytes that start a needle, as a 256-bit set.
+    let mut starts = [0u64; 4];
+    for needle in needles {
+        if let Some(&b) = needle.as_bytes().first() {
+            starts[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+    let haystack = haystack.as_bytes();
+    (0..haystack.len()).any(|at| {
+        let first = haystack[at].to_ascii_lowercase();
+        starts[usize::from(first >> 6)] & (1 << (first & 63)) != 0
+            && needles.iter().any(|needle| {
+                let needle = needle.as_bytes();
+                needle.first() == Some(&first)
+                    && haystack
+                        .get(at..at + needle.len())
+                        .is_some_and(|window| window.eq_ignore_ascii_case(needle))
+            })
+    })
 }
 
 /// Browsers mark speculative loads: `Sec-Purpose: prefetch`, `Purpose: prefetch`,
@@ -55,9 +64,7 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 pub fn is_prefetch(headers: &RequestHeaders) -> bool {
     headers.iter().any(|(name, value)| {
         matches!(name, "sec-purpose" | "purpose" | "x-moz" | "x-purpose")
-            && ["prefetch", "preview", "prerender"]
-                .iter()
-                .any(|m| contains_ignore_case(value, m))
+            && contains_any_ignore_case(value, &["prefetch", "preview", "prerender"])
     })
 }
 
@@ -84,11 +91,14 @@ mod tests {
 
     #[test]
     fn marker_search_ignores_case_and_fits_the_haystack() {
-        assert!(contains_ignore_case("Mozilla Googlebot/2.1", "bot"));
-        assert!(contains_ignore_case("BOT", "bot"));
-        assert!(!contains_ignore_case("bo", "bot"));
-        assert!(!contains_ignore_case("Mozilla/5.0 Firefox", "bot"));
-        assert!(contains_ignore_case("x", ""));
+        let markers = &["bot", "crawl"];
+        assert!(contains_any_ignore_case("Mozilla Googlebot/2.1", markers));
+        assert!(contains_any_ignore_case("BOT", markers));
+        assert!(contains_any_ignore_case("x CRAWLER", markers));
+        assert!(!contains_any_ignore_case("bo", markers));
+        assert!(!contains_any_ignore_case("crawbot", &["crawl"]));
+        assert!(!contains_any_ignore_case("Mozilla/5.0 Firefox", markers));
+        assert!(!contains_any_ignore_case("", markers));
     }
 
     #[test]
