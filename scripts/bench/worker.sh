@@ -173,11 +173,12 @@ measure_worker() {
 }
 
 # alternate_rounds PID_A URL_A PID_B URL_B → after the main rows, ROUNDS (EDGECOUNT_BENCH_ROUNDS,
-# default 3) alternating wrk runs of 5 s, A then B, already warm. Sequential single runs favour
+# default 7) alternating wrk runs of 5 s, A then B, already warm. Sequential single runs favour
 # whichever ran while the machine was quieter; alternating runs see the same noise. Sets
-# LAST_ROUNDS to "median req/s ratio A/B, median workerd-CPU-per-request ratio B/A, rounds".
+# LAST_ROUNDS (the median req/s ratio A/B) and LAST_ROUNDS_DETAIL (every round, and the median
+# workerd-CPU-per-request ratio B/A).
 alternate_rounds() {
-  local rounds="${EDGECOUNT_BENCH_ROUNDS:-3}" n side pid url out t0 t1 reqs
+  local rounds="${EDGECOUNT_BENCH_ROUNDS:-7}" n side pid url out t0 t1 reqs
   local -a rps_ratios=() cpu_ratios=()
   for ((n = 0; n < rounds; n++)); do
     local -A rps=() cpu=()
@@ -198,7 +199,8 @@ alternate_rounds() {
     log "round $((n + 1))/$rounds: req/s ratio ${rps_ratios[-1]}, CPU/req ratio (B/A) ${cpu_ratios[-1]}"
   done
   median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-  LAST_ROUNDS="$(median "${rps_ratios[@]}") (rounds: ${rps_ratios[*]}), workerd CPU per request JS / ours $(median "${cpu_ratios[@]}") (rounds: ${cpu_ratios[*]})"
+  LAST_ROUNDS="$(median "${rps_ratios[@]}")"
+  LAST_ROUNDS_DETAIL="rounds: ${rps_ratios[*]}; workerd CPU per request JS / ours: median $(median "${cpu_ratios[@]}"), rounds ${cpu_ratios[*]}"
 }
 
 gzip_size() { gzip -9 -c "$1" | wc -c; }
@@ -238,14 +240,14 @@ bench_worker() {
   local js_404="$LAST_RPS"
 
   alternate_rounds "$wasm_pid" "$wasm_url/hit/bench/wasm" "$js_pid" "$js_url/hit/bench/js"
-  local hit_rounds="$LAST_ROUNDS"
+  local hit_rounds="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
 
   local wasm_gz js_gz
   wasm_gz="$(gzip_size "$ROOT/build/worker/index.wasm")"
   js_gz="$(gzip_size "$WORK_DIR/js-script/worker.mjs")"
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
-    "alternating check after the rows above (ours, JS same script, ours, JS, …; 5 s each): hits/s ours / JS median **$hit_rounds**"
+    "alternating rounds after the rows above (ours, JS same script, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine): hits/s ours / JS median $hit_rounds"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
     "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see 'workerd CPU µs/req', which depends less on the machine's other load than req/s) bounds these rates"
     "wasm size: \`gzip -9 -c build/worker/index.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/worker/index.wasm") bytes, plus $(gzip_size "$ROOT/build/worker/shim.mjs") bytes gzipped JS entry + glue); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
@@ -281,12 +283,12 @@ bench_ratelimit() {
   local -A rounds
   for policy in fixed sliding token gcra; do
     alternate_rounds "$wasm_pid" "$wasm_url/limit/$policy/bench" "$js_pid" "$js_url/limit/bench"
-    rounds[$policy]="$LAST_ROUNDS"
+    rounds[$policy]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
   done
 
   SECTION_NOTES=(
     "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**"
-    "alternating check after the rows above (ours, JS, ours, JS, …; 5 s each), decisions/s ours / JS median: fixed **${rounds[fixed]}**; sliding **${rounds[sliding]}**; token **${rounds[token]}**; gcra **${rounds[gcra]}**"
+    "alternating rounds after the rows above (ours, JS, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}"
     "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}; @upstash/ratelimit $js_rest"
     "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts (Redis 7.0 answers \`ERR Unexpected flag in script shebang\`; hiett/serverless-redis-http#40 is the same problem). edgecount proxy drops that flag and maps the library's SHAs to the stripped scripts' (src/proxy/scripts.rs), so the library runs unmodified, one EVALSHA per decision; Redis runs the same script under its usual global script lock."
     "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis."
