@@ -104,10 +104,14 @@ start_group() {
   GROUPS_STARTED+=("$LAST_PID")
 }
 
+# A port nothing listens on, below the kernel's ephemeral range (ip_local_port_range), so no
+# outgoing connection of the run can be holding it when a server binds it.
 free_port() {
-  local port n
+  local port n low
+  low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+  (( low > 12000 )) || low=32768
   for ((n = 0; n < 100; n++)); do
-    port=$((20000 + RANDOM % 30000))
+    port=$((10000 + RANDOM % (low - 10000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
   die "no free port found"
