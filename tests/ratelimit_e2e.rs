@@ -75,13 +75,7 @@ async fn exactly_the_limit_under_concurrency_for_every_algorithm() {
         let (allowed, refused) = burst(&edge.http, &[url], 50, 500).await;
         assert_eq!((allowed, refused), (100, 400), "{policy}");
     }
-    for key in edge
-        .redis
-        .cli(&["KEYS", "rl:*"])
-        .lines()
-        .filter(|k| !k.is_empty())
-    {
-        let ttl: i64 = edge.redis.cli(&["PTTL", key]).parse().unwrap();
+    for (key, ttl) in edge.redis.key_pttls("rl:*") {
         assert!(ttl > 0, "{key} has no TTL");
     }
 }

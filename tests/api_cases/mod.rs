@@ -705,13 +705,7 @@ pub async fn rate_limit_consumes_peeks_refunds_and_resets(kind: Kind) {
     let (_, _, body) = send(edge.get("/limit/api/user-1")).await;
     assert_eq!(body["remaining"], 3);
     // Every key the limiter wrote has a TTL.
-    for key in edge
-        .redis
-        .cli(&["KEYS", "rl:*"])
-        .lines()
-        .filter(|k| !k.is_empty())
-    {
-        let ttl: i64 = edge.redis.cli(&["PTTL", key]).parse().unwrap();
+    for (key, ttl) in edge.redis.key_pttls("rl:*") {
         assert!(ttl > 0, "{key} has no TTL");
     }
 }

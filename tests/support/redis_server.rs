@@ -111,6 +111,22 @@ impl RedisServer {
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 
+    /// Every key matching `pattern` with its `PTTL` (ms; -1 none, -2 expired since `KEYS`), for
+    /// the "every key the scripts write expires" checks.
+    pub fn key_pttls(&self, pattern: &str) -> Vec<(String, i64)> {
+        self.cli(&["KEYS", pattern])
+            .lines()
+            .filter(|key| !key.is_empty())
+            .map(|key| {
+                let pttl = self.cli(&["PTTL", key]);
+                let pttl = pttl
+                    .parse()
+                    .unwrap_or_else(|_| panic!("PTTL {key}: {pttl}"));
+                (key.to_owned(), pttl)
+            })
+            .collect()
+    }
+
     /// Stop the server (simulating an outage); `restart` brings it back on the same port.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
