@@ -8,6 +8,7 @@ import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -218,4 +219,29 @@ export async function waitFor(predicate, { timeoutMs = 5000, stepMs = 20, what =
     await sleep(stepMs);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// The two ways @upstash/redis sends commands, both of which users hit: auto-pipelining (its
+// default: the commands of one tick go to /pipeline together) and one `POST /` per command. Each
+// suite runs once per mode, each against its own redis-server and proxy.
+export const CLIENT_MODES = [
+  ["auto-pipelining (client default)", {}],
+  ["one request per command (enableAutoPipelining: false)", { enableAutoPipelining: false }],
+];
+
+// Call inside a describe block: a private redis-server and the real proxy in front of it, started
+// before the block's tests and stopped after them. The returned object's `redisServer` and `proxy`
+// are set once the block's `before` hooks have run (a test may replace `proxy`: the new one is
+// the one stopped).
+export function useStack(token) {
+  const stack = {};
+  before(async () => {
+    stack.redisServer = await startRedis();
+    stack.proxy = await startProxy({ redisUrl: stack.redisServer.url, token });
+  });
+  after(async () => {
+    await stack.proxy?.stop();
+    await stack.redisServer?.stop();
+  });
+  return stack;
 }

@@ -3,10 +3,10 @@
 // `#!lua flags=allow-key-locking`, which Redis 7.0 refuses; the proxy drops that flag and maps the
 // client's EVALSHA sha to the rewritten script. Run: node --test tests/clients/node/
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis";
-import { redisCommand, startProxy, startRedis } from "./harness.mjs";
+import { CLIENT_MODES, redisCommand, startProxy, useStack } from "./harness.mjs";
 
 const TOKEN = "node-ratelimit-test-token";
 
@@ -17,30 +17,19 @@ const limiters = {
 };
 
 // Auto-pipelining (the client default: scripts go through /pipeline) and one `POST /` per command.
-for (const [mode, clientOptions] of [
-  ["auto-pipelining (client default)", {}],
-  ["one request per command", { enableAutoPipelining: false }],
-]) {
+for (const [mode, clientOptions] of CLIENT_MODES) {
   describe(`@upstash/ratelimit, ${mode}`, () => {
-    let redisServer;
-    let proxy;
+    const stack = useStack(TOKEN);
     /** @type {Redis} */
     let redis;
 
-    before(async () => {
-      redisServer = await startRedis();
-      proxy = await startProxy({ redisUrl: redisServer.url, token: TOKEN });
-      redis = new Redis({ url: proxy.url, token: TOKEN, retry: false, ...clientOptions });
-    });
-
-    after(async () => {
-      await proxy?.stop();
-      await redisServer?.stop();
+    before(() => {
+      redis = new Redis({ url: stack.proxy.url, token: TOKEN, retry: false, ...clientOptions });
     });
 
     test("the backend itself refuses the client's shebang flag", async () => {
       await assert.rejects(
-        redisCommand(redisServer.port, "EVAL", "#!lua flags=allow-key-locking\nreturn 1", "0"),
+        redisCommand(stack.redisServer.port, "EVAL", "#!lua flags=allow-key-locking\nreturn 1", "0"),
         /Unexpected flag/,
       );
     });
@@ -83,10 +72,10 @@ for (const [mode, clientOptions] of [
         ephemeralCache: false,
       });
       assert.equal((await ratelimit.limit("u")).success, true);
-      await proxy.stop();
-      proxy = await startProxy({ redisUrl: redisServer.url, token: TOKEN });
+      await stack.proxy.stop();
+      stack.proxy = await startProxy({ redisUrl: stack.redisServer.url, token: TOKEN });
       const fresh = new Ratelimit({
-        redis: new Redis({ url: proxy.url, token: TOKEN, retry: false, ...clientOptions }),
+        redis: new Redis({ url: stack.proxy.url, token: TOKEN, retry: false, ...clientOptions }),
         limiter: Ratelimit.slidingWindow(3, "60 s"),
         prefix: "rl:restart",
         analytics: false,

@@ -1,35 +1,21 @@
 // The official @upstash/redis client, unmodified, against the real `edgecount proxy` binary and a
 // private redis-server. Run: node --test tests/clients/node/ (scripts/test.sh does).
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { Redis } from "@upstash/redis";
-import { redisCommand, startProxy, startRedis, waitFor } from "./harness.mjs";
+import { CLIENT_MODES, redisCommand, useStack, waitFor } from "./harness.mjs";
 
 const TOKEN = "node-client-test-token";
 
-// The client auto-pipelines by default (commands of one tick go to /pipeline together); with it off,
-// each command is its own `POST /`. Both paths are what users hit, so the whole suite runs in both
-// modes, each against its own redis-server and proxy.
-for (const [mode, clientOptions] of [
-  ["auto-pipelining (client default)", {}],
-  ["one request per command (enableAutoPipelining: false)", { enableAutoPipelining: false }],
-]) {
+for (const [mode, clientOptions] of CLIENT_MODES) {
   describe(mode, () => {
-    let redisServer;
-    let proxy;
+    const stack = useStack(TOKEN);
     /** @type {Redis} */
     let redis;
 
-    before(async () => {
-      redisServer = await startRedis();
-      proxy = await startProxy({ redisUrl: redisServer.url, token: TOKEN });
+    before(() => {
       // retry: false — a broken proxy must fail the test, not be papered over by client retries.
-      redis = new Redis({ url: proxy.url, token: TOKEN, retry: false, ...clientOptions });
-    });
-
-    after(async () => {
-      await proxy?.stop();
-      await redisServer?.stop();
+      redis = new Redis({ url: stack.proxy.url, token: TOKEN, retry: false, ...clientOptions });
     });
 
     describe("strings", () => {
@@ -86,7 +72,7 @@ for (const [mode, clientOptions] of [
           assert.equal(await redis.get(`bin:${i}`), v, `value ${i}`);
         }
         // What reached Redis is the UTF-8 bytes of the string, not an escaped form.
-        assert.equal(await redisCommand(redisServer.port, "STRLEN", "bin:0"), Buffer.byteLength(values[0]));
+        assert.equal(await redisCommand(stack.redisServer.port, "STRLEN", "bin:0"), Buffer.byteLength(values[0]));
       });
 
       test("empty string is not null", async () => {
@@ -108,7 +94,7 @@ for (const [mode, clientOptions] of [
       test("incrbyfloat returns the exact float", async () => {
         assert.equal(await redis.incrbyfloat("n:f", 1.5), 1.5);
         assert.equal(await redis.incrbyfloat("n:f", 0.25), 1.75);
-        assert.equal(await redisCommand(redisServer.port, "GET", "n:f"), "1.75");
+        assert.equal(await redisCommand(stack.redisServer.port, "GET", "n:f"), "1.75");
       });
 
       test("64-bit integers keep every digit", async () => {
@@ -126,7 +112,7 @@ for (const [mode, clientOptions] of [
         assert.equal(await redis.set("j:obj", obj), "OK");
         assert.deepEqual(await redis.get("j:obj"), obj);
         assert.equal(
-          await redisCommand(redisServer.port, "GET", "j:obj"),
+          await redisCommand(stack.redisServer.port, "GET", "j:obj"),
           JSON.stringify(obj),
         );
         assert.equal(await redis.set("j:arr", [1, "two", 3.5]), "OK");
@@ -397,7 +383,7 @@ for (const [mode, clientOptions] of [
       });
 
       test("a wrong token is rejected with WRONGPASS", async () => {
-        const bad = new Redis({ url: proxy.url, token: "not-the-token", retry: false, ...clientOptions });
+        const bad = new Redis({ url: stack.proxy.url, token: "not-the-token", retry: false, ...clientOptions });
         await assert.rejects(bad.get("anything"), /WRONGPASS/);
       });
 
@@ -408,7 +394,7 @@ for (const [mode, clientOptions] of [
 
     describe("read-your-writes", () => {
       test("the sync token is set by the proxy and changes after writes", async () => {
-        const client = new Redis({ url: proxy.url, token: TOKEN, retry: false, ...clientOptions });
+        const client = new Redis({ url: stack.proxy.url, token: TOKEN, retry: false, ...clientOptions });
         assert.equal(client.readYourWritesSyncToken, ""); // nothing sent yet
         await client.set("ryw:k", "1");
         const first = client.readYourWritesSyncToken;
@@ -425,13 +411,13 @@ for (const [mode, clientOptions] of [
       });
 
       test("readYourWrites: false works too (no sync header)", async () => {
-        const client = new Redis({ url: proxy.url, token: TOKEN, retry: false, readYourWrites: false, ...clientOptions });
+        const client = new Redis({ url: stack.proxy.url, token: TOKEN, retry: false, readYourWrites: false, ...clientOptions });
         assert.equal(await client.incr("ryw:off"), 1);
         assert.equal(await client.get("ryw:off"), 1);
       });
 
       test("plain JSON responses (responseEncoding: false) decode the same", async () => {
-        const client = new Redis({ url: proxy.url, token: TOKEN, retry: false, responseEncoding: false, ...clientOptions });
+        const client = new Redis({ url: stack.proxy.url, token: TOKEN, retry: false, responseEncoding: false, ...clientOptions });
         await client.set("enc:k", "héllo ✓");
         assert.equal(await client.get("enc:k"), "héllo ✓");
         assert.deepEqual(await client.mget("enc:k", "enc:none"), ["héllo ✓", null]);
