@@ -24,6 +24,7 @@
 //! | `Z` end | `Z` | closes that stream; the task is over |
 //! | `G` gateway | `G{task}\n{url}\n{headers}\n` | forwards the incoming request to `url` and adds these headers to the origin's answer; the task is over |
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -199,13 +200,18 @@ impl Driver {
                     }
                     events => {
                         self.tasks[task as usize] = Some(Task::Streaming(events));
-                        head('E', task, parts.status.as_u16(), &parts.headers)
+                        head(
+                            'E',
+                            task,
+                            parts.status.as_u16(),
+                            answer_headers(&parts.headers),
+                        )
                     }
                 }
             }
             Ready::Forward(url, headers) => {
                 self.remove(task);
-                head('G', task, url, &headers)
+                head('G', task, url, answer_headers(&headers))
             }
             Ready::Chunk(data) => format!("C{}", String::from_utf8_lossy(&data)),
             Ready::End => {
@@ -301,34 +307,53 @@ fn is_token(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// `{kind}{task}\n{target}\n{name:value\n…}\n`
-fn head(kind: char, task: u32, target: impl std::fmt::Display, headers: &HeaderMap) -> String {
+/// `{kind}{task}\n{target}\n{name:value\n…}\n`: how every step that carries headers starts
+/// (the one writer of the layout the entry module's `parseStep` reads).
+fn head<'a>(
+    kind: char,
+    task: u32,
+    target: impl std::fmt::Display,
+    headers: impl IntoIterator<Item = (&'a str, Cow<'a, str>)>,
+) -> String {
     let mut step = String::with_capacity(256);
     let _ = write!(step, "{kind}{task}\n{target}\n");
     for (name, value) in headers {
-        step.push_str(name.as_str());
+        step.push_str(name);
         step.push(':');
-        step.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        step.push_str(&value);
         step.push('\n');
     }
     step.push('\n');
     step
 }
 
+/// An answer's headers as [`head`] takes them (values are ours, so ASCII; lossy just in case).
+fn answer_headers(headers: &HeaderMap) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+}
+
 fn exchange_step(kind: char, task: u32, request: RestRequest) -> String {
-    let mut step = String::with_capacity(request.body.as_ref().map_or(0, String::len) + 256);
-    let _ = write!(step, "{kind}{task}\n{}\n", request.url);
-    for (name, value) in &request.headers {
-        let _ = writeln!(step, "{name}:{value}");
-    }
-    step.push('\n');
+    let headers = request.headers.iter();
+    let mut step = head(
+        kind,
+        task,
+        &request.url,
+        headers.map(|(name, value)| (*name, Cow::Borrowed(value.as_str()))),
+    );
     step.push_str(request.body.as_deref().unwrap_or_default());
     step
 }
 
 /// An `R` step: status, headers and the whole body (our bodies are UTF-8 text: JSON, SVG, SSE).
 fn respond_step(task: u32, parts: &http::response::Parts, body: &[u8]) -> String {
-    let mut step = head('R', task, parts.status.as_u16(), &parts.headers);
+    let mut step = head(
+        'R',
+        task,
+        parts.status.as_u16(),
+        answer_headers(&parts.headers),
+    );
     step.push_str(&String::from_utf8_lossy(body));
     step
 }

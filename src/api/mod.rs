@@ -244,10 +244,12 @@ impl<S: Store> Api<S> {
     async fn healthz(&self) -> Response<S> {
         match self.counters.ping().await {
             Ok(_) => response::json_response(StatusCode::OK, &Field("ok", true)),
-            Err(e) => {
-                let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ApiError::from(e).message);
-                e.with("ok", Extra::Bool(false)).into_response()
+            Err(e) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..ApiError::from(e)
             }
+            .with("ok", Extra::Bool(false))
+            .into_response(),
         }
     }
 }
