@@ -64,9 +64,8 @@ function parseStep(step) {
   return { task, target, headers, body: step.slice(end + 1) };
 }
 
-// The request's body, or undefined when it has none; at most MAX_BODY + 1 bytes.
+// The request's body (it has one); at most MAX_BODY + 1 bytes.
 async function readBody(request) {
-  if (request.body === null) return undefined;
   const length = Number(request.headers.get("content-length") ?? NaN);
   if (length <= MAX_BODY) return new Uint8Array(await request.arrayBuffer());
   const reader = request.body.getReader();
@@ -224,7 +223,9 @@ async function forward(request, body, url, extra) {
 async function handle(request, env) {
   let head = "";
   for (const [name, value] of request.headers) head += `${name}:${value}\n`;
-  const body = await readBody(request);
+  // Every await is a promise hop, and workerd makes those cost (measured: dropping one from
+  // each request is ~4% of a rate-limit decision's CPU), so a request without a body skips one.
+  const body = request.body === null ? undefined : await readBody(request);
   const step = await drive(imports.begin(env, request.method, request.url, head, body));
   const { task, target, headers, body: text } = parseStep(step);
   switch (step[0]) {
@@ -239,16 +240,15 @@ async function handle(request, env) {
   }
 }
 
+// Not an async function: returning handle's promise itself saves a promise hop per request.
 export default {
-  async fetch(request, env) {
-    try {
-      return await handle(request, env);
-    } catch (e) {
+  fetch(request, env) {
+    return handle(request, env).catch((e) => {
       if (e instanceof WebAssembly.RuntimeError) {
         console.error("edgecount: the wasm instance trapped; starting a fresh one", e);
         instantiate();
       }
       throw e;
-    }
+    });
   },
 };
