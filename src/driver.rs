@@ -205,15 +205,16 @@ impl Driver {
                             task,
                             parts.status.as_u16(),
                             answer_headers(&parts.headers),
+                            0,
                         )
                     }
                 }
             }
             Ready::Forward(url, headers) => {
                 self.remove(task);
-                head('G', task, url, answer_headers(&headers))
+                head('G', task, url, answer_headers(&headers), 0)
             }
-            Ready::Chunk(data) => format!("C{}", String::from_utf8_lossy(&data)),
+            Ready::Chunk(data) => format!("C{}", text(&data)),
             Ready::End => {
                 self.remove(task);
                 "Z".to_owned()
@@ -309,13 +310,15 @@ fn is_token(name: &str) -> bool {
 
 /// `{kind}{task}\n{target}\n{name:value\n…}\n`: how every step that carries headers starts
 /// (the one writer of the layout the entry module's `parseStep` reads).
+/// `body_len` is what the caller appends after it: the step is sized once for both.
 fn head<'a>(
     kind: char,
     task: u32,
     target: impl std::fmt::Display,
     headers: impl IntoIterator<Item = (&'a str, Cow<'a, str>)>,
+    body_len: usize,
 ) -> String {
-    let mut step = String::with_capacity(256);
+    let mut step = String::with_capacity(512 + body_len);
     let _ = write!(step, "{kind}{task}\n{target}\n");
     for (name, value) in headers {
         step.push_str(name);
@@ -331,18 +334,29 @@ fn head<'a>(
 fn answer_headers(headers: &HeaderMap) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
     headers
         .iter()
-        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+        .map(|(name, value)| (name.as_str(), text(value.as_bytes())))
+}
+
+/// Bytes we produced as text: borrowed when they are UTF-8, as they always are (checking that is
+/// much cheaper than the replacing decoder, which every answer would otherwise go through).
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 fn exchange_step(kind: char, task: u32, request: RestRequest) -> String {
     let headers = request.headers.iter();
+    let body = request.body.as_deref().unwrap_or_default();
     let mut step = head(
         kind,
         task,
         &request.url,
         headers.map(|(name, value)| (*name, Cow::Borrowed(value.as_str()))),
+        body.len(),
     );
-    step.push_str(request.body.as_deref().unwrap_or_default());
+    step.push_str(body);
     step
 }
 
@@ -353,8 +367,9 @@ fn respond_step(task: u32, parts: &http::response::Parts, body: &[u8]) -> String
         task,
         parts.status.as_u16(),
         answer_headers(&parts.headers),
+        body.len(),
     );
-    step.push_str(&String::from_utf8_lossy(body));
+    step.push_str(&text(body));
     step
 }
 

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Frame;
 use serde::ser::SerializeMap;
 use serde::Serialize;
@@ -190,11 +190,13 @@ pub fn bytes_response<M>(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> ApiResponse<M> {
+    // Room for what every answer gets (CORS, Vary) and a rate-limit decision's headers, so the
+    // map is allocated once.
+    let mut headers = HeaderMap::with_capacity(12);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let mut response = Response::new(ApiBody::full(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    *response.headers_mut() = headers;
     response
 }
 

@@ -12,10 +12,12 @@
 //!
 //! Policy names are `[A-Za-z0-9_-]`, so they need no escaping inside a structured-field string.
 
+use std::fmt::{self, Write as _};
+
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 
-use super::Decision;
+use super::{Decision, PolicyDecision};
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -33,42 +35,52 @@ pub fn ceil_seconds(ms: u64) -> u64 {
 
 /// The `RateLimit-Policy` field value.
 pub fn ratelimit_policy_value(decision: &Decision) -> String {
-    decision
-        .policies
-        .iter()
-        .map(|p| {
-            format!(
-                "\"{}\";q={};w={}",
-                p.policy,
-                p.limit,
-                ceil_seconds(p.window_ms).max(1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    list_value(decision, |out, p| {
+        write!(
+            out,
+            "\"{}\";q={};w={}",
+            p.policy,
+            p.limit,
+            ceil_seconds(p.window_ms).max(1)
+        )
+    })
 }
 
 /// The `RateLimit` field value.
 pub fn ratelimit_value(decision: &Decision) -> String {
-    decision
-        .policies
-        .iter()
-        .map(|p| {
-            format!(
-                "\"{}\";r={};t={}",
-                p.policy,
-                p.remaining,
-                ceil_seconds(p.reset_ms)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    list_value(decision, |out, p| {
+        write!(
+            out,
+            "\"{}\";r={};t={}",
+            p.policy,
+            p.remaining,
+            ceil_seconds(p.reset_ms)
+        )
+    })
+}
+
+/// A structured-field list with one member per policy, written into one string (these are built
+/// for every decision: no string per member, no join).
+fn list_value(
+    decision: &Decision,
+    member: impl Fn(&mut String, &PolicyDecision) -> fmt::Result,
+) -> String {
+    let mut out = String::with_capacity(48 * decision.policies.len());
+    for (i, p) in decision.policies.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        member(&mut out, p).expect("writing to a String cannot fail");
+    }
+    out
 }
 
 /// Every rate-limit header for this decision, `Retry-After` only on a denial.
 pub fn rate_limit_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
-    let value = |text: String| HeaderValue::from_str(&text).expect("ASCII header value");
-    let mut headers = vec![
+    // The string becomes the value's buffer (no copy); policy names are ASCII.
+    let value = |text: String| HeaderValue::try_from(text).expect("ASCII header value");
+    let mut headers = Vec::with_capacity(6);
+    headers.extend([
         (RATELIMIT_POLICY, value(ratelimit_policy_value(decision))),
         (RATELIMIT, value(ratelimit_value(decision))),
         (X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit)),
@@ -77,7 +89,7 @@ pub fn rate_limit_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)>
             X_RATELIMIT_RESET,
             HeaderValue::from(ceil_seconds(decision.reset_ms)),
         ),
-    ];
+    ]);
     if !decision.allowed {
         let seconds = ceil_seconds(decision.retry_after_ms).max(1);
         headers.push((RETRY_AFTER, HeaderValue::from(seconds)));

@@ -238,17 +238,14 @@ pub fn encode_id(id: &str) -> Result<String, RateLimitError> {
 /// - token:   `rl:{<id>}:<policy>:token:<limit>:<window_ms>`
 /// - gcra:    `rl:{<id>}:<policy>:gcra:<limit>:<window_ms>`
 pub fn base_key(encoded_id: &str, policy: &Policy) -> String {
-    let prefix = format!(
-        "rl:{{{encoded_id}}}:{}:{}",
-        policy.name(),
-        policy.algorithm()
-    );
-    match policy.algorithm() {
+    let (name, algorithm, window_ms) = (policy.name(), policy.algorithm(), policy.window_ms());
+    match algorithm {
         Algorithm::FixedWindow | Algorithm::SlidingWindow => {
-            format!("{prefix}:{}", policy.window_ms())
+            format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{window_ms}")
         }
         Algorithm::TokenBucket | Algorithm::Gcra => {
-            format!("{prefix}:{}:{}", policy.limit(), policy.window_ms())
+            let limit = policy.limit();
+            format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{limit}:{window_ms}")
         }
     }
 }
