@@ -79,8 +79,7 @@ fn list_value(
 pub fn rate_limit_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
     // The string becomes the value's buffer (no copy); policy names are ASCII.
     let value = |text: String| HeaderValue::try_from(text).expect("ASCII header value");
-    let mut headers = Vec::with_capacity(6);
-    headers.extend([
+    let mut headers = vec![
         (RATELIMIT_POLICY, value(ratelimit_policy_value(decision))),
         (RATELIMIT, value(ratelimit_value(decision))),
         (X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit)),
@@ -89,7 +88,7 @@ pub fn rate_limit_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)>
             X_RATELIMIT_RESET,
             HeaderValue::from(ceil_seconds(decision.reset_ms)),
         ),
-    ]);
+    ];
     if !decision.allowed {
         let seconds = ceil_seconds(decision.retry_after_ms).max(1);
         headers.push((RETRY_AFTER, HeaderValue::from(seconds)));
