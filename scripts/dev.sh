@@ -254,7 +254,7 @@ start_worker_workerd() {
   (
     # The config holds the dev token: mode 600, under .data/.
     umask 077
-    workerd_config "$port" "${date:-2026-07-30}" "$WORKERD_WASM_MODULES" "$bindings" >"$dir/config.capnp"
+    workerd_config "$port" "${date:-2026-07-30}" "$WORKERD_WASM_MODULES" "$bindings" "$ROOT/web" >"$dir/config.capnp"
   )
   start_group worker "$workerd" serve "$dir/config.capnp" --verbose
 }

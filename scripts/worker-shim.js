@@ -220,6 +220,20 @@ async function forward(request, body, url, extra) {
   return new Response(answer.body, { status: answer.status, headers: out });
 }
 
+// A static file (dashboard, embed script, OpenAPI document) from the ASSETS binding: on
+// Cloudflare the runtime serves these paths itself ([assets] in wrangler.toml) before the worker
+// runs; in a bare workerd ASSETS is a disk directory service over web/. The headers are Rust's.
+async function staticFile(env, method, file, headers) {
+  const answer = env.ASSETS
+    ? await env.ASSETS.fetch(`http://assets/${file}`, { method: method === "HEAD" ? "HEAD" : "GET" })
+    : null;
+  if (!answer?.ok) {
+    answer?.body?.cancel();
+    return Response.json({ error: `static file ${file} is not available (ASSETS binding)` }, { status: 404 });
+  }
+  return new Response(method === "HEAD" ? null : answer.body, { status: 200, headers });
+}
+
 async function handle(request, env) {
   let head = "";
   for (const [name, value] of request.headers) head += `${name}:${value}\n`;
@@ -234,6 +248,8 @@ async function handle(request, env) {
       return new Response(eventStream(task), { status: Number(target), headers });
     case "G":
       return forward(request, body, target, headers);
+    case "A":
+      return staticFile(env, request.method, target, headers);
     default:
       throw new Error(`edgecount: unexpected step ${step.slice(0, 40)}`);
   }

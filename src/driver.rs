@@ -23,6 +23,7 @@
 //! | `C` chunk | `C{data}` | enqueues `data` on that stream |
 //! | `Z` end | `Z` | closes that stream; the task is over |
 //! | `G` gateway | `G{task}\n{url}\n{headers}\n` | forwards the incoming request to `url` and adds these headers to the origin's answer; the task is over |
+//! | `A` asset | `A{task}\n{file}\n{headers}\n` | answers 200 with `file` from its static files (the `ASSETS` binding) and these headers; the task is over |
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -35,7 +36,7 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body::Body as _;
 
 use crate::api::{
-    Api, ApiBody, ApiError, ApiRequest, ApiResponse, Client, Handled, RequestHeaders,
+    Api, ApiBody, ApiError, ApiRequest, ApiResponse, Asset, Client, Handled, RequestHeaders,
 };
 use crate::store::fetch::{Exchange, FetchRestStore, Io, Outcome, EXCHANGE};
 use crate::store::rest::{RestRequest, RestResponse};
@@ -177,6 +178,7 @@ impl Driver {
                 Poll::Ready(Handled::Forward(forward)) => {
                     Ready::Forward(forward.url, forward.response_headers)
                 }
+                Poll::Ready(Handled::Asset(asset)) => Ready::Asset(asset),
                 Poll::Pending => Ready::Nothing,
             },
             Task::Streaming(body) => match Pin::new(body).poll_frame(&mut cx) {
@@ -214,6 +216,17 @@ impl Driver {
                 self.remove(task);
                 head('G', task, url, answer_headers(&headers), 0)
             }
+            Ready::Asset(asset) => {
+                self.remove(task);
+                let headers = asset.headers().into_iter();
+                head(
+                    'A',
+                    task,
+                    asset.file,
+                    headers.map(|(name, value)| (name, Cow::Borrowed(value))),
+                    0,
+                )
+            }
             Ready::Chunk(data) => format!("C{}", text(&data)),
             Ready::End => {
                 self.remove(task);
@@ -241,6 +254,7 @@ impl Driver {
 enum Ready {
     Respond(ApiResponse<Messages>),
     Forward(String, HeaderMap),
+    Asset(&'static Asset),
     Chunk(Bytes),
     End,
     Nothing,
@@ -513,6 +527,28 @@ mod tests {
         assert_eq!(driver.pull(task), format!("N{task}\n"));
         assert_eq!(driver.feed(task, None, None), "Z");
         assert_eq!(driver.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_static_file_is_an_asset_step_with_its_headers() {
+        let mut driver = driver();
+        let step = parse(&driver.begin("GET", "http://edge.test/", "", None));
+        assert_eq!((step.kind, step.target.as_str()), ('A', "index.html"));
+        assert!(
+            step.has("content-type:text/html; charset=utf-8"),
+            "{step:?}"
+        );
+        assert!(
+            step.headers
+                .iter()
+                .any(|h| h.starts_with("content-security-policy:default-src 'none'")),
+            "{step:?}"
+        );
+        assert_eq!(step.body, "");
+        assert_eq!(driver.in_flight(), 0);
+        // Only GET and HEAD read files; other methods reach the API (and its JSON 404).
+        let step = parse(&driver.begin("POST", "http://edge.test/embed.js", "", None));
+        assert_eq!((step.kind, step.target.as_str()), ('R', "404"));
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! transport — the same [`Api`] the worker runs, so self-hosters get the same answers.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http::StatusCode;
+use http::{header, HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
 
-use crate::api::{Api, ApiError, ApiRequest, Client, Config, Forward, Handled, Platform};
+use crate::api::assets::ASSETS;
+use crate::api::{Api, ApiError, ApiRequest, Asset, Client, Config, Forward, Handled, Platform};
 use crate::store::http_native::NativeRestStore;
 
 /// Largest request body the API reads (batch requests are the big ones: 500 operations).
@@ -95,10 +97,74 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
     };
     match state.api.serve(request, client).await {
         Handled::Respond(response) => response.map(Body::new),
+        Handled::Asset(asset) => static_file(asset, &parts),
         Handled::Forward(forward) => {
             forward_to_origin(&state.origin_client, parts, body, *forward).await
         }
     }
+}
+
+/// The files of `web/`, embedded in the binary so `edgecount serve` is one file to deploy.
+fn embedded(file: &str) -> Option<&'static [u8]> {
+    Some(match file {
+        "index.html" => include_bytes!("../web/index.html"),
+        "dashboard.js" => include_bytes!("../web/dashboard.js"),
+        "dashboard.css" => include_bytes!("../web/dashboard.css"),
+        "favicon.svg" => include_bytes!("../web/favicon.svg"),
+        "embed.js" => include_bytes!("../web/embed.js"),
+        "openapi.json" => include_bytes!("../web/openapi.json"),
+        _ => return None,
+    })
+}
+
+/// A strong validator of `bytes`.
+fn tag_of(bytes: &[u8]) -> HeaderValue {
+    let tag = format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..12]));
+    HeaderValue::from_str(&tag).expect("quoted hex is a valid header value")
+}
+
+/// The validator of an embedded file, computed once (its bytes never change while we run).
+fn etag(asset: &Asset, bytes: &[u8]) -> HeaderValue {
+    static TAGS: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| tag_of(embedded(a.file).unwrap_or_default()))
+            .collect()
+    });
+    ASSETS
+        .iter()
+        .position(|a| a == asset)
+        .map_or_else(|| tag_of(bytes), |i| tags[i].clone())
+}
+
+fn static_file(asset: &'static Asset, request: &http::request::Parts) -> Response {
+    let Some(bytes) = embedded(asset.file) else {
+        let e = ApiError::not_found(format!("static file {} is not embedded", asset.file));
+        return (e.status, axum::Json(e.body())).into_response();
+    };
+    let tag = etag(asset, bytes);
+    let fresh = request
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|seen| {
+            seen.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii() == tag.as_bytes())
+        });
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if request.method == http::Method::HEAD {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(bytes))
+    };
+    let headers = response.headers_mut();
+    for (name, value) in asset.headers() {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(header::ETAG, tag);
+    response
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded; `host` is the origin's own.

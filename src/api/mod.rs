@@ -2,6 +2,7 @@
 //! `http::Response` out, given a [`Store`]. The worker (`driver.rs`) and `edgecount serve`
 //! (`serve.rs`) only adapt their runtime's types to these.
 
+pub mod assets;
 pub mod config;
 pub mod counters;
 pub mod limits;
@@ -13,6 +14,7 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 pub use crate::core::headers::RequestHeaders;
 use crate::service::Counters;
 use crate::store::Store;
+pub use assets::Asset;
 pub use config::{Config, FailMode};
 pub use response::{ApiBody, ApiError, ApiResponse, Extra, Field};
 
@@ -146,20 +148,21 @@ impl<S: Store> Api<S> {
                 body: &request.body,
                 client,
             };
-            let segments = path_segments(request.path());
-            let response = match self.route(&segments, &call).await {
-                Ok(response) => response,
+            // The callback is part of the request: checked before the route runs, so a refused
+            // request has changed nothing.
+            match jsonp_callback(&call) {
                 Err(e) => e.into_response(),
-            };
-            match call.query("callback") {
-                Some(cb) if request.method == Method::GET && response::valid_callback(cb) => {
-                    response::into_jsonp(response, cb)
+                Ok(callback) => {
+                    let segments = path_segments(request.path());
+                    let response = match self.route(&segments, &call).await {
+                        Ok(response) => response,
+                        Err(e) => e.into_response(),
+                    };
+                    match callback {
+                        Some(callback) => response::into_jsonp(response, callback),
+                        None => response,
+                    }
                 }
-                Some(_) if request.method == Method::GET => {
-                    ApiError::bad_request("callback must be a JavaScript identifier")
-                        .into_response()
-                }
-                _ => response,
             }
         };
         if let Some(allow) = self.config.allowed_origins.allow(origin.as_deref()) {
@@ -209,6 +212,11 @@ impl<S: Store> Api<S> {
     /// API routes — decide the client's limit and tell the adapter to forward it to the origin.
     pub async fn serve(&self, request: ApiRequest, client: Client) -> Handled<S::Messages> {
         let Some(origin) = &self.config.origin else {
+            if matches!(request.method, Method::GET | Method::HEAD) {
+                if let Some(asset) = Asset::at(request.path()) {
+                    return Handled::Asset(asset);
+                }
+            }
             return Handled::Respond(self.handle(request, client).await);
         };
         let first = request
@@ -264,9 +272,12 @@ fn is_api_route(first: &str) -> bool {
     COUNTER_ROUTES.contains(&first) || matches!(first, "batch" | "healthz" | "limit")
 }
 
-/// What to do with a request: answer it, or forward it to the origin (gateway mode).
+/// What to do with a request: answer it, serve a static file (the adapter has its bytes), or
+/// forward it to the origin (gateway mode, where every path that is not an API route belongs to
+/// the origin, static-file paths included).
 pub enum Handled<M> {
     Respond(ApiResponse<M>),
+    Asset(&'static Asset),
     Forward(Box<Forward>),
 }
 
@@ -275,6 +286,22 @@ pub enum Handled<M> {
 pub struct Forward {
     pub url: String,
     pub response_headers: HeaderMap,
+}
+
+/// `?callback=` of a `GET` (JSONP), validated; other methods answer plain JSON.
+fn jsonp_callback<'a>(call: &'a Call<'_>) -> Result<Option<&'a str>, ApiError> {
+    match call.query("callback") {
+        Some(callback) if call.method == Method::GET => {
+            if response::valid_callback(callback) {
+                Ok(Some(callback))
+            } else {
+                Err(ApiError::bad_request(
+                    "callback must be a JavaScript identifier",
+                ))
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Headers a browser script may read from our answers.

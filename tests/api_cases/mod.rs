@@ -50,6 +50,7 @@ macro_rules! all_api_cases {
             healthz_reports_redis,
             unknown_routes_and_methods_are_json_errors,
             one_rest_request_per_hit_read_and_decision,
+            static_files_are_served_with_their_headers,
         );
     };
 }
@@ -843,4 +844,35 @@ pub async fn one_rest_request_per_hit_read_and_decision(kind: Kind) {
             after - before
         );
     }
+}
+
+/// The dashboard, the embed script and the OpenAPI document come from `web/` (embedded in serve,
+/// the ASSETS disk service in workerd) with the headers `src/api/assets.rs` gives them.
+pub async fn static_files_are_served_with_their_headers(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    for asset in edgecount::api::assets::ASSETS {
+        let response = edge.get(asset.path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{}", asset.path);
+        for (name, value) in asset.headers() {
+            assert_eq!(response.headers()[name], value, "{} {name}", asset.path);
+        }
+        let on_disk = std::fs::read(root.join(asset.file)).unwrap();
+        assert_eq!(response.bytes().await.unwrap(), on_disk, "{}", asset.path);
+    }
+    let page = edge.get("/").send().await.unwrap();
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    // HEAD answers the headers alone; other methods are the API's (a JSON 404).
+    let head = edge
+        .request(Method::HEAD, "/embed.js")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["cache-control"], "public, max-age=604800");
+    let (status, _, body) = send(edge.post("/embed.js")).await;
+    assert_eq!(status, 404, "{body}");
 }

@@ -130,18 +130,22 @@ pub struct WorkerConfig {
     env: Vec<(String, String)>,
     compatibility_date: String,
     compatibility_flags: Vec<String>,
+    /// A directory served read-only by a disk service bound as `ASSETS` (the static files).
+    assets: Option<PathBuf>,
 }
 
 impl WorkerConfig {
-    /// The Rust worker, built by `scripts/build-worker.sh`.
+    /// The Rust worker, built by `scripts/build-worker.sh`, with `web/` as its static files.
     pub fn wasm() -> Self {
         let dir = built_worker_dir();
-        Self::with_modules(
+        let mut config = Self::with_modules(
             WASM_MODULES
                 .iter()
                 .map(|(name, kind)| (name.to_string(), *kind, dir.join(name)))
                 .collect(),
-        )
+        );
+        config.assets = Some(repo_root().join("web"));
+        config
     }
 
     /// A JavaScript module worker, bundled with esbuild into one ES module first.
@@ -156,6 +160,7 @@ impl WorkerConfig {
             env: Vec::new(),
             compatibility_date: COMPATIBILITY_DATE.to_string(),
             compatibility_flags: Vec::new(),
+            assets: None,
         }
     }
 
@@ -204,6 +209,14 @@ impl WorkerConfig {
                 capnp_str(value)
             );
         }
+        let mut asset_service = String::new();
+        if let Some(dir) = &self.assets {
+            let _ = writeln!(bindings, "    (name = \"ASSETS\", service = \"assets\"),");
+            asset_service = format!(
+                "    (name = \"assets\", disk = (path = {}, writable = false)),\n",
+                capnp_str(&dir.display().to_string())
+            );
+        }
         let flags = self
             .compatibility_flags
             .iter()
@@ -220,7 +233,7 @@ const config :Workerd.Config = (
     # Outbound fetch(): the default "internet" service only reaches public addresses; the proxy
     # under test listens on 127.0.0.1.
     (name = "internet", network = (allow = ["public", "private"])),
-  ],
+{asset_service}  ],
   sockets = [ (name = "http", address = "127.0.0.1:{port}", http = (), service = "main") ],
 );
 
