@@ -9,7 +9,7 @@
 # What it installs, and why:
 #   apt:    redis-server + redis-tools (private test/dev servers, redis-cli, redis-benchmark),
 #           webdis + wrk (scripts/bench.sh), curl (dev.sh examples, health checks), bc (build-worker.sh),
-#           the linter for our scripts (check.sh runs it: package shellcheck)
+#           the linter for our scripts (check.sh runs it: package shellcheck), chromium (tests/browser)
 #   rustup: rustfmt, clippy, the wasm32-unknown-unknown target (the edge worker)
 #   cargo:  worker-build 0.8.7, wasm-bindgen-cli at exactly the version Cargo.lock resolves
 #   npm:    `npm ci` from package-lock.json (workerd, wrangler, @upstash/redis for client tests...)
@@ -22,7 +22,7 @@ cd "$ROOT"
 source "$ROOT/scripts/lib/cargo-lock.sh"
 
 WORKER_BUILD_VERSION="0.8.7"
-APT_PACKAGES=(redis-server redis-tools webdis wrk curl bc shellcheck)
+APT_PACKAGES=(redis-server redis-tools webdis wrk curl bc shellcheck chromium)
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
