@@ -273,6 +273,9 @@ async function loadStats(gen, connect) {
   }
   showError('cv-error', '');
   cv.stats = { total: r.data.total, days: r.data.days, hours: Array.isArray(r.data.hours) ? r.data.hours : [] };
+  cv.stats.span = cv.stats.days.length;
+  // The server may answer fewer days than asked (it has a maximum): say so.
+  setText('daily-range', cv.stats.span < days ? `${cv.stats.span} days: this server’s maximum` : '');
   render();
   if (connect) connectCounter(gen);
 }
@@ -318,7 +321,7 @@ function rollForward() {
   const today = isoDay(now);
   for (let i = 0; i < 500 && days.length && days.at(-1).date < today; i++) {
     days.push({ date: isoDay(dayDate(days.at(-1).date).getTime() + 86400e3), hits: 0, uniques: 0 });
-    if (days.length > cv.days) days.shift();
+    if (days.length > cv.stats.span) days.shift();
   }
   const hour = isoHour(now);
   for (let i = 0; i < 500 && hours.length && hours.at(-1).hour < hour; i++) {
@@ -627,7 +630,6 @@ function updateBadge(now) {
   const apply = () => {
     if (bb.src === src) return;
     bb.src = src;
-    setText('bb-prev-status', 'Loading the preview…');
     $('bb-img').src = src;
   };
   if (now) apply();
@@ -638,7 +640,7 @@ function escapeAttr(v) {
   return String(v).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-$('bb-img').addEventListener('load', () => setText('bb-prev-status', 'The preview never counts a hit, even with “Count” on.'));
+$('bb-img').addEventListener('load', () => setText('bb-prev-status', ''));
 $('bb-img').addEventListener('error', () => setText('bb-prev-status', 'The badge did not load: check the label and color.'));
 for (const id of ['bb-style', 'bb-theme', 'bb-abbr', 'bb-graph', 'bb-count', 'bb-datakey']) {
   $(id).addEventListener('change', () => updateBadge(true));
@@ -739,6 +741,13 @@ $('pg-clear').addEventListener('click', () => {
   setText('pg-announce', 'Log cleared');
 });
 
+/** One line per top-level field: readable, and a 429 problem body stays short. */
+function compactJson(v) {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return JSON.stringify(v);
+  const lines = Object.entries(v).map(([k, x]) => `  ${JSON.stringify(k)}: ${JSON.stringify(x)}`);
+  return `{\n${lines.join(',\n')}\n}`;
+}
+
 function logAnswer(n, policy, id, r) {
   const d = r.data || {};
   const allowed = r.ok && d.allowed !== false;
@@ -758,7 +767,7 @@ function logAnswer(n, policy, id, r) {
     if (v !== null) dl.append(h('div', {}, h('dt', { text: name }), h('dd', { text: v })));
   }
   let body = r.text || '';
-  try { body = JSON.stringify(JSON.parse(body), null, 2); } catch { /* keep as text */ }
+  try { body = compactJson(JSON.parse(body)); } catch { /* keep as text */ }
   const li = h('li', { class: `entry ${allowed ? 'ok' : 'no'}` },
     h('div', { class: 'entry-head' },
       h('span', { class: 'status', text: status }),
@@ -781,3 +790,4 @@ const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) $('f-token').value = saved;
 route();
 loadPolicies();
+document.documentElement.classList.add('ready'); // see dashboard.css: shown once laid out
