@@ -2,7 +2,8 @@
 # The one command that runs every test edgecount has:
 #
 #   setup.sh → check.sh → cargo build → build-worker.sh (when present) → cargo test (all targets,
-#   then doc tests) → official-client suites (node @upstash/redis, python upstash-redis)
+#   then doc tests) → official-client suites (node @upstash/redis, python upstash-redis) → real-browser
+#   tests of the dashboard (tests/browser, Debian's chromium)
 #
 # Each client suite starts its own private redis-server (free port, temp dir, never 6379) and the
 # real proxy binary (target/debug/edgecount; `cargo test` builds the binary with the same dev
@@ -169,6 +170,13 @@ main() {
     run_stage node-clients 600 node --test --test-reporter=spec "${node_tests[@]}" ||
       record_failure node-clients
     count_results node node-clients
+  fi
+
+  # The dashboard in Debian's chromium (playwright-core), against the same binary: it embeds web/.
+  local browser_tests=(tests/browser/*.test.mjs)
+  if [[ -e "${browser_tests[0]}" ]]; then
+    run_stage browser 600 node --test --test-reporter=spec "${browser_tests[@]}" || record_failure browser
+    count_results node browser
   fi
 
   if [[ -d tests/clients/python ]]; then
