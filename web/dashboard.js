@@ -115,6 +115,7 @@ function open(ns, key) {
   view.ns = ns;
   view.key = key;
   showError('lookup-error', '');
+  document.title = 'edgecount dashboard';
   $('counter-view').hidden = !(ns && key);
   $('badge-view').hidden = !(ns && key);
   $('ns-view').hidden = !(ns && !key);
@@ -149,6 +150,11 @@ $('lookup').addEventListener('submit', (e) => {
   else location.hash = hash; // hashchange opens the view, and the view can be bookmarked
 });
 window.addEventListener('hashchange', route);
+// The skip link moves focus without replacing the view's #ns=… address.
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  $('main').focus();
+});
 
 // ---------- charts (hand-drawn SVG) ----------
 
