@@ -574,7 +574,7 @@ function onNamespaceEvent(data) {
 const NAMED = new Set(['brightgreen', 'green', 'yellowgreen', 'yellow', 'orange', 'red', 'blue', 'lightgrey',
   'lightgray', 'grey', 'gray', 'blueviolet', 'success', 'important', 'critical', 'informational', 'inactive',
   'black', 'white']);
-const bb = { ns: '', key: '', timer: 0, src: '' };
+const bb = { ns: '', key: '', timer: 0, want: '', loading: false };
 
 function badgeFor(ns, key) {
   bb.ns = ns;
@@ -634,20 +634,35 @@ function updateBadge(now) {
   const src = withQuery(base, badgeParams(color.value, { preview: true }));
   clearTimeout(bb.timer);
   const apply = () => {
-    if (bb.src === src) return;
-    bb.src = src;
-    $('bb-img').src = src;
+    bb.want = src;
+    loadPreview();
   };
   if (now) apply();
   else bb.timer = setTimeout(apply, 250);
+}
+
+/** One preview request at a time: a newer choice waits for the current image instead of cancelling it. */
+function loadPreview() {
+  const img = $('bb-img');
+  if (bb.loading || img.getAttribute('src') === bb.want) return;
+  bb.loading = true;
+  img.src = bb.want;
+}
+
+function previewDone(ok) {
+  const img = $('bb-img');
+  bb.loading = false;
+  const current = img.getAttribute('src') === bb.want;
+  setText('bb-prev-status', ok || !current ? '' : 'The badge did not load: check the label and color.');
+  if (!current) loadPreview();
 }
 
 function escapeAttr(v) {
   return String(v).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-$('bb-img').addEventListener('load', () => setText('bb-prev-status', ''));
-$('bb-img').addEventListener('error', () => setText('bb-prev-status', 'The badge did not load: check the label and color.'));
+$('bb-img').addEventListener('load', () => previewDone(true));
+$('bb-img').addEventListener('error', () => previewDone(false));
 for (const id of ['bb-style', 'bb-theme', 'bb-abbr', 'bb-graph', 'bb-count', 'bb-datakey']) {
   $(id).addEventListener('change', () => updateBadge(true));
 }
