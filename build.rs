@@ -5,7 +5,8 @@
 //! comments, indentation or blank lines, written to `$OUT_DIR/lua/<same relative path>`.
 //!
 //! It also assembles the scripts as they are sent to Redis, `$OUT_DIR/scripts/<name>.lua` (each
-//! counter script is `counter_lib.lua` followed by its own file; `limit` is `limit.lua`), each
+//! `counter_*` script is `counter_lib.lua` followed by its own file; the other scripts, `limit`
+//! included, stand alone), each
 //! with its SHA1 (`EVALSHA`) in `<name>.sha1`, computed here from exactly those bytes: the worker
 //! then carries no SHA1 code, and the digest cannot drift from the source.
 //!
@@ -69,10 +70,13 @@ fn assemble_scripts(minified: &Path, scripts: &Path) {
     counters.sort();
     for file in counters {
         let body = read(&format!("core/scripts/{file}"));
-        assembled.push((
-            file.trim_end_matches(".lua").to_owned(),
-            format!("{lib}{body}"),
-        ));
+        // Scripts about one counter (`counter_*`) share the prelude; the others stand alone.
+        let source = if file.starts_with("counter_") {
+            format!("{lib}{body}")
+        } else {
+            body
+        };
+        assembled.push((file.trim_end_matches(".lua").to_owned(), source));
     }
     for (name, source) in assembled {
         write_if_changed(&scripts.join(format!("{name}.lua")), &source);

@@ -142,7 +142,8 @@ fingerprint() {
     find src -type f -print0 | sort -z | xargs -0 sha256sum
     # Paths relative to $ROOT (the cwd): the same build invoked as ./scripts/… or by an
     # absolute path must get the same fingerprint.
-    sha256sum Cargo.toml Cargo.lock scripts/build-worker.sh scripts/worker-shim.js
+    sha256sum Cargo.toml Cargo.lock scripts/build-worker.sh scripts/worker-shim.js \
+      scripts/worker-management-shim.js
     [[ -f build.rs ]] && sha256sum build.rs
     printf '%s\n' "$(rustc --version)" "$("$WASM_BINDGEN_BIN" --version)" \
       "$(worker-build --version)" "${WASM_OPT_FLAGS[*]}" "${RUSTFLAGS:-}" "$CARGO_PROFILE_RELEASE_OPT_LEVEL" \
@@ -151,18 +152,27 @@ fingerprint() {
 }
 
 report_sizes() {
-  local wasm="$OUT_DIR/worker/index.wasm"
-  local raw gz
-  raw=$(stat -c %s "$wasm")
-  gz=$(gzip -9 -c "$wasm" | wc -c)
-  printf '[build-worker] %s: %d bytes (%.1f KiB), gzip -9: %d bytes (%.1f KiB); glue %s: %d bytes\n' \
-    "$wasm" "$raw" "$(echo "$raw / 1024" | bc -l)" "$gz" "$(echo "$gz / 1024" | bc -l)" \
-    "$OUT_DIR/worker/shim.mjs" "$(stat -c %s "$OUT_DIR/worker/shim.mjs")" >&2
+  local wasm raw gz
+  for wasm in "$OUT_DIR/worker/index.wasm" "$OUT_DIR/worker/management.wasm"; do
+    raw=$(stat -c %s "$wasm")
+    gz=$(gzip -9 -c "$wasm" | wc -c)
+    printf '[build-worker] %s: %d bytes (%.1f KiB), gzip -9: %d bytes (%.1f KiB)\n' \
+      "$wasm" "$raw" "$(echo "$raw / 1024" | bc -l)" "$gz" "$(echo "$gz / 1024" | bc -l)" >&2
+  done
+  printf '[build-worker] glue: %s %d bytes, %s %d bytes\n' \
+    "$OUT_DIR/worker/shim.mjs" "$(stat -c %s "$OUT_DIR/worker/shim.mjs")" \
+    "$OUT_DIR/worker/management.mjs" "$(stat -c %s "$OUT_DIR/worker/management.mjs")" >&2
+}
+
+# The files a complete build leaves in $OUT_DIR/worker.
+BUILT=(shim.mjs index.wasm management.mjs management.wasm)
+built() {
+  local f
+  for f in "${BUILT[@]}"; do [[ -f "$OUT_DIR/worker/$f" ]] || return 1; done
 }
 
 WANT="$(fingerprint)"
-if [[ -z "${EDGECOUNT_FORCE_BUILD:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" &&
-      -f "$OUT_DIR/worker/shim.mjs" && -f "$OUT_DIR/worker/index.wasm" ]]; then
+if [[ -z "${EDGECOUNT_FORCE_BUILD:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && built; then
   log "up to date"
   report_sizes
   exit 0
@@ -171,15 +181,31 @@ rm -f "$STAMP"
 
 # --- build -------------------------------------------------------------------------------------
 export EDGECOUNT_WASM_LTO_WRAPPER=1 RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/build-worker.sh"
-log "worker-build --release (opt-level=z, fat lto, codegen-units=1, strip, panic=abort)"
-CUSTOM_SHIM="$ROOT/scripts/worker-shim.js" worker-build --release --no-opt --out-dir "$OUT_DIR"
-
-log "wasm-opt ${WASM_OPT_FLAGS[*]}"
+# Two modules (src/api/manage.rs says why): the main one without the management routes, then
+# the management module with them, in its own target dir so that the two feature sets do not
+# rebuild each other, shipped beside the main one as management.{mjs,wasm}.
+log "worker-build --release --no-default-features (main module: opt-level=z, fat lto, codegen-units=1, strip, panic=abort)"
+CUSTOM_SHIM="$ROOT/scripts/worker-shim.js" worker-build --release --no-opt --out-dir "$OUT_DIR" \
+  --no-default-features
+for f in shim.mjs index.wasm; do
+  [[ -f "$OUT_DIR/worker/$f" ]] || die "worker-build did not produce $OUT_DIR/worker/$f"
+done
+log "wasm-opt ${WASM_OPT_FLAGS[*]} (main module)"
 "$WASM_OPT_BIN" "$OUT_DIR/worker/index.wasm" -o "$OUT_DIR/worker/index.wasm.opt" "${WASM_OPT_FLAGS[@]}"
 mv -f "$OUT_DIR/worker/index.wasm.opt" "$OUT_DIR/worker/index.wasm"
 
-for f in worker/shim.mjs worker/index.wasm; do
-  [[ -f "$OUT_DIR/$f" ]] || { echo "[build-worker] error: worker-build did not produce $OUT_DIR/$f" >&2; exit 1; }
+MANAGEMENT_DIR="$OUT_DIR/management"
+log "worker-build --release --features management (management module)"
+CUSTOM_SHIM="$ROOT/scripts/worker-management-shim.js" CARGO_TARGET_DIR="$ROOT/target/wasm-management" \
+  worker-build --release --no-opt --out-dir "$MANAGEMENT_DIR" --features management
+for f in shim.mjs index.wasm; do
+  [[ -f "$MANAGEMENT_DIR/worker/$f" ]] || die "worker-build did not produce $MANAGEMENT_DIR/worker/$f"
 done
+log "wasm-opt ${WASM_OPT_FLAGS[*]} (management module)"
+"$WASM_OPT_BIN" "$MANAGEMENT_DIR/worker/index.wasm" -o "$OUT_DIR/worker/management.wasm" "${WASM_OPT_FLAGS[@]}"
+grep -q '"./index.wasm"' "$MANAGEMENT_DIR/worker/shim.mjs" ||
+  die "the management glue does not import \"./index.wasm\" (worker-build changed?)"
+sed 's#"\./index\.wasm"#"./management.wasm"#' "$MANAGEMENT_DIR/worker/shim.mjs" >"$OUT_DIR/worker/management.mjs"
+built || die "the build is incomplete: ${BUILT[*]} expected in $OUT_DIR/worker"
 printf '%s\n' "$WANT" >"$STAMP"
 report_sizes

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks, the same locally and in CI: formatting, clippy on every native target (lib, bin,
-# tests, benches, examples) and clippy on the wasm lib (the edge worker's code paths only compile
-# there), rustdoc with its warnings as errors. Warnings are errors. shellcheck (installed by
+# tests, benches, examples), on the lib without the default `management` feature, and on the wasm
+# lib with and without it (the edge worker's two modules; its code paths only compile there),
+# rustdoc with its warnings as errors. Warnings are errors. shellcheck (installed by
 # setup.sh) lints every script.
 set -euo pipefail
 
@@ -19,7 +20,13 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "cargo doc --no-deps (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
+step "cargo clippy --lib --no-default-features -- -D warnings (without the management routes)"
+cargo clippy --lib --no-default-features --quiet -- -D warnings
+
 if rustup target list --installed 2>/dev/null | grep -qx 'wasm32-unknown-unknown'; then
+  # The worker's two modules: the main one (no management routes) and the management one.
+  step "cargo clippy --target wasm32-unknown-unknown --lib --no-default-features -- -D warnings"
+  cargo clippy --target wasm32-unknown-unknown --lib --no-default-features --quiet -- -D warnings
   step "cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings"
   cargo clippy --target wasm32-unknown-unknown --lib --quiet -- -D warnings
 else

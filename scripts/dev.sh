@@ -244,7 +244,7 @@ start_worker_workerd() {
   [[ -x "$workerd" ]] || workerd="$ROOT/node_modules/workerd/bin/workerd"
   rm -rf "$dir"
   mkdir -p "$dir/worker"
-  cp build/worker/shim.mjs build/worker/index.wasm "$dir/worker/"
+  cp "${WORKER_FILES[@]/#/build/worker/}" "$dir/worker/"
   bindings+="$(workerd_binding UPSTASH_REDIS_REST_URL "$PROXY_URL")"$'\n'
   bindings+="$(workerd_binding UPSTASH_REDIS_REST_TOKEN "$TOKEN")"$'\n'
   for var in "${WORKER_VARS[@]}"; do

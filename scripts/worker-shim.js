@@ -12,6 +12,12 @@
 //
 // A wasm trap (a Rust panic, with panic=abort) leaves the instance unusable, so the next
 // request gets a fresh instance instead of a broken one.
+//
+// Two wasm modules answer requests: this one (every request starts here: hits, reads, badges,
+// streams, limits) and the management module (creating and administering counters and
+// namespaces, src/api/manage.rs), which this one hands a request to with a D step. The
+// management module is imported on the first such request of an isolate, so the hot path never
+// pays for it (BENCHMARKS.md has both sizes).
 import * as imports from "./index_bg.js";
 import wasmModule from "./index.wasm";
 $SNIPPET_JS_IMPORTS
@@ -26,6 +32,15 @@ function instantiate() {
 }
 
 instantiate();
+
+// The management module's exports, once imported. The specifier is not a literal so that no
+// bundler tries to inline the module: the runtime resolves it (build/worker/management.mjs).
+let management = null;
+async function managementModule() {
+  const specifier = "./management.mjs";
+  management ??= await import(specifier);
+  return management;
+}
 
 // Must match src/driver.rs MAX_BODY: the body is read up to one byte more, so Rust can refuse
 // a larger one (413) without it being read whole.
@@ -88,11 +103,16 @@ async function readBody(request) {
   return body;
 }
 
-// The open REST event streams, by task.
+// The open REST event streams, by module and task (each module numbers its own tasks).
 const streams = new Map();
+const streamsOf = (wasm) => {
+  let open = streams.get(wasm);
+  if (!open) streams.set(wasm, (open = new Map()));
+  return open;
+};
 
-// Performs I/O steps (F, O, N) until one that is for the caller.
-async function drive(step) {
+// Performs the I/O steps (F, O, N) of a task of module `wasm` until one that is for the caller.
+async function drive(wasm, step) {
   for (;;) {
     switch (step[0]) {
       case "F": {
@@ -111,7 +131,7 @@ async function drive(step) {
         } catch (e) {
           text = errorText(e);
         }
-        step = imports.resume(task, status, token, text);
+        step = wasm.resume(task, status, token, text);
         break;
       }
       case "O": {
@@ -126,13 +146,13 @@ async function drive(step) {
         } finally {
           clearTimeout(timer);
         }
-        if (response?.body) streams.set(task, response.body.getReader());
-        step = imports.opened(task, response?.status ?? 0, error);
+        if (response?.body) streamsOf(wasm).set(task, response.body.getReader());
+        step = wasm.opened(task, response?.status ?? 0, error);
         break;
       }
       case "N": {
         const task = Number(step.slice(1, step.indexOf("\n")));
-        const reader = streams.get(task);
+        const reader = streamsOf(wasm).get(task);
         let chunk, error;
         try {
           const read = reader ? await reader.read() : { done: true };
@@ -140,7 +160,7 @@ async function drive(step) {
         } catch (e) {
           error = errorText(e);
         }
-        step = imports.feed(task, chunk, error);
+        step = wasm.feed(task, chunk, error);
         break;
       }
       default:
@@ -149,9 +169,10 @@ async function drive(step) {
   }
 }
 
-function closeStream(task) {
-  const reader = streams.get(task);
-  streams.delete(task);
+function closeStream(wasm, task) {
+  const open = streamsOf(wasm);
+  const reader = open.get(task);
+  open.delete(task);
   reader?.cancel().catch(() => {});
 }
 
@@ -162,11 +183,11 @@ function closeStream(task) {
 const HEARTBEAT_MS = 5_000;
 const HEARTBEAT = encoder.encode(":\n\n");
 
-function eventStream(task) {
+function eventStream(wasm, task) {
   let next = null;
   return new ReadableStream({
     async pull(controller) {
-      next ??= drive(imports.pull(task));
+      next ??= drive(wasm, wasm.pull(task));
       let timer;
       const beat = new Promise((resolve) => {
         timer = setTimeout(resolve, HEARTBEAT_MS, null);
@@ -182,7 +203,7 @@ function eventStream(task) {
         controller.enqueue(encoder.encode(step.slice(1)));
       } else {
         // Z (the end), or an answer for a task that is gone (the client cancelled meanwhile).
-        closeStream(task);
+        closeStream(wasm, task);
         try {
           controller.close();
         } catch {
@@ -191,8 +212,8 @@ function eventStream(task) {
       }
     },
     cancel() {
-      imports.cancel(task);
-      closeStream(task);
+      wasm.cancel(task);
+      closeStream(wasm, task);
     },
   });
 }
@@ -239,13 +260,18 @@ async function handle(request, env) {
   for (const [name, value] of request.headers) head += `${name}:${value}\n`;
   // Most requests have no body: they skip readBody and the promise hop it would add.
   const body = request.body === null ? undefined : await readBody(request);
-  const step = await drive(imports.begin(env, request.method, request.url, head, body));
+  let wasm = imports;
+  let step = await drive(wasm, wasm.begin(env, request.method, request.url, head, body));
+  if (step[0] === "D") {
+    wasm = await managementModule();
+    step = await drive(wasm, wasm.begin(env, request.method, request.url, head, body));
+  }
   const { task, target, headers, body: text } = parseStep(step);
   switch (step[0]) {
     case "R":
       return new Response(text === "" ? null : text, { status: Number(target), headers });
     case "E":
-      return new Response(eventStream(task), { status: Number(target), headers });
+      return new Response(eventStream(wasm, task), { status: Number(target), headers });
     case "G":
       return forward(request, body, target, headers);
     case "A":
@@ -261,8 +287,9 @@ export default {
   fetch(request, env) {
     return handle(request, env).catch((e) => {
       if (e instanceof WebAssembly.RuntimeError) {
-        console.error("edgecount: the wasm instance trapped; starting a fresh one", e);
+        console.error("edgecount: a wasm instance trapped; starting fresh ones", e);
         instantiate();
+        management?.instantiate();
       }
       throw e;
     });

@@ -24,6 +24,7 @@
 //! | `Z` end | `Z` | closes that stream; the task is over |
 //! | `G` gateway | `G{task}\n{url}\n{headers}\n` | forwards the incoming request to `url` and adds these headers to the origin's answer; the task is over |
 //! | `A` asset | `A{task}\n{file}\n{headers}\n` | answers 200 with `file` from its static files (the `ASSETS` binding) and these headers; the task is over |
+//! | `D` delegate | `D{task}\n` | starts the request again in the management module (a build with the `management` feature, see `api/manage.rs`); the task is over |
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -179,6 +180,7 @@ impl Driver {
                     Ready::Forward(forward.url, forward.response_headers)
                 }
                 Poll::Ready(Handled::Asset(asset)) => Ready::Asset(asset),
+                Poll::Ready(Handled::Delegate) => Ready::Delegate,
                 Poll::Pending => Ready::Nothing,
             },
             Task::Streaming(body) => match Pin::new(body).poll_frame(&mut cx) {
@@ -227,6 +229,10 @@ impl Driver {
                     0,
                 )
             }
+            Ready::Delegate => {
+                self.remove(task);
+                format!("D{task}\n")
+            }
             Ready::Chunk(data) => format!("C{}", text(&data)),
             Ready::End => {
                 self.remove(task);
@@ -255,6 +261,7 @@ enum Ready {
     Respond(ApiResponse<Messages>),
     Forward(String, HeaderMap),
     Asset(&'static Asset),
+    Delegate,
     Chunk(Bytes),
     End,
     Nothing,

@@ -98,6 +98,11 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
     match state.api.serve(request, client).await {
         Handled::Respond(response) => response.map(Body::new),
         Handled::Asset(asset) => static_file(asset, &parts),
+        // Only a binary built without the `management` feature gets here.
+        Handled::Delegate => {
+            let e = ApiError::not_found("this build has no management routes");
+            (e.status, axum::Json(e.body())).into_response()
+        }
         Handled::Forward(forward) => {
             forward_to_origin(&state.origin_client, parts, body, *forward).await
         }

@@ -318,7 +318,7 @@ fn buckets_follow_redis_time_across_midnight() {
 fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
     let redis = RedisServer::start();
     let counter = name("shop", "stock");
-    let spec = CreateSpec::countapi(Some("10"), Some("1"), Some("-5"), Some("3")).unwrap();
+    let spec = CreateSpec::parse(Some("10"), Some("1"), Some("-5"), Some("3")).unwrap();
     let (call, admin_key) = create_call(&counter, &spec).unwrap();
     let created = parse_create(run(&redis, &call), &counter, &admin_key).unwrap();
     assert_eq!(
@@ -354,7 +354,11 @@ fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
     // Created counters exist even if never hit; an existing hit-created counter conflicts too.
     let hit_first = name("shop", "hit-first");
     hit(&redis, &hit_first, &HitRequest::default());
-    let (call, key) = create_call(&hit_first, &CreateSpec::abacus(Some("5")).unwrap()).unwrap();
+    let (call, key) = create_call(
+        &hit_first,
+        &CreateSpec::parse(Some("5"), None, None, None).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         parse_create(run(&redis, &call), &hit_first, &key),
         Err(CounterError::AlreadyExists)
@@ -370,8 +374,9 @@ fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
 fn authority(redis: &RedisServer, counter: &Name, bearer: Option<&str>) -> Authority {
     match begin_auth(counter, bearer, Some("global-token")) {
         AuthStep::Done(a) => a,
-        AuthStep::ReadStoredHash(cmd) => {
-            finish_auth(bearer.unwrap(), &command(redis, &cmd)).unwrap()
+        AuthStep::ReadStoredHashes([meta, namespace]) => {
+            let (meta, namespace) = (command(redis, &meta), command(redis, &namespace));
+            finish_auth(bearer.unwrap(), [&meta, &namespace]).unwrap()
         }
     }
 }
@@ -421,7 +426,7 @@ fn set_needs_admin_or_enable_reset() {
     );
 
     let open = name("set", "open");
-    let spec = CreateSpec::countapi(None, Some("1"), None, None).unwrap();
+    let spec = CreateSpec::parse(None, Some("1"), None, None).unwrap();
     let (call, key) = create_call(&open, &spec).unwrap();
     parse_create(run(&redis, &call), &open, &key).unwrap();
     assert_eq!(
@@ -441,7 +446,7 @@ fn set_needs_admin_or_enable_reset() {
 fn updates_stay_within_bounds_unless_admin_and_never_overflow() {
     let redis = RedisServer::start();
     let counter = name("upd", "votes");
-    let spec = CreateSpec::countapi(Some("0"), None, Some("-2"), Some("3")).unwrap();
+    let spec = CreateSpec::parse(Some("0"), None, Some("-2"), Some("3")).unwrap();
     let (call, _key) = create_call(&counter, &spec).unwrap();
     run(&redis, &call);
     let update =

@@ -32,7 +32,7 @@ ensure_worker_tools() {
   log "./scripts/build-worker.sh"
   "$ROOT/scripts/build-worker.sh" || die "scripts/build-worker.sh failed"
   local f
-  for f in worker/shim.mjs worker/index.wasm; do
+  for f in "${WORKER_FILES[@]/#/worker/}"; do
     [[ -f "$ROOT/build/$f" ]] || die "build/$f is missing after scripts/build-worker.sh"
   done
 }
@@ -74,7 +74,7 @@ start_wasm_worker() {
   local name="$1" dir="$WORK_DIR/$1"
   shift
   mkdir -p "$dir/worker"
-  cp "$ROOT/build/worker/shim.mjs" "$ROOT/build/worker/index.wasm" "$dir/worker/"
+  cp "${WORKER_FILES[@]/#/$ROOT/build/worker/}" "$dir/worker/"
   start_workerd "$name" "$WORKERD_WASM_MODULES" "$@"
 }
 

@@ -7,7 +7,12 @@
 # shellcheck disable=SC2034 # used by the scripts that source this file
 WORKERD_WASM_MODULES='    (name = "worker/shim.mjs", esModule = embed "worker/shim.mjs"),
     (name = "worker/index.wasm", wasm = embed "worker/index.wasm"),
+    (name = "worker/management.mjs", esModule = embed "worker/management.mjs"),
+    (name = "worker/management.wasm", wasm = embed "worker/management.wasm"),
 '
+# The files of build/worker those modules are (copy them into <config dir>/worker/).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+WORKER_FILES=(shim.mjs index.wasm management.mjs management.wasm)
 
 # A capnp text literal: backslashes and double quotes escaped (values are URLs, tokens, policies).
 capnp_str() {

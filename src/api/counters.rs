@@ -10,9 +10,9 @@ use super::response::{
     bytes_response, json_response, sse_event, ApiBody, ApiError, ApiResponse, Extra, Field,
 };
 use super::{Call, Config, Platform};
-use crate::core::badge::{Badge, BadgeError, BadgeStyle, Color};
+use crate::core::badge::{Badge, BadgeError, BadgeOptions, SPARKLINE_DAYS};
 use crate::core::counter::{
-    self, AbuseLimit, CounterError, CreateSpec, HitOutcome, HitRequest, Visitor, MAX_BATCH_OPS,
+    self, AbuseLimit, CounterError, HitOutcome, HitRequest, Visitor, MAX_BATCH_OPS,
 };
 use crate::core::names::{Name, RequestContext};
 use crate::core::visit;
@@ -46,7 +46,7 @@ impl From<BadgeError> for ApiError {
 
 const X_PATH: http::HeaderName = http::HeaderName::from_static("x-path");
 
-type Answer<S> = Result<ApiResponse<<S as Store>::Messages>, ApiError>;
+pub(super) type Answer<S> = Result<ApiResponse<<S as Store>::Messages>, ApiError>;
 
 /// One counter route, already split into its verb and name segments.
 pub async fn route<S: Store>(
@@ -58,25 +58,23 @@ pub async fn route<S: Store>(
     call: &Call<'_>,
 ) -> Answer<S> {
     let now_secs = (platform.now)();
-    let context = RequestContext {
-        origin: call.header("origin"),
-        referer: call.header("referer"),
-        host: call.header("host"),
-    };
-    if verb == "create" && names.is_empty() {
-        return create_countapi(counters, call, &context).await;
-    }
+    let context = request_context(call);
     if verb == "stats" && names.is_empty() {
         allow(call, &[Method::GET])?;
         let stats = counters.global_stats(now_secs).await?;
         return Ok(json_response(StatusCode::OK, &stats));
     }
     let mut names = names.to_vec();
-    if verb == "badge" {
+    let extension = match verb {
+        "badge" => Some(".svg"),
+        "shields" => Some(".json"),
+        _ => None,
+    };
+    if let Some(extension) = extension {
         let last = names
             .last_mut()
             .ok_or_else(|| ApiError::not_found("no such route"))?;
-        *last = last.strip_suffix(".svg").unwrap_or(last);
+        *last = last.strip_suffix(extension).unwrap_or(last);
     }
     let name = Name::from_segments(&names, &context).map_err(CounterError::from)?;
     let mut response = match verb {
@@ -86,46 +84,6 @@ pub async fn route<S: Store>(
             let value = counters.get(&name).await?;
             json_response(StatusCode::OK, &Field("value", value))
         }
-        "create" => {
-            allow(call, &[Method::GET, Method::POST])?;
-            let spec = CreateSpec::abacus(call.query("initializer"))?;
-            let created = counters.create(&name, &spec).await?;
-            json_response(StatusCode::CREATED, &created)
-        }
-        "set" => {
-            allow(call, &[Method::GET, Method::POST])?;
-            let raw = call
-                .query("value")
-                .ok_or_else(|| ApiError::bad_request("value is required"))?;
-            let value = counter::parse_integer("value", raw)?;
-            let set = counters.set(&name, value, bearer(call)).await?;
-            json_response(StatusCode::OK, &set)
-        }
-        "update" => {
-            allow(call, &[Method::GET, Method::POST])?;
-            let raw = call
-                .query("amount")
-                .or_else(|| call.query("value"))
-                .ok_or_else(|| ApiError::bad_request("amount is required"))?;
-            let amount = counter::parse_integer("amount", raw)?;
-            let value = counters.update(&name, amount, bearer(call)).await?;
-            json_response(StatusCode::OK, &Field("value", value))
-        }
-        "reset" => {
-            allow(call, &[Method::POST])?;
-            let value = counters.reset(&name, bearer(call)).await?;
-            json_response(StatusCode::OK, &Field("value", value))
-        }
-        "delete" => {
-            allow(call, &[Method::POST, Method::DELETE])?;
-            counters.delete(&name, bearer(call)).await?;
-            json_response(StatusCode::OK, &Field("deleted", true))
-        }
-        "info" => {
-            allow(call, &[Method::GET])?;
-            let info = counters.info(&name).await?;
-            json_response(StatusCode::OK, &info)
-        }
         "stats" => {
             allow(call, &[Method::GET])?;
             let days = counter::parse_days(call.query("days"))?;
@@ -134,12 +92,27 @@ pub async fn route<S: Store>(
         }
         "stream" => stream(counters, &name, call).await?,
         "badge" => badge(counters, config, platform, &name, call).await?,
+        "shields" => shields(counters, config, platform, &name, call).await?,
         _ => return Err(ApiError::not_found("no such route")),
     };
+    with_path(&mut response, &name);
+    Ok(response)
+}
+
+/// Where placeholders (`:HOST:`, `:PATH:`) in a name are filled from.
+pub(super) fn request_context<'a>(call: &'a Call<'_>) -> RequestContext<'a> {
+    RequestContext {
+        origin: call.header("origin"),
+        referer: call.header("referer"),
+        host: call.header("host"),
+    }
+}
+
+/// Every answer about one counter says which: `X-Path: <namespace>/<key>`.
+pub(super) fn with_path<M>(response: &mut ApiResponse<M>, name: &Name) {
     if let Ok(path) = HeaderValue::from_str(&name.path()) {
         response.headers_mut().insert(X_PATH, path);
     }
-    Ok(response)
 }
 
 /// `POST /batch`: `[{"op":"hit","namespace":"blog","key":"home"}, {"op":"update",…}, …]`.
@@ -188,7 +161,7 @@ enum BatchEntry<T> {
     Failed { error: String, status: u16 },
 }
 
-fn allow(call: &Call<'_>, methods: &[Method]) -> Result<(), ApiError> {
+pub(super) fn allow(call: &Call<'_>, methods: &[Method]) -> Result<(), ApiError> {
     if methods.contains(call.method) {
         return Ok(());
     }
@@ -199,7 +172,7 @@ fn allow(call: &Call<'_>, methods: &[Method]) -> Result<(), ApiError> {
     ))
 }
 
-fn bearer<'a>(call: &'a Call<'_>) -> Option<&'a str> {
+pub(super) fn bearer<'a>(call: &'a Call<'_>) -> Option<&'a str> {
     call.header("authorization").and_then(counter::bearer_token)
 }
 
@@ -276,28 +249,6 @@ async fn hit<S: Store>(
     Ok(json_response(StatusCode::OK, &outcome))
 }
 
-/// `GET /create?namespace=&key=&value=&enable_reset=&update_lowerbound=&update_upperbound=`
-async fn create_countapi<S: Store>(
-    counters: &Counters<S>,
-    call: &Call<'_>,
-    context: &RequestContext<'_>,
-) -> Answer<S> {
-    allow(call, &[Method::GET, Method::POST])?;
-    let name = counter::countapi_create_name(call.query("namespace"), call.query("key"), context)?;
-    let spec = CreateSpec::countapi(
-        call.query("value"),
-        call.query("enable_reset"),
-        call.query("update_lowerbound"),
-        call.query("update_upperbound"),
-    )?;
-    let created = counters.create(&name, &spec).await?;
-    let mut response = json_response(StatusCode::OK, &created);
-    if let Ok(path) = HeaderValue::from_str(&name.path()) {
-        response.headers_mut().insert(X_PATH, path);
-    }
-    Ok(response)
-}
-
 /// `GET /stream/{ns}/{key}`: the current value, then every change, as SSE.
 async fn stream<S: Store>(counters: &Counters<S>, name: &Name, call: &Call<'_>) -> Answer<S> {
     allow(call, &[Method::GET])?;
@@ -305,21 +256,50 @@ async fn stream<S: Store>(counters: &Counters<S>, name: &Name, call: &Call<'_>) 
     let messages = counters.subscribe(name).await?;
     let value = counters.get(name).await?;
     let first = serde_json::to_vec(&Field("value", value)).expect("a number serialises");
-    let first = sse_event(&first);
-    let mut response = http::Response::new(ApiBody::Events {
-        first: Some(first),
-        messages,
-    });
+    Ok(event_stream(Some(sse_event(&first)), messages))
+}
+
+/// An SSE answer: `first` (already an event or a comment), then each message as an event.
+pub(super) fn event_stream<M>(first: Option<bytes::Bytes>, messages: M) -> ApiResponse<M> {
+    let mut response = http::Response::new(ApiBody::Events { first, messages });
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
 }
 
-/// `GET /badge/{ns}/{key}.svg?label=&color=&style=&count=1`
+/// The count a badge shows: with `count=1` a hit (counted as any other), else a read where a
+/// missing counter reads 0. `count` is checked with the rest of the request, before this runs.
+async fn badge_count<S: Store>(
+    counters: &Counters<S>,
+    config: &Config,
+    now: i64,
+    name: &Name,
+    call: &Call<'_>,
+    count: bool,
+) -> Result<i64, ApiError> {
+    if count {
+        return Ok(do_hit(counters, config, now, name, call, true).await?.value);
+    }
+    match counters.get(name).await {
+        Err(Error::Rule(CounterError::NotFound)) => Ok(0),
+        other => Ok(other?),
+    }
+}
+
+/// `count=1` (also hit) or `count=0`/absent (only read).
+fn count_parameter(call: &Call<'_>) -> Result<bool, ApiError> {
+    match call.query("count") {
+        Some("1") | Some("true") => Ok(true),
+        Some("0") | Some("false") | None => Ok(false),
+        Some(_) => Err(ApiError::bad_request("count must be 0 or 1")),
+    }
+}
+
+/// `GET /badge/{ns}/{key}.svg?label=&color=&style=&theme=&abbreviate=&graph=30d&count=1`
 async fn badge<S: Store>(
     counters: &Counters<S>,
     config: &Config,
@@ -329,19 +309,74 @@ async fn badge<S: Store>(
 ) -> Answer<S> {
     let now = (platform.now)();
     allow(call, &[Method::GET, Method::HEAD])?;
-    let color = Color::parse(call.query("color").unwrap_or("blue"))?;
-    let style = BadgeStyle::parse(call.query("style").unwrap_or("flat"))?;
-    let value = match call.query("count") {
-        Some("1") | Some("true") => do_hit(counters, config, now, name, call, true).await?.value,
-        Some("0") | Some("false") | None => match counters.get(name).await {
-            Err(Error::Rule(CounterError::NotFound)) => 0,
-            other => other?,
-        },
-        Some(_) => return Err(ApiError::bad_request("count must be 0 or 1")),
+    let options = BadgeOptions::parse(
+        call.query("color"),
+        call.query("style"),
+        call.query("theme"),
+        call.query("abbreviate"),
+        call.query("graph"),
+    )?;
+    let count = count_parameter(call)?;
+    let value = badge_count(counters, config, now, name, call, count).await?;
+    let sparkline = if options.graph {
+        let days = match counters.stats(name, SPARKLINE_DAYS).await {
+            Ok(stats) => stats.days.iter().map(|d| d.hits).collect(),
+            Err(Error::Rule(CounterError::NotFound)) => vec![0; SPARKLINE_DAYS as usize],
+            Err(e) => return Err(e.into()),
+        };
+        Some(days)
+    } else {
+        None
     };
-    let svg =
-        Badge::counter(call.query("label"), value, color, style).render_with(platform.uppercase);
+    let svg = Badge::counter(call.query("label"), value, &options, sparkline)
+        .render_with(platform.uppercase);
     let mut response = bytes_response(StatusCode::OK, "image/svg+xml", svg);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    Ok(response)
+}
+
+/// shields.io's endpoint badge: `{"schemaVersion":1,"label","message","color"}`.
+#[derive(Serialize)]
+struct ShieldsEndpoint<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u8,
+    label: &'a str,
+    message: String,
+    color: &'a str,
+}
+
+/// `GET /shields/{ns}/{key}.json?label=&color=&abbreviate=1&count=1`, for
+/// `https://img.shields.io/endpoint?url=…`.
+async fn shields<S: Store>(
+    counters: &Counters<S>,
+    config: &Config,
+    platform: Platform,
+    name: &Name,
+    call: &Call<'_>,
+) -> Answer<S> {
+    let now = (platform.now)();
+    allow(call, &[Method::GET])?;
+    let options = BadgeOptions::parse(
+        call.query("color"),
+        None,
+        None,
+        call.query("abbreviate"),
+        None,
+    )?;
+    let count = count_parameter(call)?;
+    let value = badge_count(counters, config, now, name, call, count).await?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &ShieldsEndpoint {
+            schema_version: 1,
+            label: call.query("label").unwrap_or("views"),
+            message: options.number(value),
+            color: options.color.shields(),
+        },
+    );
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),

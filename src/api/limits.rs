@@ -3,6 +3,7 @@
 //! `X-RateLimit-*`), 429 as `application/problem+json`.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::config::{ClientKey, FailMode};
@@ -23,6 +24,39 @@ impl From<RateLimitError> for ApiError {
     fn from(e: RateLimitError) -> Self {
         ApiError::new(e.status(), e.to_string())
     }
+}
+
+/// One configured policy, as `GET /limit` lists it.
+#[derive(Serialize)]
+struct PolicyView<'a> {
+    name: &'a str,
+    algorithm: &'static str,
+    limit: u64,
+    window_ms: u64,
+}
+
+#[derive(Serialize)]
+struct PolicyList<'a> {
+    policies: Vec<PolicyView<'a>>,
+}
+
+/// `GET /limit`: the configured policies (what `RateLimit-Policy` headers tell anyway), so a
+/// client — the dashboard's playground — can offer them.
+pub fn policies<M>(config: &Config, call: &Call<'_>) -> Result<ApiResponse<M>, ApiError> {
+    if !matches!(call.method, &Method::GET | &Method::HEAD) {
+        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
+    }
+    let policies = config
+        .rate_limits
+        .iter()
+        .map(|p| PolicyView {
+            name: p.name(),
+            algorithm: p.algorithm().as_str(),
+            limit: p.limit(),
+            window_ms: p.window_ms(),
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &PolicyList { policies }))
 }
 
 /// `/limit/{policies}/{id}[/refund]`.

@@ -6,6 +6,8 @@ pub mod assets;
 pub mod config;
 pub mod counters;
 pub mod limits;
+#[cfg(feature = "management")]
+pub mod manage;
 pub mod response;
 
 use bytes::Bytes;
@@ -150,7 +152,7 @@ impl<S: Store> Api<S> {
             };
             // The callback is part of the request: checked before the route runs, so a refused
             // request has changed nothing.
-            match jsonp_callback(&call) {
+            match unique_parameters(&call.query).and_then(|()| jsonp_callback(&call)) {
                 Err(e) => e.into_response(),
                 Ok(callback) => {
                     let segments = path_segments(request.path());
@@ -186,6 +188,7 @@ impl<S: Store> Api<S> {
         let store = self.store();
         match parts.as_slice() {
             ["healthz"] => Ok(self.healthz().await),
+            ["limit"] => limits::policies(&self.config, call),
             ["limit", policies, id] => {
                 limits::route(store, &self.config, policies, id, false, call).await
             }
@@ -193,6 +196,10 @@ impl<S: Store> Api<S> {
                 limits::route(store, &self.config, policies, id, true, call).await
             }
             ["batch"] => counters::batch(&self.counters, call).await,
+            #[cfg(feature = "management")]
+            [first, ..] if MANAGEMENT_ROUTES.contains(first) => {
+                manage::route(&self.counters, self.platform, &parts, call).await
+            }
             [verb, names @ ..] if COUNTER_ROUTES.contains(verb) && names.len() <= 2 => {
                 counters::route(
                     &self.counters,
@@ -211,6 +218,17 @@ impl<S: Store> Api<S> {
     /// Answer one request, or — in gateway mode (`EDGECOUNT_ORIGIN`), for paths that are not
     /// API routes — decide the client's limit and tell the adapter to forward it to the origin.
     pub async fn serve(&self, request: ApiRequest, client: Client) -> Handled<S::Messages> {
+        let first = request
+            .path()
+            .split('/')
+            .find(|s| !s.is_empty())
+            .unwrap_or_default();
+        if !cfg!(feature = "management")
+            && request.method != Method::OPTIONS
+            && MANAGEMENT_ROUTES.contains(&first)
+        {
+            return Handled::Delegate;
+        }
         let Some(origin) = &self.config.origin else {
             if matches!(request.method, Method::GET | Method::HEAD) {
                 if let Some(asset) = Asset::at(request.path()) {
@@ -219,11 +237,6 @@ impl<S: Store> Api<S> {
             }
             return Handled::Respond(self.handle(request, client).await);
         };
-        let first = request
-            .path()
-            .split('/')
-            .find(|s| !s.is_empty())
-            .unwrap_or_default();
         if is_api_route(first) {
             return Handled::Respond(self.handle(request, client).await);
         }
@@ -262,14 +275,21 @@ impl<S: Store> Api<S> {
     }
 }
 
-/// Routes about one counter (`/{verb}/{ns}/{key}` or `/{verb}/{key}`).
-const COUNTER_ROUTES: &[&str] = &[
-    "hit", "get", "create", "set", "update", "reset", "delete", "info", "stats", "stream", "badge",
+/// Routes about one counter (`/{verb}/{ns}/{key}` or `/{verb}/{key}`) that every build has.
+const COUNTER_ROUTES: &[&str] = &["hit", "get", "stats", "stream", "badge", "shields"];
+
+/// First path segments of the management routes (`manage.rs`): creating and administering
+/// counters and namespaces. A build without the `management` feature hands them on
+/// ([`Handled::Delegate`]).
+pub const MANAGEMENT_ROUTES: &[&str] = &[
+    "create", "set", "update", "reset", "delete", "info", "ns", "export", "import",
 ];
 
 /// First path segments that belong to the API; gateway mode forwards everything else.
 fn is_api_route(first: &str) -> bool {
-    COUNTER_ROUTES.contains(&first) || matches!(first, "batch" | "healthz" | "limit")
+    COUNTER_ROUTES.contains(&first)
+        || MANAGEMENT_ROUTES.contains(&first)
+        || matches!(first, "batch" | "healthz" | "limit")
 }
 
 /// What to do with a request: answer it, serve a static file (the adapter has its bytes), or
@@ -279,6 +299,9 @@ pub enum Handled<M> {
     Respond(ApiResponse<M>),
     Asset(&'static Asset),
     Forward(Box<Forward>),
+    /// A management route in a build without them: run the request again in one with them
+    /// (the edge worker's second wasm module, see `manage.rs`).
+    Delegate,
 }
 
 /// Forward the request (as the adapter received it) to `url` with the adapter's own HTTP client,
@@ -286,6 +309,18 @@ pub enum Handled<M> {
 pub struct Forward {
     pub url: String,
     pub response_headers: HeaderMap,
+}
+
+/// A query parameter given twice is ambiguous (which `value`?): refused rather than guessed.
+fn unique_parameters(query: &[(String, String)]) -> Result<(), ApiError> {
+    for (i, (name, _)) in query.iter().enumerate() {
+        if query[..i].iter().any(|(seen, _)| seen == name) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name} is given more than once"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `?callback=` of a `GET` (JSONP), validated; other methods answer plain JSON.

@@ -37,11 +37,103 @@ pub enum BadgeError {
     Color,
     #[error("style must be flat, flat-square or for-the-badge")]
     Style,
+    #[error("theme must be auto, light or dark")]
+    Theme,
+    #[error("abbreviate must be 0 or 1")]
+    Abbreviate,
+    #[error("graph must be 30d")]
+    Graph,
+}
+
+/// How the label half looks. Without a theme a badge has shields.io's classic grey label; a
+/// theme picks a label that sits well on light or dark pages, or (`auto`) follows the reader's
+/// `prefers-color-scheme` from a `<style>` inside the SVG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Theme {
+    Light,
+    Dark,
+    Auto,
+}
+
+impl Theme {
+    pub fn parse(s: &str) -> Result<Self, BadgeError> {
+        match s {
+            "light" => Ok(Theme::Light),
+            "dark" => Ok(Theme::Dark),
+            "auto" => Ok(Theme::Auto),
+            _ => Err(BadgeError::Theme),
+        }
+    }
+}
+
+/// Label background and text of a theme (contrast above 10:1 both ways).
+const LIGHT_LABEL: (&str, &str) = ("#eaeef2", "#1f2328");
+const DARK_LABEL: (&str, &str) = ("#30363d", "#f0f6fc");
+
+/// Days a sparkline (`graph=30d`) shows.
+pub const SPARKLINE_DAYS: u32 = 30;
+
+/// Everything a badge request may choose, checked together before anything is counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BadgeOptions {
+    pub color: Color,
+    pub style: BadgeStyle,
+    pub theme: Option<Theme>,
+    /// `1.2k` instead of `1234`.
+    pub abbreviate: bool,
+    /// A sparkline of the last [`SPARKLINE_DAYS`] days after the value.
+    pub graph: bool,
+}
+
+impl BadgeOptions {
+    /// From the query: `color` (default blue), `style`, `theme`, `abbreviate`, `graph`.
+    pub fn parse(
+        color: Option<&str>,
+        style: Option<&str>,
+        theme: Option<&str>,
+        abbreviate: Option<&str>,
+        graph: Option<&str>,
+    ) -> Result<Self, BadgeError> {
+        Ok(BadgeOptions {
+            color: Color::parse(color.unwrap_or("blue"))?,
+            style: BadgeStyle::parse(style.unwrap_or("flat"))?,
+            theme: theme
+                .filter(|t| !t.is_empty())
+                .map(Theme::parse)
+                .transpose()?,
+            abbreviate: match abbreviate {
+                None | Some("0" | "false" | "") => false,
+                Some("1" | "true") => true,
+                Some(_) => return Err(BadgeError::Abbreviate),
+            },
+            graph: match graph {
+                None | Some("") => false,
+                Some("30d") => true,
+                Some(_) => return Err(BadgeError::Graph),
+            },
+        })
+    }
+
+    /// How a count reads on the badge.
+    pub fn number(&self, count: i64) -> String {
+        if self.abbreviate {
+            abbreviate(count)
+        } else {
+            count.to_string()
+        }
+    }
 }
 
 /// A colour safe to put in an attribute: always `#` and 3 or 6 hex digits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Color(String);
+
+impl Color {
+    /// The colour as shields.io's endpoint JSON takes it: hex digits without `#`.
+    pub fn shields(&self) -> &str {
+        &self.0[1..]
+    }
+}
 
 /// shields.io's named colours.
 const NAMED_COLORS: &[(&str, &str)] = &[
@@ -105,7 +197,7 @@ impl Color {
 
 impl Default for Color {
     fn default() -> Self {
-        Color("#4c1".to_owned())
+        Color("#007ec6".to_owned())
     }
 }
 
@@ -117,17 +209,28 @@ pub struct Badge {
     pub color: Color,
     pub label_color: Color,
     pub style: BadgeStyle,
+    pub theme: Option<Theme>,
+    /// Counts to draw as a sparkline after the value, oldest first.
+    pub sparkline: Option<Vec<i64>>,
 }
 
 impl Badge {
-    /// A counter badge: `label` (default `views`) and the abbreviated count.
-    pub fn counter(label: Option<&str>, count: i64, color: Color, style: BadgeStyle) -> Self {
+    /// A counter badge: `label` (default `views`), the count as `options` say, and the daily
+    /// counts of the sparkline when `options.graph`.
+    pub fn counter(
+        label: Option<&str>,
+        count: i64,
+        options: &BadgeOptions,
+        sparkline: Option<Vec<i64>>,
+    ) -> Self {
         Badge {
             label: label.unwrap_or("views").to_owned(),
-            value: abbreviate(count),
-            color,
+            value: options.number(count),
+            color: options.color.clone(),
             label_color: Color("#555".to_owned()),
-            style,
+            style: options.style,
+            theme: options.theme,
+            sparkline: sparkline.filter(|_| options.graph),
         }
     }
 
@@ -258,7 +361,13 @@ pub fn render_with(badge: &Badge, uppercase: fn(&str) -> String) -> String {
         text as u32 + 2 * padding
     };
     let label_w = if label.is_empty() { 0 } else { measure(&label) };
-    let value_w = measure(&value);
+    let value_text_w = measure(&value);
+    let spark_w = if badge.sparkline.is_some() {
+        SPARK_WIDTH + padding
+    } else {
+        0
+    };
+    let value_w = value_text_w + spark_w;
     let total_w = label_w + value_w;
     let label_text = escape_xml(&label);
     let value_text = escape_xml(&value);
@@ -268,14 +377,36 @@ pub fn render_with(badge: &Badge, uppercase: fn(&str) -> String) -> String {
         format!("{label_text}: {value_text}")
     };
     let text_fill = |c: &Color| if c.is_light() { "#333" } else { "#fff" };
+    // The label's colours: the classic grey, or the theme's (auto: light unless the reader's
+    // scheme is dark, by CSS inside the SVG; the attributes stay for renderers without CSS).
+    let (label_bg, label_fill) = match badge.theme {
+        None => (badge.label_color.as_str(), text_fill(&badge.label_color)),
+        Some(Theme::Light | Theme::Auto) => LIGHT_LABEL,
+        Some(Theme::Dark) => DARK_LABEL,
+    };
+    let auto = badge.theme == Some(Theme::Auto);
+    let (bg_class, text_class) = if auto {
+        (r#" class="l""#, r#" class="t""#)
+    } else {
+        ("", "")
+    };
     let rounded = badge.style == BadgeStyle::Flat;
+    // The 1px text shadow of the classic flat badge (it muddies a themed label).
+    let shadow = rounded && badge.theme.is_none();
     let baseline = if height > 20 { 18 } else { 14 };
 
-    let mut svg = String::with_capacity(1200);
+    let mut svg = String::with_capacity(1400);
     let _ = write!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" role="img" aria-label="{title}"><title>{title}</title>"#
     );
+    if auto {
+        let _ = write!(
+            svg,
+            "<style>.l{{fill:{}}}.t{{fill:{}}}@media (prefers-color-scheme:dark){{.l{{fill:{}}}.t{{fill:{}}}}}</style>",
+            LIGHT_LABEL.0, LIGHT_LABEL.1, DARK_LABEL.0, DARK_LABEL.1
+        );
+    }
     if rounded {
         svg.push_str(r##"<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient>"##);
         let _ = write!(
@@ -287,8 +418,7 @@ pub fn render_with(badge: &Badge, uppercase: fn(&str) -> String) -> String {
     }
     let _ = write!(
         svg,
-        r#"<rect width="{label_w}" height="{height}" fill="{}"/><rect x="{label_w}" width="{value_w}" height="{height}" fill="{}"/>"#,
-        badge.label_color.as_str(),
+        r#"<rect width="{label_w}" height="{height}" fill="{label_bg}"{bg_class}/><rect x="{label_w}" width="{value_w}" height="{height}" fill="{}"/>"#,
         badge.color.as_str()
     );
     if rounded {
@@ -307,9 +437,8 @@ pub fn render_with(badge: &Badge, uppercase: fn(&str) -> String) -> String {
         svg,
         r#"<g text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif" text-rendering="geometricPrecision" font-size="{font_size}"{weight} letter-spacing="{spacing_text}">"#
     );
-    let mut text = |x: Halves, content: &str, fill: &str| {
-        if rounded {
-            // The 1px shadow of the flat style.
+    let mut text = |x: Halves, content: &str, fill: &str, class: &str| {
+        if shadow {
             let _ = write!(
                 svg,
                 r##"<text x="{x}" y="{}" fill="#010101" fill-opacity=".3">{content}</text>"##,
@@ -318,24 +447,68 @@ pub fn render_with(badge: &Badge, uppercase: fn(&str) -> String) -> String {
         }
         let _ = write!(
             svg,
-            r#"<text x="{x}" y="{baseline}" fill="{fill}">{content}</text>"#
+            r#"<text x="{x}" y="{baseline}" fill="{fill}"{class}>{content}</text>"#
         );
     };
     if !label.is_empty() {
-        text(Halves(label_w), &label_text, text_fill(&badge.label_color));
+        text(Halves(label_w), &label_text, label_fill, text_class);
     }
+    let value_fill = text_fill(&badge.color);
     text(
-        Halves(2 * label_w + value_w),
+        Halves(2 * label_w + value_text_w),
         &value_text,
-        text_fill(&badge.color),
+        value_fill,
+        "",
     );
-    svg.push_str("</g></svg>");
+    svg.push_str("</g>");
+    if let Some(counts) = &badge.sparkline {
+        let x0 = label_w + value_text_w;
+        let (top, bottom) = if height > 20 { (6, 22) } else { (4, 16) };
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{value_fill}" stroke-width="1.5" stroke-linejoin="round" stroke-linecap="round" points="{}"/>"#,
+            sparkline_points(counts, x0, top, bottom)
+        );
+    }
+    svg.push_str("</svg>");
     svg
+}
+
+/// Width of a sparkline in pixels: 30 days 2 px apart.
+const SPARK_WIDTH: u32 = 2 * (SPARKLINE_DAYS - 1);
+
+/// `x,y x,y …` of `counts` (oldest first) from `x0`, 2 px apart, scaled so the largest reaches
+/// `top` and zero sits on `bottom`; coordinates in halves of a pixel (no float formatting).
+fn sparkline_points(counts: &[i64], x0: u32, top: u32, bottom: u32) -> String {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let span = 2 * u64::from(bottom - top);
+    let mut points = String::with_capacity(counts.len() * 9);
+    for (i, &count) in counts.iter().enumerate() {
+        // count ≤ max, so the rise is at most `span`; u128 keeps count × span exact.
+        let rise = (count.max(0) as u128 * u128::from(span) / max as u128) as u64;
+        let y = 2 * u64::from(bottom) - rise;
+        if i > 0 {
+            points.push(' ');
+        }
+        let x = x0 + 2 * i as u32;
+        let _ = write!(points, "{x},{}", Halves(y as u32));
+    }
+    points
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter badge as the route draws it, abbreviated.
+    fn counter_badge(label: Option<&str>, count: i64, style: BadgeStyle) -> Badge {
+        let options = BadgeOptions {
+            style,
+            abbreviate: true,
+            ..Default::default()
+        };
+        Badge::counter(label, count, &options, None)
+    }
 
     #[test]
     fn numbers_abbreviate_without_overstating() {
@@ -392,10 +565,9 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        let badge = Badge::counter(
+        let badge = counter_badge(
             Some("<script>alert('x')</script> & \"q\""),
             5,
-            Color::default(),
             BadgeStyle::Flat,
         );
         let svg = badge.render();
@@ -413,7 +585,7 @@ mod tests {
             BadgeStyle::FlatSquare,
             BadgeStyle::ForTheBadge,
         ] {
-            let svg = Badge::counter(Some("views"), 1234, Color::default(), style).render();
+            let svg = counter_badge(Some("views"), 1234, style).render();
             assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
             assert!(svg.ends_with("</svg>"));
             assert_eq!(svg.matches("<g").count(), svg.matches("</g>").count());
@@ -430,10 +602,9 @@ mod tests {
             };
             assert!(svg.contains(&format!("height=\"{height}\"")));
         }
-        let flat = Badge::counter(Some("views"), 1, Color::default(), BadgeStyle::Flat).render();
+        let flat = counter_badge(Some("views"), 1, BadgeStyle::Flat).render();
         assert!(flat.contains("rx=\"3\""));
-        let square =
-            Badge::counter(Some("views"), 1, Color::default(), BadgeStyle::FlatSquare).render();
+        let square = counter_badge(Some("views"), 1, BadgeStyle::FlatSquare).render();
         assert!(!square.contains("rx="));
     }
 
@@ -442,12 +613,114 @@ mod tests {
         assert!(text_width("views") < text_width("page views"));
         assert!(text_width("iii") < text_width("MMM"));
         let long = "x".repeat(200);
-        let badge = Badge::counter(Some(&long), 1, Color::default(), BadgeStyle::Flat);
+        let badge = counter_badge(Some(&long), 1, BadgeStyle::Flat);
         let svg = badge.render();
         assert!(svg.contains(&format!("{}…", "x".repeat(MAX_LABEL_CHARS - 1))));
         assert!(!svg.contains(&"x".repeat(MAX_LABEL_CHARS)));
         // An empty label draws the value alone.
-        let bare = Badge::counter(Some(""), 7, Color::default(), BadgeStyle::Flat).render();
+        let bare = counter_badge(Some(""), 7, BadgeStyle::Flat).render();
         assert!(bare.contains("aria-label=\"7\""));
+    }
+
+    #[test]
+    fn options_are_checked_together() {
+        let options =
+            BadgeOptions::parse(Some("green"), None, Some("auto"), Some("1"), Some("30d")).unwrap();
+        assert_eq!(options.theme, Some(Theme::Auto));
+        assert!(options.abbreviate && options.graph);
+        assert_eq!(options.number(1234), "1.2k");
+        let plain = BadgeOptions::parse(None, None, None, None, None).unwrap();
+        assert_eq!(plain.number(1234), "1234");
+        assert_eq!(plain.color.shields(), "007ec6");
+        for (args, error) in [
+            ((Some("nope"), None, None, None, None), BadgeError::Color),
+            ((None, Some("round"), None, None, None), BadgeError::Style),
+            ((None, None, Some("sepia"), None, None), BadgeError::Theme),
+            (
+                (None, None, None, Some("yes"), None),
+                BadgeError::Abbreviate,
+            ),
+            ((None, None, None, None, Some("7d")), BadgeError::Graph),
+        ] {
+            let (c, s, t, a, g) = args;
+            assert_eq!(BadgeOptions::parse(c, s, t, a, g), Err(error));
+        }
+    }
+
+    #[test]
+    fn themes_colour_the_label_and_auto_follows_the_reader() {
+        let themed = |theme| {
+            let options = BadgeOptions {
+                theme: Some(theme),
+                ..Default::default()
+            };
+            Badge::counter(Some("views"), 7, &options, None).render()
+        };
+        let light = themed(Theme::Light);
+        assert!(
+            light.contains(&format!(r#"fill="{}""#, LIGHT_LABEL.0)),
+            "{light}"
+        );
+        assert!(!light.contains("<style>") && !light.contains("fill-opacity=\".3\""));
+        let dark = themed(Theme::Dark);
+        assert!(
+            dark.contains(&format!(r#"fill="{}""#, DARK_LABEL.0)),
+            "{dark}"
+        );
+        let auto = themed(Theme::Auto);
+        assert!(
+            auto.contains("@media (prefers-color-scheme:dark)"),
+            "{auto}"
+        );
+        assert!(
+            auto.contains(&format!(".l{{fill:{}}}", DARK_LABEL.0)),
+            "{auto}"
+        );
+        assert!(auto.contains(r#"class="l""#) && auto.contains(r#"class="t""#));
+        // The classic badge keeps its grey label and text shadow.
+        let classic = counter_badge(Some("views"), 7, BadgeStyle::Flat).render();
+        assert!(classic.contains(r##"fill="#555""##) && classic.contains("fill-opacity=\".3\""));
+    }
+
+    #[test]
+    fn a_sparkline_follows_the_value() {
+        let options = BadgeOptions {
+            graph: true,
+            ..Default::default()
+        };
+        let mut counts = vec![0i64; 30];
+        counts[29] = 10;
+        counts[14] = 5;
+        let with = Badge::counter(Some("views"), 15, &options, Some(counts)).render();
+        let without = Badge::counter(Some("views"), 15, &options, None).render();
+        assert!(with.contains("<polyline"), "{with}");
+        assert!(!without.contains("<polyline"));
+        let points = with
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let points: Vec<&str> = points.split(' ').collect();
+        assert_eq!(points.len(), 30);
+        // Zero on the bottom line (y 16), the largest at the top (y 4), half of it between.
+        assert!(points[0].ends_with(",16"), "{points:?}");
+        assert!(points[29].ends_with(",4"), "{points:?}");
+        assert!(points[14].ends_with(",10"), "{points:?}");
+        let width = |svg: &str| -> u32 {
+            svg.split("width=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(width(&with), width(&without) + SPARK_WIDTH + 6);
+        // Nothing overflows on extreme counts.
+        let huge = Badge::counter(None, 1, &options, Some(vec![i64::MAX, 0, -5])).render();
+        assert!(huge.contains("points=\""));
     }
 }

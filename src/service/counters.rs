@@ -2,14 +2,31 @@
 //! in one round trip; admin operations add one read of the stored admin-key hash when the caller
 //! presents a counter's own key.
 
+use serde::Serialize;
+
 use super::Error;
-use crate::core::command::Command;
+use crate::core::command::{Command, Reply, Script};
+use crate::core::counter::namespace::{self, MintedToken, NamespaceListing};
+use crate::core::counter::transfer;
 use crate::core::counter::{
-    self, AuthStep, Authority, BatchOutcome, CounterError, CounterInfo, CounterKeys, CounterStats,
-    CreateSpec, Created, GlobalStats, HitOutcome, HitRequest, SetOutcome,
+    self, AdminKey, AuthStep, Authority, BatchOutcome, CounterError, CounterInfo, CounterKeys,
+    CounterStats, CreateSpec, Created, ExportedCounter, GlobalStats, HitOutcome, HitRequest,
+    NamespaceKeys, SetOutcome,
 };
-use crate::core::names::Name;
-use crate::store::Store;
+use crate::core::names::{Name, Namespace};
+use crate::store::{EntryResult, Store, StoreError};
+
+/// `SCRIPT LOAD` ahead of a pipeline of `EVALSHA`s of `script`, so none fails with `NOSCRIPT`.
+fn script_load(script: &Script) -> Command {
+    Command::new("SCRIPT").arg("LOAD").arg(script.source())
+}
+
+/// The answer of an import: `{"imported":N,"skipped":M}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Imported {
+    pub imported: usize,
+    pub skipped: usize,
+}
 
 pub type CounterResult<T> = Result<T, Error<CounterError>>;
 
@@ -70,12 +87,20 @@ impl<S: Store> Counters<S> {
         commands.extend(counter::global_hit_commands(name, now));
         let mut entries = self.store.pipeline(&commands).await?;
         let reply = match entries.swap_remove(0) {
-            Ok(reply) => reply,
+            Ok(reply) => Ok(reply),
             // The script cache was flushed: nothing of the hit ran (the global figures did).
-            Err(e) if e.starts_with("NOSCRIPT") => self.store.command(&call.eval()).await?,
-            Err(e) => return Err(Error::Rule(CounterError::Redis(e))),
+            Err(e) if e.starts_with("NOSCRIPT") => self.store.command(&call.eval()).await,
+            Err(e) => Err(StoreError::Redis(e)),
         };
-        Ok(counter::parse_hit(reply)?)
+        let outcome = reply
+            .map_err(Error::from)
+            .and_then(|reply| Ok(counter::parse_hit(reply)?));
+        if !matches!(&outcome, Ok(hit) if hit.counted) {
+            // The day's service-wide figure got a +1 for a hit that did not count: take it back.
+            // Best effort: if Redis fails now, that informative figure is one too high.
+            let _ = self.store.run(&counter::global_hit_undo(name, now)).await;
+        }
+        outcome
     }
 
     /// The value; never changes anything.
@@ -84,20 +109,38 @@ impl<S: Store> Counters<S> {
         Ok(counter::parse_get(reply)?)
     }
 
-    /// Create a counter; the answer holds its admin key, shown this once.
+    /// Create a counter; the answer holds its admin key, shown this once, and the namespace's
+    /// token when this is the namespace's first counter (a second round trip: the namespace's
+    /// keys live in another Cluster slot).
     pub async fn create(&self, name: &Name, spec: &CreateSpec) -> CounterResult<Created> {
         let (call, admin_key) = counter::create_call(name, spec)?;
         let reply = self.store.run(&call).await?;
-        Ok(counter::parse_create(reply, name, &admin_key)?)
+        let mut created = counter::parse_create(reply, name, &admin_key)?;
+        let token = AdminKey::generate()?;
+        // The counter exists now: whatever happens to the claim, its admin key must reach its
+        // owner. Without the claim the counter joins the registry with its next counted hit.
+        let claimed = self.store.run(&namespace::claim_call(name, &token)).await;
+        if claimed.is_ok_and(|reply| namespace::parse_claim(reply) == Ok(true)) {
+            created.namespace_token = Some(token.as_str().to_owned());
+        }
+        Ok(created)
     }
 
     /// What `bearer` (an `Authorization: Bearer` token, if any) may do to `name`.
     pub async fn authority(&self, name: &Name, bearer: Option<&str>) -> CounterResult<Authority> {
         match counter::begin_auth(name, bearer, self.admin_token.as_deref()) {
             AuthStep::Done(authority) => Ok(authority),
-            AuthStep::ReadStoredHash(command) => {
-                let stored = self.store.command(&command).await?;
-                Ok(counter::finish_auth(bearer.unwrap_or_default(), &stored)?)
+            AuthStep::ReadStoredHashes(reads) => {
+                let stored = self.store.pipeline(&reads).await?;
+                let reply = |i: usize| -> CounterResult<&Reply> {
+                    match stored.get(i) {
+                        Some(Ok(reply)) => Ok(reply),
+                        Some(Err(e)) => Err(Error::Rule(CounterError::Redis(e.clone()))),
+                        None => Err(StoreError::Protocol("missing pipeline entry".into()).into()),
+                    }
+                };
+                let bearer = bearer.unwrap_or_default();
+                Ok(counter::finish_auth(bearer, [reply(0)?, reply(1)?])?)
             }
         }
     }
@@ -139,13 +182,17 @@ impl<S: Store> Counters<S> {
         Ok(counter::parse_reset(reply)?)
     }
 
+    /// Delete the counter and its history, then take it out of its namespace's listing (a
+    /// second round trip; if that one fails, listings skip the missing counter anyway).
     pub async fn delete(&self, name: &Name, bearer: Option<&str>) -> CounterResult<()> {
         let authority = self.authority(name, bearer).await?;
         let reply = self
             .store
             .run(&counter::delete_call(name, &authority))
             .await?;
-        Ok(counter::parse_delete(reply)?)
+        counter::parse_delete(reply)?;
+        let _ = self.store.command(&namespace::forget_command(name)).await;
+        Ok(())
     }
 
     pub async fn info(&self, name: &Name) -> CounterResult<CounterInfo> {
@@ -191,6 +238,182 @@ impl<S: Store> Counters<S> {
             .store
             .subscribe(&CounterKeys::new(name).channel())
             .await?)
+    }
+
+    /// Check that `bearer` opens namespace `ns` (the admin token, or the namespace's token),
+    /// reading the stored token hash with `reads` in the same round trip; their replies follow.
+    async fn open_namespace(
+        &self,
+        ns: &Namespace,
+        bearer: Option<&str>,
+        reads: Vec<Command>,
+    ) -> CounterResult<Vec<EntryResult>> {
+        let Some(token) = bearer else {
+            return Err(Error::Rule(CounterError::TokenRequired(
+                "a namespace token or the admin token is required (Authorization: Bearer …)",
+            )));
+        };
+        let admin = counter::is_global_admin(token, self.admin_token.as_deref());
+        let mut commands = Vec::with_capacity(reads.len() + 1);
+        if !admin {
+            commands.push(namespace::token_read(ns));
+        }
+        commands.extend(reads);
+        let mut entries = if commands.is_empty() {
+            Vec::new()
+        } else {
+            self.store.pipeline(&commands).await?
+        };
+        if !admin {
+            let stored = entries
+                .remove(0)
+                .map_err(|e| Error::Rule(CounterError::Redis(e)))?;
+            if !counter::opens_namespace(token, &stored)? {
+                return Err(Error::Rule(CounterError::TokenRefused(
+                    "this token does not open this namespace",
+                )));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The namespace's counters, highest first (`limit` of them), for its token or the admin:
+    /// two round trips (the members with the token check, then their values).
+    pub async fn namespace(
+        &self,
+        ns: &Namespace,
+        bearer: Option<&str>,
+        limit: usize,
+        edge_now_secs: i64,
+    ) -> CounterResult<NamespaceListing> {
+        let mut entries = self
+            .open_namespace(ns, bearer, vec![namespace::members_command(ns)])
+            .await?;
+        let members = entries
+            .pop()
+            .ok_or_else(|| StoreError::Protocol("missing pipeline entry".into()))?
+            .map_err(|e| Error::Rule(CounterError::Redis(e)))?;
+        let (keys, truncated) = namespace::parse_members(members)?;
+        let entries = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let commands = namespace::listing_commands(ns, &keys, edge_now_secs);
+            self.store.pipeline(&commands).await?
+        };
+        Ok(namespace::parse_listing(
+            ns, &keys, entries, limit, truncated,
+        )?)
+    }
+
+    /// Every change in namespace `ns` (`{"key":…,"value":…}` payloads), for its token or the
+    /// admin.
+    pub async fn subscribe_namespace(
+        &self,
+        ns: &Namespace,
+        bearer: Option<&str>,
+    ) -> CounterResult<S::Messages> {
+        self.open_namespace(ns, bearer, Vec::new()).await?;
+        Ok(self
+            .store
+            .subscribe(&NamespaceKeys::new(ns).channel())
+            .await?)
+    }
+
+    /// A new token for `ns` (the admin only): the old one stops working.
+    pub async fn mint_namespace_token(
+        &self,
+        ns: &Namespace,
+        bearer: Option<&str>,
+    ) -> CounterResult<MintedToken> {
+        self.require_admin(bearer)?;
+        let token = AdminKey::generate()?;
+        self.store
+            .command(&namespace::mint_command(ns, &token))
+            .await?;
+        Ok(MintedToken {
+            namespace: ns.to_string(),
+            namespace_token: token.as_str().to_owned(),
+        })
+    }
+
+    fn require_admin(&self, bearer: Option<&str>) -> CounterResult<()> {
+        match bearer {
+            None => Err(Error::Rule(CounterError::TokenRequired(
+                "the admin token is required (Authorization: Bearer …)",
+            ))),
+            Some(token) if counter::is_global_admin(token, self.admin_token.as_deref()) => Ok(()),
+            Some(_) => Err(Error::Rule(CounterError::TokenRefused(
+                "this is not the admin token",
+            ))),
+        }
+    }
+
+    /// Every counter of `ns` with its settings and history, for its token or the admin: one
+    /// round trip for the members, then one per [`transfer::TRANSFER_CHUNK`] counters.
+    pub async fn export(
+        &self,
+        ns: &Namespace,
+        bearer: Option<&str>,
+    ) -> CounterResult<Vec<ExportedCounter>> {
+        let mut entries = self
+            .open_namespace(ns, bearer, vec![namespace::members_command(ns)])
+            .await?;
+        let members = entries
+            .pop()
+            .ok_or_else(|| StoreError::Protocol("missing pipeline entry".into()))?
+            .map_err(|e| Error::Rule(CounterError::Redis(e)))?;
+        let (keys, _) = namespace::parse_members(members)?;
+        let mut exported = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(transfer::TRANSFER_CHUNK) {
+            let names: Vec<Name> = chunk
+                .iter()
+                .map(|key| Name {
+                    ns: ns.clone(),
+                    key: key.clone(),
+                })
+                .collect();
+            let mut commands = vec![script_load(&counter::scripts::EXPORT)];
+            commands.extend(names.iter().map(|n| transfer::export_call(n).evalsha()));
+            let entries = self.store.pipeline(&commands).await?;
+            for (name, entry) in names.iter().zip(entries.into_iter().skip(1)) {
+                let reply = entry.map_err(|e| Error::Rule(CounterError::Redis(e)))?;
+                match transfer::parse_export(reply, name) {
+                    Ok(counter) => exported.push(counter),
+                    // Deleted since it was listed.
+                    Err(CounterError::NotFound) => {}
+                    Err(e) => return Err(Error::Rule(e)),
+                }
+            }
+        }
+        Ok(exported)
+    }
+
+    /// Import an export (the admin only): every line is checked before the first write; each
+    /// counter that does not exist yet is created whole, one that exists is skipped untouched.
+    pub async fn import(&self, body: &[u8], bearer: Option<&str>) -> CounterResult<Imported> {
+        self.require_admin(bearer)?;
+        let counters = transfer::parse_import(body).map_err(CounterError::from)?;
+        let mut summary = Imported::default();
+        for chunk in counters.chunks(transfer::TRANSFER_CHUNK) {
+            let mut commands = vec![script_load(&counter::scripts::IMPORT)];
+            commands.extend(chunk.iter().map(|c| c.call.evalsha()));
+            commands.extend(chunk.iter().map(|c| namespace::register_command(&c.name)));
+            let entries = self.store.pipeline(&commands).await?;
+            for (counter, entry) in chunk.iter().zip(entries.into_iter().skip(1)) {
+                let reply = entry.map_err(|e| {
+                    Error::Rule(CounterError::Redis(format!(
+                        "importing {}: {e}",
+                        counter.name
+                    )))
+                })?;
+                if transfer::parse_imported(reply)? {
+                    summary.imported += 1;
+                } else {
+                    summary.skipped += 1;
+                }
+            }
+        }
+        Ok(summary)
     }
 
     /// `PING` through the store: is Redis reachable?

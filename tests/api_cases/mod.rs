@@ -446,20 +446,34 @@ pub async fn batch_runs_many_operations_with_per_index_results(kind: Kind) {
         {"op": "hit", "namespace": "blog", "key": "batch"},
         {"op": "update", "namespace": "shop", "key": "items", "amount": 1},
         {"op": "update", "namespace": "shop", "key": "items", "amount": 50},
-        {"op": "hit", "namespace": "b", "key": "x"},
-        {"op": "explode", "key": "x"},
+        {"op": "update", "namespace": "shop", "key": "missing", "amount": 1},
     ]);
     let (status, _, body) = send(edge.post("/batch").json(&ops)).await;
     assert_eq!(status, 200, "{body}");
     let results = body["results"].as_array().unwrap();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 5);
     assert_eq!(results[0]["value"], 1);
     assert_eq!(results[1]["value"], 2);
     assert_eq!(results[2]["value"], 1);
     assert_eq!(results[3]["status"], 403);
-    assert_eq!(results[4]["status"], 400);
-    assert_eq!(results[5]["status"], 400);
-    assert_eq!(body["failed"], json!([3, 4, 5]));
+    assert_eq!(results[4]["status"], 404);
+    assert_eq!(body["failed"], json!([3, 4]));
+    // One malformed operation refuses the whole batch, naming it; nothing runs.
+    let before = edge.redis.cli(&["GET", "ec:{blog:batch}:v"]);
+    for bad in [
+        json!({"op": "hit", "namespace": "b", "key": "x"}),
+        json!({"op": "explode", "key": "x"}),
+        json!({"op": "update", "key": "items", "amount": 1.5}),
+    ] {
+        let ops = json!([{"op": "hit", "namespace": "blog", "key": "batch"}, bad]);
+        let (status, _, body) = send(edge.post("/batch").json(&ops)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("operation 1: "),
+            "{body}"
+        );
+    }
+    assert_eq!(edge.redis.cli(&["GET", "ec:{blog:batch}:v"]), before);
     // Bad bodies.
     let (status, _, _) = send(edge.post("/batch").body("not json")).await;
     assert_eq!(status, 400);

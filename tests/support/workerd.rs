@@ -56,7 +56,7 @@ pub fn workerd_bin() -> PathBuf {
     );
 }
 
-/// The directory holding `worker/shim.mjs` and `worker/index.wasm`, built once per test
+/// The directory holding the worker's modules (`worker/shim.mjs`, `worker/index.wasm`, …), built once per test
 /// process by `scripts/build-worker.sh` (which is itself a no-op when nothing changed and
 /// serialises concurrent runs with a lock).
 pub fn built_worker_dir() -> &'static Path {
@@ -115,10 +115,13 @@ impl ModuleKind {
 }
 
 /// What scripts/build-worker.sh produces, by module name (the first is the main module; it imports
-/// `./index.wasm`).
-const WASM_MODULES: [(&str, ModuleKind); 2] = [
+/// `./index.wasm`, and `./management.mjs` — which imports `./management.wasm` — on the first
+/// management request).
+const WASM_MODULES: [(&str, ModuleKind); 4] = [
     ("worker/shim.mjs", ModuleKind::EsModule),
     ("worker/index.wasm", ModuleKind::Wasm),
+    ("worker/management.mjs", ModuleKind::EsModule),
+    ("worker/management.wasm", ModuleKind::Wasm),
 ];
 
 /// One workerd worker service to run: its modules (the first is the entry point), text

@@ -5,17 +5,19 @@
 //! The flow, for a mutating route:
 //! 1. [`begin_auth`] with the bearer token and the global token. No bearer → [`Authority::Public`];
 //!    the global token → [`Authority::GlobalAdmin`]; either way no Redis read is needed.
-//! 2. Otherwise it hands back an `HGET` of the stored hash; run it, then [`finish_auth`] compares
-//!    in constant time and gives [`Authority::CounterAdmin`] (or `Public` when the key is wrong:
-//!    public rules such as update bounds and `enable_reset` still apply).
+//! 2. Otherwise it hands back two reads — the counter's stored admin-key hash and its namespace's
+//!    token hash — for one pipeline; [`finish_auth`] compares in constant time and gives
+//!    [`Authority::CounterAdmin`], [`Authority::NamespaceAdmin`], or `Public` when neither matches
+//!    (public rules such as update bounds and `enable_reset` still apply).
 //! 3. The mutation script receives the authority; for `CounterAdmin` it re-checks that the stored
 //!    hash is still the verified one, so a delete and re-create in between cannot borrow rights.
+//!    A namespace token is checked once, here (its hash lives in another Cluster slot).
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::keys::CounterKeys;
+use super::keys::{CounterKeys, NamespaceKeys};
 use super::CounterError;
 use crate::core::command::{Command, Reply};
 use crate::core::names::Name;
@@ -92,6 +94,8 @@ pub enum Authority {
     GlobalAdmin,
     /// The counter's own admin key, verified against this stored hash.
     CounterAdmin { admin_hash: String },
+    /// The token of the counter's namespace.
+    NamespaceAdmin,
 }
 
 impl Authority {
@@ -99,7 +103,7 @@ impl Authority {
     pub fn script_arg(&self) -> String {
         match self {
             Authority::Public => String::new(),
-            Authority::GlobalAdmin => "*".to_owned(),
+            Authority::GlobalAdmin | Authority::NamespaceAdmin => "*".to_owned(),
             Authority::CounterAdmin { admin_hash } => admin_hash.clone(),
         }
     }
@@ -113,8 +117,8 @@ impl Authority {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthStep {
     Done(Authority),
-    /// Run this command and pass its reply to [`finish_auth`].
-    ReadStoredHash(Command),
+    /// Run these two reads (one pipeline) and pass their replies to [`finish_auth`].
+    ReadStoredHashes([Command; 2]),
 }
 
 pub fn begin_auth(name: &Name, bearer: Option<&str>, global_token: Option<&str>) -> AuthStep {
@@ -123,27 +127,38 @@ pub fn begin_auth(name: &Name, bearer: Option<&str>, global_token: Option<&str>)
         Some(token) if is_global_admin(token, global_token) => {
             AuthStep::Done(Authority::GlobalAdmin)
         }
-        Some(_) => AuthStep::ReadStoredHash(
+        Some(_) => AuthStep::ReadStoredHashes([
             Command::new("HGET")
                 .arg(CounterKeys::new(name).meta())
                 .arg("admin"),
-        ),
+            Command::new("GET").arg(NamespaceKeys::new(&name.ns).auth()),
+        ]),
     }
 }
 
-/// Compare the bearer with the stored hash (the reply of [`AuthStep::ReadStoredHash`]).
-pub fn finish_auth(bearer: &str, stored_hash: &Reply) -> Result<Authority, CounterError> {
-    if stored_hash.is_nil() {
-        return Ok(Authority::Public);
-    }
-    let stored = stored_hash.as_str()?;
-    Ok(if admin_key_matches(bearer, stored) {
-        Authority::CounterAdmin {
-            admin_hash: stored.to_owned(),
+/// Compare the bearer with the stored hashes (the replies of [`AuthStep::ReadStoredHashes`]:
+/// the counter's admin-key hash, then its namespace's token hash; either may be nil).
+pub fn finish_auth(bearer: &str, stored: [&Reply; 2]) -> Result<Authority, CounterError> {
+    let [counter_hash, namespace_hash] = stored;
+    if !counter_hash.is_nil() {
+        let hash = counter_hash.as_str()?;
+        if admin_key_matches(bearer, hash) {
+            return Ok(Authority::CounterAdmin {
+                admin_hash: hash.to_owned(),
+            });
         }
-    } else {
-        Authority::Public
-    })
+    }
+    if !namespace_hash.is_nil() && admin_key_matches(bearer, namespace_hash.as_str()?) {
+        return Ok(Authority::NamespaceAdmin);
+    }
+    Ok(Authority::Public)
+}
+
+/// Who may read and administer a whole namespace (its listing, export and live stream): the
+/// service admin token without a Redis read, else the namespace token, checked against its
+/// stored hash (the reply of [`crate::core::counter::namespace::token_read`]).
+pub fn opens_namespace(bearer: &str, stored_hash: &Reply) -> Result<bool, CounterError> {
+    Ok(!stored_hash.is_nil() && admin_key_matches(bearer, stored_hash.as_str()?))
 }
 
 #[cfg(test)]
@@ -194,21 +209,43 @@ mod tests {
             begin_auth(&name, Some("t"), Some("t")),
             AuthStep::Done(Authority::GlobalAdmin)
         );
-        let AuthStep::ReadStoredHash(cmd) = begin_auth(&name, Some("k"), Some("t")) else {
-            panic!("expected a read of the stored hash");
+        let AuthStep::ReadStoredHashes([meta, namespace]) = begin_auth(&name, Some("k"), Some("t"))
+        else {
+            panic!("expected reads of the stored hashes");
         };
-        assert_eq!(cmd.parts(), ["HGET", "ec:{blog:home}:m", "admin"]);
+        assert_eq!(meta.parts(), ["HGET", "ec:{blog:home}:m", "admin"]);
+        assert_eq!(namespace.parts(), ["GET", "ec:{blog}:auth"]);
         let key = AdminKey::generate().unwrap();
+        let token = AdminKey::generate().unwrap();
         let stored = Reply::Bytes(key.hash().into_bytes());
+        let stored_token = Reply::Bytes(token.hash().into_bytes());
         assert_eq!(
-            finish_auth(key.as_str(), &stored).unwrap(),
+            finish_auth(key.as_str(), [&stored, &stored_token]).unwrap(),
             Authority::CounterAdmin {
                 admin_hash: key.hash()
             }
         );
-        assert_eq!(finish_auth("wrong", &stored).unwrap(), Authority::Public);
-        assert_eq!(finish_auth("k", &Reply::Nil).unwrap(), Authority::Public);
+        assert_eq!(
+            finish_auth(token.as_str(), [&stored, &stored_token]).unwrap(),
+            Authority::NamespaceAdmin
+        );
+        assert_eq!(
+            finish_auth(token.as_str(), [&Reply::Nil, &stored_token]).unwrap(),
+            Authority::NamespaceAdmin
+        );
+        assert_eq!(
+            finish_auth("wrong", [&stored, &stored_token]).unwrap(),
+            Authority::Public
+        );
+        assert_eq!(
+            finish_auth("k", [&Reply::Nil, &Reply::Nil]).unwrap(),
+            Authority::Public
+        );
+        assert!(opens_namespace(token.as_str(), &stored_token).unwrap());
+        assert!(!opens_namespace(key.as_str(), &stored_token).unwrap());
+        assert!(!opens_namespace(token.as_str(), &Reply::Nil).unwrap());
         assert_eq!(Authority::GlobalAdmin.script_arg(), "*");
+        assert_eq!(Authority::NamespaceAdmin.script_arg(), "*");
         assert_eq!(Authority::Public.script_arg(), "");
     }
 }

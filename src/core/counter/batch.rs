@@ -3,14 +3,17 @@
 //! Each operation is its own script call (counters live in different Cluster slots, so one script
 //! cannot span them); the pipeline starts with a `SCRIPT LOAD` of each script it uses so no entry
 //! can fail with `NOSCRIPT` (on Cluster the proxy must send `SCRIPT LOAD` to every primary, as the
-//! redis crate's cluster client does). Entries are independent: one bad entry fails alone, by index.
-//! Batch hits carry no visitor (uniques) and feed no service-wide figures.
+//! redis crate's cluster client does). A malformed operation refuses the whole batch before
+//! anything is sent; otherwise entries are independent: one that Redis refuses (a missing counter,
+//! an amount outside the bounds) fails alone, by index. Batch hits carry no visitor (uniques) and
+//! feed no service-wide figures; they do join their namespaces' listings.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::admin::Authority;
 use super::hit::{hit_call, HitOutcome, HitRequest};
+use super::namespace::register_command;
 use super::ops::update_call;
 use super::{parse_hit, parse_update, scripts, CounterError};
 use crate::core::command::{Command, Reply, Script};
@@ -100,20 +103,22 @@ enum Kind {
 pub struct BatchPlan {
     /// Send these with `store.pipeline` (one round trip).
     pub commands: Vec<Command>,
-    /// Per input index: the pipeline entry that answers it, or why it was not sent.
-    slots: Vec<Result<(Kind, usize), CounterError>>,
+    /// Per input index: the pipeline entry that answers it.
+    slots: Vec<(Kind, usize)>,
 }
 
 /// Plan a batch. `authority` applies to every update (pass [`Authority::GlobalAdmin`] for the
-/// service admin token, else [`Authority::Public`]: bounds apply). Only the size can fail the
-/// whole batch; a bad entry fails at its index in [`BatchPlan::parse`].
+/// service admin token, else [`Authority::Public`]: bounds apply). Every operation is checked
+/// before anything is planned: one malformed operation refuses the whole batch (naming its
+/// index), so a refused batch writes nothing. What only Redis can tell (a missing counter, an
+/// amount outside the bounds) fails that operation alone, in [`BatchPlan::parse`].
 pub fn plan_batch(items: &[Value], authority: &Authority) -> Result<BatchPlan, CounterError> {
     if items.is_empty() || items.len() > MAX_BATCH_OPS {
         return Err(CounterError::BatchSize { max: MAX_BATCH_OPS });
     }
     let mut calls = Vec::with_capacity(items.len());
-    let mut slots = Vec::with_capacity(items.len());
-    for item in items {
+    let mut hit_names: Vec<Name> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
         let planned = BatchOp::from_json(item).and_then(|op| match op {
             BatchOp::Hit {
                 name,
@@ -123,22 +128,22 @@ pub fn plan_batch(items: &[Value], authority: &Authority) -> Result<BatchPlan, C
                     idempotency_key: idempotency_key.as_deref(),
                     ..Default::default()
                 };
-                Ok((Kind::Hit, hit_call(&name, &request)?.evalsha()))
+                let call = hit_call(&name, &request)?.evalsha();
+                if !hit_names.contains(&name) {
+                    hit_names.push(name);
+                }
+                Ok((Kind::Hit, call))
             }
             BatchOp::Update { name, amount } => Ok((
                 Kind::Update,
                 update_call(&name, amount, authority).evalsha(),
             )),
         });
-        match planned {
-            Ok((kind, command)) => {
-                slots.push(Ok((kind, calls.len())));
-                calls.push(command);
-            }
-            Err(e) => slots.push(Err(e)),
-        }
+        let planned =
+            planned.map_err(|e| CounterError::InvalidBatchItem(format!("operation {i}: {e}")))?;
+        calls.push(planned);
     }
-    let used = |kind| slots.iter().any(|s| matches!(s, Ok((k, _)) if *k == kind));
+    let used = |kind| calls.iter().any(|(k, _)| *k == kind);
     let mut loads: Vec<&Script> = Vec::new();
     if used(Kind::Hit) {
         loads.push(&scripts::HIT);
@@ -151,10 +156,13 @@ pub fn plan_batch(items: &[Value], authority: &Authority) -> Result<BatchPlan, C
         .iter()
         .map(|s| Command::new("SCRIPT").arg("LOAD").arg(s.source()))
         .collect();
-    commands.extend(calls);
-    for (_, index) in slots.iter_mut().flatten() {
-        *index += offset;
+    let mut slots = Vec::with_capacity(calls.len());
+    for (i, (kind, command)) in calls.into_iter().enumerate() {
+        slots.push((kind, offset + i));
+        commands.push(command);
     }
+    // Hit counters join their namespaces' listings, in the same round trip.
+    commands.extend(hit_names.iter().map(register_command));
     Ok(BatchPlan { commands, slots })
 }
 
@@ -168,8 +176,7 @@ impl BatchPlan {
             entries.into_iter().map(Some).collect();
         self.slots
             .iter()
-            .map(|slot| {
-                let (kind, index) = slot.clone()?;
+            .map(|&(kind, index)| {
                 let entry = entries
                     .get_mut(index)
                     .and_then(Option::take)
@@ -193,41 +200,63 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn plans_one_pipeline_with_script_loads_first() {
+    fn plans_one_pipeline_with_script_loads_first_and_registrations_last() {
         let items = vec![
             json!({"op": "hit", "namespace": "blog", "key": "home"}),
             json!({"op": "update", "key": "stock", "amount": -1}),
-            json!({"op": "hit", "key": "x"}),
-            json!({"op": "explode", "key": "home"}),
-            json!({"op": "update", "key": "stock", "amount": 1.5}),
+            json!({"op": "hit", "namespace": "blog", "key": "home"}),
         ];
         let plan = plan_batch(&items, &Authority::Public).unwrap();
-        assert_eq!(plan.commands.len(), 4);
+        assert_eq!(plan.commands.len(), 6);
         assert_eq!(plan.commands[0].parts()[..2], ["SCRIPT", "LOAD"]);
         assert_eq!(plan.commands[2].parts()[3], "ec:{blog:home}:v");
         assert_eq!(plan.commands[3].parts()[3], "ec:{default:stock}:v");
-        let ok_hit = Reply::Array(vec![
-            Reply::Bytes(b"ok".to_vec()),
-            Reply::Bytes(b"1".to_vec()),
-            Reply::Bytes(b"1".to_vec()),
-            Reply::Int(0),
-            Reply::Int(1),
-            Reply::Int(0),
-            Reply::Int(1),
-            Reply::Int(0),
-        ]);
+        assert_eq!(
+            plan.commands[5].parts(),
+            ["SADD", "ec:{blog}:counters", "home"]
+        );
+        let ok_hit = |value: &[u8]| {
+            Reply::Array(vec![
+                Reply::Bytes(b"ok".to_vec()),
+                Reply::Bytes(value.to_vec()),
+                Reply::Bytes(b"1".to_vec()),
+                Reply::Int(0),
+                Reply::Int(1),
+                Reply::Int(0),
+                Reply::Int(1),
+                Reply::Int(0),
+            ])
+        };
         let results = plan.parse(vec![
             Ok(Reply::Bytes(b"sha".to_vec())),
             Ok(Reply::Bytes(b"sha".to_vec())),
-            Ok(ok_hit),
+            Ok(ok_hit(b"1")),
             Ok(Reply::Array(vec![Reply::Bytes(b"forbidden".to_vec())])),
+            Ok(ok_hit(b"2")),
+            Ok(Reply::Int(1)),
         ]);
-        assert_eq!(results.len(), 5);
+        assert_eq!(results.len(), 3);
         assert!(matches!(results[0], Ok(BatchOutcome::Hit(ref h)) if h.value == 1));
         assert_eq!(results[1], Err(CounterError::OutsideBounds));
-        assert_eq!(results[2].as_ref().unwrap_err().status().as_u16(), 400);
-        assert!(matches!(results[3], Err(CounterError::InvalidBatchItem(_))));
-        assert!(matches!(results[4], Err(CounterError::InvalidBatchItem(_))));
+        assert!(matches!(results[2], Ok(BatchOutcome::Hit(ref h)) if h.value == 2));
+    }
+
+    #[test]
+    fn one_malformed_operation_refuses_the_whole_batch() {
+        for bad in [
+            json!({"op": "explode", "key": "home"}),
+            json!({"op": "update", "key": "stock", "amount": 1.5}),
+            json!({"op": "hit", "namespace": "b", "key": "x"}),
+            json!({"op": "hit", "key": "home", "idempotency_key": "has space"}),
+        ] {
+            let items = vec![json!({"op": "hit", "key": "home"}), bad.clone()];
+            let e = plan_batch(&items, &Authority::Public).unwrap_err();
+            assert!(
+                matches!(e, CounterError::InvalidBatchItem(ref m) if m.starts_with("operation 1: ")),
+                "{bad}: {e}"
+            );
+            assert_eq!(e.status().as_u16(), 400);
+        }
     }
 
     #[test]
@@ -239,6 +268,7 @@ mod tests {
             CounterError::BatchSize { max: 500 }
         );
         let plan = plan_batch(&many[..MAX_BATCH_OPS], &Authority::Public).unwrap();
-        assert_eq!(plan.commands.len(), MAX_BATCH_OPS + 1);
+        // One SCRIPT LOAD, the hits, one registration of the one counter.
+        assert_eq!(plan.commands.len(), MAX_BATCH_OPS + 2);
     }
 }

@@ -9,6 +9,7 @@ use super::keys::{
     global_counters_key, global_hits_key, global_shard, CounterKeys, DAILY_TTL_SECS,
     HOURLY_TTL_SECS, IDEMPOTENCY_TTL_SECS,
 };
+use super::namespace::register_command;
 use super::ops::{DEFAULT_LOWER_BOUND, DEFAULT_UPPER_BOUND};
 use super::{field, script_answer, scripts, CounterError, ScriptCall};
 use crate::core::command::{Command, Reply};
@@ -193,20 +194,40 @@ pub fn parse_hit(reply: Reply) -> Result<HitOutcome, CounterError> {
     })
 }
 
-/// The service-wide figures a counted hit feeds (a separate slot, so not in the script): the
-/// counter's name into its shard's HyperLogLog of counters, +1 in its shard's hits of the day (by
-/// the edge clock: the figure is informative, and the script cannot reach this slot). Send them in
-/// the same pipeline as the hit, or skip them (e.g. on Cluster when that slot is unwanted).
+/// What a counted hit feeds outside its counter's slot (so not in the script): the counter's
+/// name into its shard's HyperLogLog of counters, +1 in its shard's hits of the day (by the edge
+/// clock: the figure is informative, and the script cannot reach this slot), and the counter into
+/// its namespace's registry. Send them in the same pipeline as the hit; when the script then
+/// counts nothing, [`global_hit_undo`] takes the +1 back. The day's key expires at a fixed time
+/// (the day's start plus the daily retention), so setting it again changes nothing.
 pub fn global_hit_commands(name: &Name, edge_now_secs: i64) -> Vec<Command> {
     let shard = global_shard(name);
     let hits = global_hits_key(&day_label(edge_now_secs), shard);
+    let day_start = edge_now_secs - edge_now_secs.rem_euclid(86_400);
     vec![
         Command::new("PFADD")
             .arg(global_counters_key(shard))
             .arg(name.path()),
         Command::new("INCR").arg(&hits),
-        Command::new("EXPIRE").arg(&hits).arg(DAILY_TTL_SECS),
+        Command::new("EXPIREAT")
+            .arg(&hits)
+            .arg(day_start + DAILY_TTL_SECS as i64),
+        register_command(name),
     ]
+}
+
+/// Undo the +1 of [`global_hit_commands`] (same `edge_now_secs`): for a hit the script did not
+/// count (a retry, a client over its abuse limit, an overflow), so the day's figure stays exact
+/// and a refused hit leaves Redis as it was. One more round trip, on those hits only.
+pub fn global_hit_undo(name: &Name, edge_now_secs: i64) -> ScriptCall {
+    ScriptCall {
+        script: &scripts::GLOBAL_HIT_UNDO,
+        keys: vec![global_hits_key(
+            &day_label(edge_now_secs),
+            global_shard(name),
+        )],
+        args: vec![],
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +343,18 @@ mod tests {
         assert_eq!(
             cmds[1].parts()[1],
             format!("ec:global:hits:20261125:{shard}")
+        );
+        // 2026-11-25T00:00Z plus 400 days, whatever the time of day.
+        let expiry = (1_795_564_800 + DAILY_TTL_SECS as i64).to_string();
+        assert_eq!(cmds[2].parts()[2], expiry);
+        assert_eq!(
+            global_hit_commands(&name(), 1_795_564_800 + 86_399)[2].parts()[2],
+            expiry
+        );
+        assert_eq!(cmds[3].parts(), ["SADD", "ec:{blog}:counters", "home"]);
+        assert_eq!(
+            global_hit_undo(&name(), 1_795_611_900).keys,
+            [cmds[1].parts()[1].clone()]
         );
     }
 }

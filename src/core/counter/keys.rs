@@ -15,6 +15,17 @@
 //! Pub/sub channel per counter: `ec:{ns:key}:live`, carrying `{"value":N}` on every change and
 //! `{"deleted":true}` on delete.
 //!
+//! A namespace has keys of its own, tagged `{ns}` (no `:` inside the braces, so they can never be
+//! a counter's), in their own slot — which is why no counter script writes them:
+//!
+//! | key | holds | TTL |
+//! |---|---|---|
+//! | `ec:{ns}:counters` | set of the namespace's counter keys: added by counted hits and creates (in the same round trip), removed by delete | none |
+//! | `ec:{ns}:auth` | SHA-256 hex of the namespace token | none |
+//!
+//! and a channel `ec:{ns}:live` carrying `{"key":K,"value":N}` / `{"key":K,"deleted":true}` for
+//! every change of any of its counters (each script publishes to both channels).
+//!
 //! Service-wide figures (`GET /stats`) cannot share a counter's slot. They live in
 //! [`GLOBAL_SHARDS`] shards so no single Cluster node takes every hit: shard `s` of a counter is
 //! fixed by its name, `ec:global:counters:<s>` is a HyperLogLog of counter names (approximate,
@@ -23,7 +34,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::core::names::Name;
+use crate::core::names::{Name, Namespace};
 
 /// Hourly buckets serve the last-48-hours view; a third day is slack for late readers.
 pub const HOURLY_TTL_SECS: u64 = 3 * 86_400;
@@ -87,6 +98,36 @@ impl CounterKeys {
     }
 }
 
+/// The keys of one namespace (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceKeys {
+    /// `ec:{ns}`
+    prefix: String,
+}
+
+impl NamespaceKeys {
+    pub fn new(ns: &Namespace) -> Self {
+        NamespaceKeys {
+            prefix: format!("ec:{{{ns}}}"),
+        }
+    }
+
+    /// The set of its counters' keys.
+    pub fn counters(&self) -> String {
+        format!("{}:counters", self.prefix)
+    }
+
+    /// The hash of its token.
+    pub fn auth(&self) -> String {
+        format!("{}:auth", self.prefix)
+    }
+
+    /// The pub/sub channel of every change in the namespace.
+    pub fn channel(&self) -> String {
+        format!("{}:live", self.prefix)
+    }
+}
+
 /// The shard of the service-wide figures a counter feeds (stable: a hash of its name).
 pub fn global_shard(name: &Name) -> u32 {
     let digest = Sha256::digest(name.path().as_bytes());
@@ -117,6 +158,14 @@ mod tests {
         assert_eq!(keys.uniques("20261125"), "ec:{blog:home}:u:20261125");
         assert_eq!(keys.idempotency("r-1"), "ec:{blog:home}:i:r-1");
         assert_eq!(keys.channel(), "ec:{blog:home}:live");
+    }
+
+    #[test]
+    fn namespace_keys_cannot_be_counter_keys() {
+        let keys = NamespaceKeys::new(&Namespace::parse("blog").unwrap());
+        assert_eq!(keys.counters(), "ec:{blog}:counters");
+        assert_eq!(keys.auth(), "ec:{blog}:auth");
+        assert_eq!(keys.channel(), "ec:{blog}:live");
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub mod batch;
 pub mod calendar;
 pub mod hit;
 pub mod keys;
+pub mod namespace;
 pub mod ops;
 pub mod stats;
+pub mod transfer;
 
 use http::StatusCode;
 
@@ -34,14 +36,14 @@ use crate::core::names::NameError;
 
 pub use admin::{
     admin_key_matches, bearer_token, begin_auth, finish_auth, hash_admin_key, is_global_admin,
-    AdminKey, AuthStep, Authority,
+    opens_namespace, AdminKey, AuthStep, Authority,
 };
 pub use batch::{plan_batch, BatchItem, BatchOp, BatchOutcome, BatchPlan, MAX_BATCH_OPS};
 pub use hit::{
-    global_hit_commands, hit_call, parse_hit, visitor_hash, AbuseLimit, Clock, HitOutcome,
-    HitRequest, Visitor,
+    global_hit_commands, global_hit_undo, hit_call, parse_hit, visitor_hash, AbuseLimit, Clock,
+    HitOutcome, HitRequest, Visitor,
 };
-pub use keys::CounterKeys;
+pub use keys::{CounterKeys, NamespaceKeys};
 pub use ops::{
     countapi_create_name, create_call, delete_call, get_command, info_call, parse_create,
     parse_delete, parse_get, parse_info, parse_reset, parse_set, parse_update, random_uuid,
@@ -51,6 +53,7 @@ pub use stats::{
     global_stats_commands, parse_days, parse_global_stats, parse_stats, stats_call, CounterStats,
     DayStats, GlobalStats, HourStats,
 };
+pub use transfer::{ExportedCounter, ImportError};
 
 /// Everything a counter operation can refuse or fail with. [`CounterError::status`] gives the
 /// HTTP status; the `Display` text is the `"error"` message.
@@ -98,6 +101,15 @@ pub enum CounterError {
     /// 403: update without admin rights beyond the counter's update bounds.
     #[error("amount outside the counter's update bounds")]
     OutsideBounds,
+    /// 401: a namespace route without a token; the message says which token opens it.
+    #[error("{0}")]
+    TokenRequired(&'static str),
+    /// 403: a token that does not open this namespace (or is not the admin token).
+    #[error("{0}")]
+    TokenRefused(&'static str),
+    /// 400: an import body that does not hold up (nothing was imported).
+    #[error(transparent)]
+    Import(#[from] ImportError),
     /// 500: the platform's random source failed (admin key, UUID).
     #[error("random source failed: {0}")]
     Random(String),
@@ -122,10 +134,12 @@ impl CounterError {
             | InvalidIdempotencyKey
             | BatchSize { .. }
             | InvalidBatchItem(_)
+            | Import(_)
             | Overflow => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
             AlreadyExists => StatusCode::CONFLICT,
-            AdminRequired | OutsideBounds => StatusCode::FORBIDDEN,
+            TokenRequired(_) => StatusCode::UNAUTHORIZED,
+            AdminRequired | OutsideBounds | TokenRefused(_) => StatusCode::FORBIDDEN,
             Random(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Reply(_) | Redis(_) => StatusCode::BAD_GATEWAY,
         }
@@ -148,10 +162,18 @@ pub mod scripts {
     pub static DELETE: Script = crate::embedded_script!("counter_delete");
     pub static INFO: Script = crate::embedded_script!("counter_info");
     pub static STATS: Script = crate::embedded_script!("counter_stats");
+    pub static EXPORT: Script = crate::embedded_script!("counter_export");
+    pub static IMPORT: Script = crate::embedded_script!("counter_import");
+    /// Not about one counter (no prelude): a namespace's registry and token after a create.
+    pub static NAMESPACE_CLAIM: Script = crate::embedded_script!("namespace_claim");
+    /// Not about one counter (no prelude): see [`super::hit::global_hit_undo`].
+    pub static GLOBAL_HIT_UNDO: Script = crate::embedded_script!("global_hit_undo");
 
     /// Every counter script, e.g. to `SCRIPT LOAD` them ahead of a pipeline.
-    pub fn all() -> [&'static Script; 8] {
-        [&HIT, &CREATE, &SET, &UPDATE, &RESET, &DELETE, &INFO, &STATS]
+    pub fn all() -> [&'static Script; 10] {
+        [
+            &HIT, &CREATE, &SET, &UPDATE, &RESET, &DELETE, &INFO, &STATS, &EXPORT, &IMPORT,
+        ]
     }
 }
 

@@ -48,17 +48,11 @@ impl Default for CreateSpec {
 }
 
 impl CreateSpec {
-    /// Abacus: `POST /create/{ns}/{key}?initializer=N`.
-    pub fn abacus(initializer: Option<&str>) -> Result<Self, CounterError> {
-        Ok(CreateSpec {
-            value: opt_integer("initializer", initializer)?.unwrap_or(0),
-            ..Default::default()
-        })
-    }
-
-    /// CountAPI: `GET /create?value=&enable_reset=&update_lowerbound=&update_upperbound=`.
-    /// A bound of 0 is accepted (0..0 allows no public update), as CountAPI did.
-    pub fn countapi(
+    /// The options of both create forms (CountAPI's `GET /create?value=&enable_reset=
+    /// &update_lowerbound=&update_upperbound=`, Abacus's `/create/{ns}/{key}?initializer=`), with
+    /// CountAPI's rules: the lower bound ≤ 0 ≤ the upper bound, so a range is never inverted. A
+    /// bound of 0 is accepted (0..0 allows no public update), as CountAPI did.
+    pub fn parse(
         value: Option<&str>,
         enable_reset: Option<&str>,
         update_lowerbound: Option<&str>,
@@ -156,13 +150,16 @@ pub fn create_call_at(
     Ok((call, admin_key))
 }
 
-/// The answer of a create: `{"namespace","key","value","admin_key"}`.
+/// The answer of a create: `{"namespace","key","value","admin_key"}`, and `"namespace_token"`
+/// when this was the namespace's first counter (both shown this once).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Created {
     pub namespace: String,
     pub key: String,
     pub value: i64,
     pub admin_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_token: Option<String>,
 }
 
 /// The created counter, or [`CounterError::AlreadyExists`] (409).
@@ -177,6 +174,7 @@ pub fn parse_create(
         key: name.key.to_string(),
         value: field(&items, 0)?.as_i64()?,
         admin_key: admin_key.as_str().to_owned(),
+        namespace_token: None,
     })
 }
 
@@ -328,31 +326,37 @@ mod tests {
     #[test]
     fn countapi_create_rules() {
         assert_eq!(
-            CreateSpec::countapi(None, None, None, None).unwrap(),
+            CreateSpec::parse(None, None, None, None).unwrap(),
             CreateSpec::default()
         );
-        let spec = CreateSpec::countapi(Some("10"), Some("1"), Some("-5"), Some("5")).unwrap();
+        let spec = CreateSpec::parse(Some("10"), Some("1"), Some("-5"), Some("5")).unwrap();
         assert_eq!((spec.value, spec.enable_reset), (10, true));
         assert_eq!((spec.lower_bound, spec.upper_bound), (-5, 5));
         assert_eq!(
-            CreateSpec::countapi(None, None, None, Some("-1"))
+            CreateSpec::parse(None, None, None, Some("-1"))
                 .unwrap_err()
                 .to_string(),
             "update_upperbound must be positive"
         );
         assert_eq!(
-            CreateSpec::countapi(None, None, Some("2"), None)
+            CreateSpec::parse(None, None, Some("2"), None)
                 .unwrap_err()
                 .to_string(),
             "update_lowerbound must be negative"
         );
         assert_eq!(
-            CreateSpec::countapi(Some("x"), None, None, None).unwrap_err(),
+            CreateSpec::parse(Some("x"), None, None, None).unwrap_err(),
             CounterError::NotAnInteger { field: "value" }
         );
-        assert_eq!(CreateSpec::abacus(Some("7")).unwrap().value, 7);
-        assert_eq!(CreateSpec::abacus(None).unwrap().value, 0);
-        assert!(CreateSpec::abacus(Some("1e3")).is_err());
+        assert_eq!(
+            CreateSpec::parse(Some("7"), None, None, None)
+                .unwrap()
+                .value,
+            7
+        );
+        assert!(CreateSpec::parse(Some("1e3"), None, None, None).is_err());
+        // An inverted range is refused whichever bound is checked first.
+        assert!(CreateSpec::parse(None, None, Some("5"), Some("-5")).is_err());
     }
 
     #[test]

@@ -43,5 +43,5 @@ for i = -1, tonumber(ARGV[3]) + 1 do
   doom(prefix .. ':h:' .. hour_label(now - i * 3600))
 end
 flush()
-redis.call('PUBLISH', prefix .. ':live', '{"deleted":true}')
+publish(prefix, '"deleted":true')
 return {'ok'}

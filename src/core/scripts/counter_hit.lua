@@ -9,7 +9,8 @@
 -- ARGV[8] clock override (tests only; '' = TIME)
 -- ARGV[9] abuse limit 'client=limit/window_s' ('' = off): at most `limit` counted hits per client
 --         (a hash of its IP, never the IP) per fixed window on this counter; more are answered
---         with the current value, uncounted and flagged limited. Kept in this counter's slot
+--         with the current value, uncounted and flagged limited, and change nothing (their tally
+--         included: only counted hits add to it). Kept in this counter's slot
 --         (`…:a:<client>:<window>`), so it costs no extra round trip and works on Cluster.
 -- Returns {'ok', value, hits today, uniques today, counted 0/1, replay 0/1, created 0/1,
 --          limited 0/1} or {'overflow'}.
@@ -37,15 +38,13 @@ if ARGV[1] ~= '1' then
   return answer(redis.call('GET', KEYS[1]) or '0', 0, 0, 0)
 end
 
+-- A client over its limit is refused before anything is written (its own tally included).
 local abuse_client, abuse_limit, abuse_window = string.match(ARGV[9] or '', '^(%x+)=(%d+)/(%d+)$')
+local abuse_key, window
 if abuse_client then
-  local window = tonumber(abuse_window)
-  local abuse_key = prefix .. ':a:' .. abuse_client .. ':' .. math.floor(now / window)
-  local seen = redis.call('INCR', abuse_key)
-  if seen == 1 then
-    redis.call('EXPIRE', abuse_key, window)
-  end
-  if seen > tonumber(abuse_limit) then
+  window = tonumber(abuse_window)
+  abuse_key = prefix .. ':a:' .. abuse_client .. ':' .. math.floor(now / window)
+  if tonumber(redis.call('GET', abuse_key) or '0') >= tonumber(abuse_limit) then
     return answer(redis.call('GET', KEYS[1]) or '0', 0, 0, 0, 1)
   end
 end
@@ -57,6 +56,10 @@ if type(incremented) == 'table' and incremented.err then
   return {'overflow'}
 end
 local value = redis.call('GET', KEYS[1])
+
+if abuse_key and redis.call('INCR', abuse_key) == 1 then
+  redis.call('EXPIRE', abuse_key, window)
+end
 
 local created = 0
 if is_new or redis.call('EXISTS', KEYS[2]) == 0 then

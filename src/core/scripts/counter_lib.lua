@@ -68,7 +68,16 @@ local function is_admin(meta_key, auth)
   return redis.call('HGET', meta_key, 'admin') == auth
 end
 
+-- Live updates go to the counter's channel (`/stream/{ns}/{key}`) and to its namespace's
+-- (`/ns/{ns}/stream`, `{"key":…,…}`); `body` is the JSON object's inside, e.g. '"value":12'.
+-- Names are [A-Za-z0-9_.-], so they need no JSON escaping.
+local function publish(prefix, body)
+  redis.call('PUBLISH', prefix .. ':live', '{' .. body .. '}')
+  local ns, key = string.match(prefix, '^ec:{([^:]+):(.+)}$')
+  redis.call('PUBLISH', 'ec:{' .. ns .. '}:live', '{"key":"' .. key .. '",' .. body .. '}')
+end
+
 local function publish_value(prefix, value)
-  redis.call('PUBLISH', prefix .. ':live', '{"value":' .. value .. '}')
+  publish(prefix, '"value":' .. value)
 end
 

@@ -1,0 +1,637 @@
+//! Export and import: a namespace as NDJSON, one counter a line, with everything needed to
+//! rebuild it elsewhere — value, settings, admin-key hash, daily hits and uniques (the
+//! HyperLogLog itself, so uniques survive exactly), hourly hits.
+//!
+//! ```json
+//! {"namespace":"blog","key":"home","value":12,"created":1795611900000,"enable_reset":false,
+//!  "update_lowerbound":-1,"update_upperbound":1,"admin_key_hash":"…64 hex…",
+//!  "days":[{"date":"2026-11-25","hits":3,"uniques":2,"uniques_hll":"48594c4c01…"}],
+//!  "hours":[{"hour":"2026-11-25T13:00:00Z","hits":3}]}
+//! ```
+//!
+//! Import checks every line completely ([`parse_import`]) before the first write, then creates
+//! each counter that does not exist yet in one script (`counter_import.lua`); a counter that
+//! exists is skipped untouched, so importing the same file twice changes nothing.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::calendar::{day_label, hour_label, iso_date, iso_hour, parse_iso_date, parse_iso_hour};
+use super::keys::{CounterKeys, DAILY_TTL_SECS, HOURLY_TTL_SECS};
+use super::ops::{DEFAULT_LOWER_BOUND, DEFAULT_UPPER_BOUND};
+use super::{field, script_answer, scripts, CounterError, ScriptCall};
+use crate::core::command::Reply;
+use crate::core::names::Name;
+
+/// Daily buckets an export looks at (their retention).
+pub const EXPORT_DAYS: u64 = DAILY_TTL_SECS / 86_400;
+/// Hourly buckets an export looks at (their retention).
+pub const EXPORT_HOURS: u64 = HOURLY_TTL_SECS / 3600;
+/// The most daily or hourly entries one imported counter may carry.
+pub const MAX_IMPORTED_BUCKETS: usize = 1000;
+/// Counters per pipeline when exporting or importing (each REST request stays well below the
+/// 1 MB Upstash allows).
+pub const TRANSFER_CHUNK: usize = 50;
+
+/// One counter, as one NDJSON line. Read back with [`ExportedCounter::from_json`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportedCounter {
+    pub namespace: String,
+    pub key: String,
+    pub value: i64,
+    /// Unix milliseconds (as `/info` says); the import time when absent.
+    pub created: Option<i64>,
+    pub enable_reset: bool,
+    pub update_lowerbound: i64,
+    pub update_upperbound: i64,
+    /// SHA-256 hex of the counter's admin key: the owner's key keeps working after a move.
+    pub admin_key_hash: Option<String>,
+    pub days: Vec<ExportedDay>,
+    pub hours: Vec<ExportedHour>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportedDay {
+    /// `2026-11-25` (UTC)
+    pub date: String,
+    pub hits: i64,
+    /// The day's unique visitors as counted (informative: the HyperLogLog is what is imported).
+    pub uniques: i64,
+    /// The day's HyperLogLog (Redis's own string), in hex: the form the import script takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uniques_hll: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportedHour {
+    /// `2026-11-25T13:00:00Z`, the start of the hour
+    pub hour: String,
+    pub hits: i64,
+}
+
+impl ExportedCounter {
+    /// Read one line's object: required fields present, optional ones defaulted, every value of
+    /// the right type, no unknown field (a typo must not pass silently). By hand over
+    /// `serde_json::Value` rather than a derived `Deserialize`, which costs the wasm worker
+    /// several KB of gzipped code (measured).
+    pub fn from_json(value: &Value) -> Result<Self, String> {
+        let object = value.as_object().ok_or("a line must be a JSON object")?;
+        only(
+            object,
+            &[
+                "namespace",
+                "key",
+                "value",
+                "created",
+                "enable_reset",
+                "update_lowerbound",
+                "update_upperbound",
+                "admin_key_hash",
+                "days",
+                "hours",
+            ],
+        )?;
+        let days = list(object, "days")?
+            .iter()
+            .map(|day| {
+                let day = day.as_object().ok_or("days must hold objects")?;
+                only(day, &["date", "hits", "uniques", "uniques_hll"])?;
+                Ok(ExportedDay {
+                    date: required(text(day, "date")?, "date")?,
+                    hits: required(integer(day, "hits")?, "hits")?,
+                    uniques: integer(day, "uniques")?.unwrap_or(0),
+                    uniques_hll: text(day, "uniques_hll")?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let hours = list(object, "hours")?
+            .iter()
+            .map(|hour| {
+                let hour = hour.as_object().ok_or("hours must hold objects")?;
+                only(hour, &["hour", "hits"])?;
+                Ok(ExportedHour {
+                    hour: required(text(hour, "hour")?, "hour")?,
+                    hits: required(integer(hour, "hits")?, "hits")?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(ExportedCounter {
+            namespace: required(text(object, "namespace")?, "namespace")?,
+            key: required(text(object, "key")?, "key")?,
+            value: required(integer(object, "value")?, "value")?,
+            created: integer(object, "created")?,
+            enable_reset: match object.get("enable_reset") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(flag)) => *flag,
+                Some(_) => return Err("enable_reset must be true or false".to_owned()),
+            },
+            update_lowerbound: integer(object, "update_lowerbound")?.unwrap_or(DEFAULT_LOWER_BOUND),
+            update_upperbound: integer(object, "update_upperbound")?.unwrap_or(DEFAULT_UPPER_BOUND),
+            admin_key_hash: text(object, "admin_key_hash")?,
+            days,
+            hours,
+        })
+    }
+}
+
+/// Refuse fields outside `known`.
+fn only(object: &Map<String, Value>, known: &[&str]) -> Result<(), String> {
+    match object.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(format!("unknown field {unknown:?}")),
+        None => Ok(()),
+    }
+}
+
+fn required<T>(value: Option<T>, name: &str) -> Result<T, String> {
+    value.ok_or_else(|| format!("{name} is required"))
+}
+
+/// A string field; absent or null is `None`.
+fn text(object: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{name} must be a string")),
+    }
+}
+
+/// A 64-bit integer field; absent or null is `None`.
+fn integer(object: &Map<String, Value>, name: &str) -> Result<Option<i64>, String> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| format!("{name} must be a 64-bit integer")),
+    }
+}
+
+/// An array field; absent or null is empty.
+fn list<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a [Value], String> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(format!("{name} must be an array")),
+    }
+}
+
+/// The export script call of one counter.
+pub fn export_call(name: &Name) -> ScriptCall {
+    let keys = CounterKeys::new(name);
+    ScriptCall {
+        script: &scripts::EXPORT,
+        keys: vec![keys.value(), keys.meta()],
+        args: vec![
+            EXPORT_DAYS.to_string(),
+            EXPORT_HOURS.to_string(),
+            String::new(),
+        ],
+    }
+}
+
+/// The exported counter, or [`CounterError::NotFound`] (deleted since it was listed).
+pub fn parse_export(reply: Reply, name: &Name) -> Result<ExportedCounter, CounterError> {
+    let items = script_answer(reply, CounterError::AdminRequired)?;
+    let text =
+        |i: usize| -> Result<String, CounterError> { Ok(field(&items, i)?.as_str()?.to_owned()) };
+    let number = |i: usize, default: i64| -> Result<i64, CounterError> {
+        match field(&items, i)?.as_str()? {
+            "" => Ok(default),
+            _ => Ok(field(&items, i)?.as_i64()?),
+        }
+    };
+    let admin = text(5)?;
+    let n_days = usize::try_from(field(&items, 6)?.as_i64()?).unwrap_or(0);
+    let day_fields = items.get(7..).unwrap_or_default();
+    let mut days = Vec::with_capacity(n_days);
+    for chunk in day_fields.chunks(4).take(n_days) {
+        let hll = field(chunk, 3)?;
+        let hll = match hll {
+            Reply::Bytes(bytes) if !bytes.is_empty() => Some(hex::encode(bytes)),
+            _ => None,
+        };
+        days.push(ExportedDay {
+            date: iso_date(field(chunk, 0)?.as_str()?),
+            hits: field(chunk, 1)?.as_i64()?,
+            uniques: field(chunk, 2)?.as_i64()?,
+            uniques_hll: hll,
+        });
+    }
+    let hour_fields = day_fields.get(n_days * 4..).unwrap_or_default();
+    let hours = hour_fields
+        .chunks(2)
+        .map(|c| {
+            Ok(ExportedHour {
+                hour: iso_hour(field(c, 0)?.as_str()?),
+                hits: field(c, 1)?.as_i64()?,
+            })
+        })
+        .collect::<Result<Vec<_>, CounterError>>()?;
+    Ok(ExportedCounter {
+        namespace: name.ns.to_string(),
+        key: name.key.to_string(),
+        value: field(&items, 0)?.as_i64()?,
+        created: match number(1, -1)? {
+            -1 => None,
+            secs => Some(secs.saturating_mul(1000)),
+        },
+        enable_reset: number(2, 0)? == 1,
+        // Bounds missing from a meta allow no public update (counter_update.lua).
+        update_lowerbound: number(3, 0)?,
+        update_upperbound: number(4, 0)?,
+        admin_key_hash: (!admin.is_empty()).then_some(admin),
+        days,
+        hours,
+    })
+}
+
+/// A line of an import that does not hold up; `line` counts from 1.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ImportError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// A checked counter, ready to import.
+#[derive(Clone, Debug)]
+pub struct ImportedCounter {
+    pub name: Name,
+    pub call: ScriptCall,
+}
+
+/// Check a whole NDJSON body: every line parses, every name, number, date, bound and
+/// HyperLogLog holds up, and no counter comes twice. Nothing is written before this succeeds.
+pub fn parse_import(body: &[u8]) -> Result<Vec<ImportedCounter>, ImportError> {
+    let text = std::str::from_utf8(body).map_err(|e| ImportError {
+        line: 1 + body[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count(),
+        message: "not UTF-8 text".to_owned(),
+    })?;
+    let mut counters: Vec<ImportedCounter> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fail = |message: String| ImportError {
+            line: line_no,
+            message,
+        };
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| fail(format!("not JSON: {e}")))?;
+        let counter = ExportedCounter::from_json(&value)
+            .and_then(|exported| check(&exported))
+            .map_err(fail)?;
+        if counters.iter().any(|c| c.name == counter.name) {
+            return Err(fail(format!("{} comes twice", counter.name)));
+        }
+        counters.push(counter);
+    }
+    if counters.is_empty() {
+        return Err(ImportError {
+            line: 1,
+            message: "no counters: send one exported counter per line (NDJSON)".to_owned(),
+        });
+    }
+    Ok(counters)
+}
+
+/// One line's checks, and its script call.
+fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
+    let name = Name::parse(&counter.namespace, &counter.key).map_err(|e| e.to_string())?;
+    if counter.update_upperbound < 0 {
+        return Err("update_upperbound must be positive".to_owned());
+    }
+    if counter.update_lowerbound > 0 {
+        return Err("update_lowerbound must be negative".to_owned());
+    }
+    let created = match counter.created {
+        Some(ms) if ms < 0 => return Err("created must be unix milliseconds ≥ 0".to_owned()),
+        Some(ms) => (ms / 1000).to_string(),
+        None => String::new(),
+    };
+    let admin = match &counter.admin_key_hash {
+        Some(hash)
+            if hash.len() != 64
+                || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            return Err("admin_key_hash must be 64 lower-case hex digits".to_owned())
+        }
+        Some(hash) => hash.clone(),
+        None => String::new(),
+    };
+    if counter.days.len() > MAX_IMPORTED_BUCKETS || counter.hours.len() > MAX_IMPORTED_BUCKETS {
+        return Err(format!(
+            "at most {MAX_IMPORTED_BUCKETS} days and {MAX_IMPORTED_BUCKETS} hours per counter"
+        ));
+    }
+    let mut args = vec![
+        counter.value.to_string(),
+        created,
+        if counter.enable_reset { "1" } else { "0" }.to_owned(),
+        counter.update_lowerbound.to_string(),
+        counter.update_upperbound.to_string(),
+        admin,
+        counter.days.len().to_string(),
+    ];
+    let mut seen_days = Vec::with_capacity(counter.days.len());
+    for day in &counter.days {
+        let days = parse_iso_date(&day.date)
+            .ok_or_else(|| format!("date {:?} is not a YYYY-MM-DD date", day.date))?;
+        if seen_days.contains(&days) {
+            return Err(format!("date {} comes twice", day.date));
+        }
+        seen_days.push(days);
+        if day.hits < 0 {
+            return Err(format!("hits of {} must be ≥ 0", day.date));
+        }
+        let hll = match &day.uniques_hll {
+            None => String::new(),
+            Some(encoded) => {
+                let bytes = hex::decode(encoded)
+                    .map_err(|_| format!("uniques_hll of {} is not hex", day.date))?;
+                check_hyperloglog(&bytes)
+                    .map_err(|e| format!("uniques_hll of {}: {e}", day.date))?;
+                hex::encode(bytes)
+            }
+        };
+        let start = days * 86_400;
+        args.extend([
+            day_label(start),
+            day.hits.to_string(),
+            hll,
+            (start + DAILY_TTL_SECS as i64).to_string(),
+        ]);
+    }
+    let mut seen_hours = Vec::with_capacity(counter.hours.len());
+    for hour in &counter.hours {
+        let start = parse_iso_hour(&hour.hour)
+            .ok_or_else(|| format!("hour {:?} is not like 2026-11-25T13:00:00Z", hour.hour))?;
+        if seen_hours.contains(&start) {
+            return Err(format!("hour {} comes twice", hour.hour));
+        }
+        seen_hours.push(start);
+        if hour.hits < 0 {
+            return Err(format!("hits of {} must be ≥ 0", hour.hour));
+        }
+        args.extend([
+            hour_label(start),
+            hour.hits.to_string(),
+            (start + HOURLY_TTL_SECS as i64).to_string(),
+        ]);
+    }
+    let keys = CounterKeys::new(&name);
+    Ok(ImportedCounter {
+        call: ScriptCall {
+            script: &scripts::IMPORT,
+            keys: vec![keys.value(), keys.meta()],
+            args,
+        },
+        name,
+    })
+}
+
+/// Whether the import script created the counter (`false`: it existed and was skipped).
+pub fn parse_imported(reply: Reply) -> Result<bool, CounterError> {
+    let items = reply.into_array()?;
+    match items.first().map(Reply::as_str).transpose()? {
+        Some("imported") => Ok(true),
+        Some("skipped") => Ok(false),
+        other => Err(crate::core::command::ReplyError {
+            expected: "imported or skipped",
+            got: format!("{other:?}"),
+        }
+        .into()),
+    }
+}
+
+/// Registers of a Redis HyperLogLog (2^14) and the size of its dense form (header + 6-bit
+/// registers).
+const HLL_REGISTERS: usize = 16_384;
+const HLL_HEADER: usize = 16;
+const HLL_DENSE_SIZE: usize = HLL_HEADER + HLL_REGISTERS * 6 / 8;
+
+/// Check that `bytes` is a Redis HyperLogLog string (`HYLL`, dense or sparse, every register
+/// accounted for), so an import cannot plant a value Redis would later refuse as corrupt.
+/// Written by hand: the format is Redis's own (hyperloglog.c), no crate reads it.
+pub fn check_hyperloglog(bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.len() < HLL_HEADER || &bytes[..4] != b"HYLL" {
+        return Err("not a Redis HyperLogLog");
+    }
+    match bytes[4] {
+        0 if bytes.len() == HLL_DENSE_SIZE => Ok(()),
+        0 => Err("dense HyperLogLog of the wrong size"),
+        1 => {
+            // Sparse: ZERO (00xxxxxx: 1..64 registers), XZERO (01xxxxxx yyyyyyyy: 1..16384),
+            // VAL (1vvvvvxx: 1..4 registers); together exactly every register.
+            let mut registers = 0usize;
+            let mut at = HLL_HEADER;
+            while at < bytes.len() {
+                let op = bytes[at];
+                registers += match op >> 6 {
+                    0 => usize::from(op & 0x3f) + 1,
+                    1 => {
+                        let low = *bytes.get(at + 1).ok_or("truncated sparse HyperLogLog")?;
+                        at += 1;
+                        ((usize::from(op & 0x3f) << 8) | usize::from(low)) + 1
+                    }
+                    _ => usize::from(op & 0x03) + 1,
+                };
+                at += 1;
+                if registers > HLL_REGISTERS {
+                    return Err("sparse HyperLogLog covers too many registers");
+                }
+            }
+            if registers == HLL_REGISTERS {
+                Ok(())
+            } else {
+                Err("sparse HyperLogLog does not cover every register")
+            }
+        }
+        _ => Err("unknown HyperLogLog encoding"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(extra: &str) -> String {
+        format!(r#"{{"namespace":"blog","key":"home","value":12{extra}}}"#)
+    }
+
+    /// An empty sparse HyperLogLog as Redis writes it: the header and one XZERO of 16384.
+    fn empty_sparse() -> Vec<u8> {
+        let mut hll = b"HYLL".to_vec();
+        hll.extend([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        hll.extend([0x7f, 0xff]);
+        hll
+    }
+
+    #[test]
+    fn a_minimal_line_imports_with_defaults() {
+        let counters = parse_import(line("").as_bytes()).unwrap();
+        assert_eq!(counters.len(), 1);
+        let call = &counters[0].call;
+        assert_eq!(call.keys, ["ec:{blog:home}:v", "ec:{blog:home}:m"]);
+        assert_eq!(call.args, ["12", "", "0", "-1", "1", "", "0"]);
+    }
+
+    #[test]
+    fn buckets_become_labels_values_and_expiry_times() {
+        let hll = hex::encode(empty_sparse());
+        let body = line(&format!(
+            r#","created":1795611900000,"days":[{{"date":"2026-11-25","hits":3,"uniques":0,"uniques_hll":"{hll}"}}],"hours":[{{"hour":"2026-11-25T13:00:00Z","hits":3}}]"#
+        ));
+        let call = &parse_import(body.as_bytes()).unwrap()[0].call;
+        assert_eq!(call.args[1], "1795611900");
+        assert_eq!(call.args[6], "1");
+        assert_eq!(call.args[7], "20261125");
+        assert_eq!(call.args[8], "3");
+        assert_eq!(call.args[9], hex::encode(empty_sparse()));
+        assert_eq!(
+            call.args[10],
+            (1_795_564_800 + DAILY_TTL_SECS as i64).to_string()
+        );
+        assert_eq!(
+            call.args[11..],
+            [
+                "2026112513",
+                "3",
+                &(1_795_611_600 + HOURLY_TTL_SECS as i64).to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bad_line_is_refused_with_its_number() {
+        let cases = [
+            ("not json".to_owned(), "not JSON"),
+            ("[1]".to_owned(), "object"),
+            (
+                r#"{"namespace":"blog","key":"home"}"#.to_owned(),
+                "value is required",
+            ),
+            (line(r#","extra":1"#), "unknown field"),
+            (line(r#","enable_reset":1"#), "true or false"),
+            (line(r#","days":{}"#), "array"),
+            (
+                line(r#","days":[{"date":"2026-02-01"}]"#),
+                "hits is required",
+            ),
+            (
+                line(r#","days":[{"date":"2026-02-01","hits":1,"x":1}]"#),
+                "unknown field",
+            ),
+            (
+                r#"{"namespace":"x","key":"home","value":1}"#.to_owned(),
+                "Malformed",
+            ),
+            (line(r#","update_lowerbound":5"#), "lowerbound"),
+            (line(r#","update_upperbound":-5"#), "upperbound"),
+            (line(r#","admin_key_hash":"abc""#), "admin_key_hash"),
+            (
+                line(r#","days":[{"date":"2026-02-30","hits":1}]"#),
+                "not a YYYY-MM-DD",
+            ),
+            (line(r#","days":[{"date":"2026-02-01","hits":-1}]"#), "≥ 0"),
+            (
+                line(r#","days":[{"date":"2026-02-01","hits":1},{"date":"2026-02-01","hits":2}]"#),
+                "twice",
+            ),
+            (
+                line(r#","days":[{"date":"2026-02-01","hits":1,"uniques_hll":"!!"}]"#),
+                "hex",
+            ),
+            (
+                line(r#","days":[{"date":"2026-02-01","hits":1,"uniques_hll":"48594c4c"}]"#),
+                "HyperLogLog",
+            ),
+            (
+                line(r#","hours":[{"hour":"2026-11-25T13:30:00Z","hits":1}]"#),
+                "hour",
+            ),
+            (line(r#","created":-5"#), "created"),
+            (
+                r#"{"namespace":"blog","key":"home","value":"12"}"#.to_owned(),
+                "64-bit integer",
+            ),
+            (
+                r#"{"namespace":"blog","key":"home","value":1.5}"#.to_owned(),
+                "64-bit integer",
+            ),
+        ];
+        for (bad, expected) in cases {
+            let body = format!("{}\n{bad}\n", line(""));
+            let body = body.replacen("home", "first", 1);
+            let e = parse_import(body.as_bytes()).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}: {e}");
+            assert!(e.message.contains(expected), "{bad}: {e}");
+        }
+        let twice = format!("{}\n{}", line(""), line(""));
+        assert!(parse_import(twice.as_bytes())
+            .unwrap_err()
+            .message
+            .contains("twice"));
+        assert!(parse_import(b"\n\n").is_err());
+        assert_eq!(parse_import(b"{}\n\xff").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn hyperloglogs_are_checked_structurally() {
+        assert_eq!(check_hyperloglog(&empty_sparse()), Ok(()));
+        let mut dense = b"HYLL".to_vec();
+        dense.resize(HLL_DENSE_SIZE, 0);
+        assert_eq!(check_hyperloglog(&dense), Ok(()));
+        dense.push(0);
+        assert!(check_hyperloglog(&dense).is_err());
+        let mut short = empty_sparse();
+        short.truncate(HLL_HEADER + 1);
+        assert!(check_hyperloglog(&short).is_err());
+        let mut long = empty_sparse();
+        long.push(0x80);
+        assert!(check_hyperloglog(&long).is_err());
+        assert!(check_hyperloglog(b"HYLL\x02............").is_err());
+        assert!(check_hyperloglog(b"nope").is_err());
+    }
+
+    #[test]
+    fn exports_parse_from_the_script_answer() {
+        let s = |v: &str| Reply::Bytes(v.as_bytes().to_vec());
+        let name = Name::parse("blog", "home").unwrap();
+        let reply = Reply::Array(vec![
+            s("ok"),
+            s("12"),
+            s("1795611900"),
+            s("1"),
+            s("-2"),
+            s("3"),
+            s(""),
+            Reply::Int(1),
+            s("20261125"),
+            s("3"),
+            Reply::Int(1),
+            Reply::Bytes(empty_sparse()),
+            s("2026112513"),
+            s("3"),
+        ]);
+        let exported = parse_export(reply, &name).unwrap();
+        assert_eq!(exported.value, 12);
+        assert_eq!(exported.created, Some(1_795_611_900_000));
+        assert!(exported.enable_reset);
+        assert_eq!(
+            (exported.update_lowerbound, exported.update_upperbound),
+            (-2, 3)
+        );
+        assert_eq!(exported.admin_key_hash, None);
+        assert_eq!(exported.days[0].date, "2026-11-25");
+        assert_eq!(exported.hours[0].hour, "2026-11-25T13:00:00Z");
+        // What is exported imports again.
+        let line = serde_json::to_string(&exported).unwrap();
+        let imported = parse_import(line.as_bytes()).unwrap();
+        assert_eq!(imported[0].call.args[9], hex::encode(empty_sparse()));
+    }
+}
