@@ -15,6 +15,10 @@
 //!   transaction (403) before anything is sent.
 //! - Refused commands (§9) inside a `/pipeline` are inline `{"error"}` entries; inside
 //!   `/multi-exec` they discard the transaction with a 400 `EXECABORT …` naming the command.
+//! - Administrative commands (`SHUTDOWN`, `CONFIG`, `REPLICAOF`, `ACL`, `MIGRATE`, `SWAPDB`,
+//!   `CLUSTER MEET`, …; the list is in [`commands`]) are refused the same way (400), unless the
+//!   proxy runs with `--allow-admin-commands`; the read-only token gets `NOPERM` for them either
+//!   way. Upstash's REST API does not administer its servers either.
 //! - `SELECT 0` is answered `OK` by the proxy; the shared connections never switch databases.
 //! - With `Upstash-Response-Format: resp2` a Redis error reply is sent as RESP2 bytes (`-ERR …`)
 //!   with status 400; a pipeline is the concatenation of its replies; `/multi-exec` ignores the
@@ -117,6 +121,10 @@ pub struct ProxyArgs {
     /// wake-ups between the HTTP tasks and the Redis connection tasks).
     #[arg(long, env = "EDGECOUNT_THREADS")]
     pub threads: Option<usize>,
+    /// Let the token run administrative commands (SHUTDOWN, CONFIG, REPLICAOF, ACL, MIGRATE,
+    /// SWAPDB, CLUSTER MEET, …), refused by default. Never for the read-only token.
+    #[arg(long, env = "EDGECOUNT_ALLOW_ADMIN_COMMANDS")]
+    pub allow_admin_commands: bool,
 }
 
 /// Tokens never reach a log line, not even through `{:?}`.
@@ -144,6 +152,7 @@ impl fmt::Debug for ProxyArgs {
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("sse_heartbeat_ms", &self.sse_heartbeat_ms)
             .field("threads", &self.threads)
+            .field("allow_admin_commands", &self.allow_admin_commands)
             .finish()
     }
 }
@@ -175,6 +184,7 @@ impl ProxyArgs {
             redis_timeout_ms: 10_000,
             sse_heartbeat_ms: 1000,
             threads: None,
+            allow_admin_commands: false,
         }
     }
 
@@ -206,6 +216,8 @@ pub struct ProxyState {
     backend: Backend,
     token: Box<[u8]>,
     read_only_token: Option<Box<[u8]>>,
+    /// What the (full) token may run: [`commands::Access::Admin`] with `--allow-admin-commands`.
+    token_access: commands::Access,
     max_body: usize,
     heartbeat: Duration,
     sync: AtomicU64,
@@ -237,6 +249,11 @@ impl ProxyState {
             backend,
             token: args.token.as_bytes().into(),
             read_only_token: args.read_only_token.as_ref().map(|t| t.as_bytes().into()),
+            token_access: if args.allow_admin_commands {
+                commands::Access::Admin
+            } else {
+                commands::Access::Full
+            },
             max_body: args.max_body,
             heartbeat: Duration::from_millis(args.sse_heartbeat_ms.max(10)),
             sync: AtomicU64::new(start),
@@ -255,8 +272,12 @@ impl ProxyState {
         self.shutdown.send_replace(true);
     }
 
-    /// `Ok(read_only)` for a known token, 401 otherwise. Constant-time comparisons.
-    fn authorize(&self, headers: &HeaderMap, query: Option<&str>) -> Result<bool, ProxyError> {
+    /// What a known token may run, 401 otherwise. Constant-time comparisons.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<commands::Access, ProxyError> {
         let from_query;
         let presented: &[u8] = match headers
             .get(header::AUTHORIZATION)
@@ -269,11 +290,11 @@ impl ProxyState {
             }
         };
         if bool::from(presented.ct_eq(&self.token)) {
-            return Ok(false);
+            return Ok(self.token_access);
         }
         if let Some(ro) = &self.read_only_token {
             if bool::from(presented.ct_eq(ro)) {
-                return Ok(true);
+                return Ok(commands::Access::ReadOnly);
             }
         }
         Err(ProxyError::Unauthorized)
@@ -352,7 +373,7 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
     }
     let (parts, body) = request.into_parts();
     let query = parts.uri.query();
-    let read_only = state.authorize(&parts.headers, query)?;
+    let access = state.authorize(&parts.headers, query)?;
     let format = Format::from_headers(&parts.headers)?;
     let path = parts.uri.path();
     let trimmed = path.trim_start_matches('/');
@@ -363,17 +384,17 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
         "" => {
             let body = read_body(body, state.max_body).await?;
             let cmd = request::parse_command(&body)?;
-            single(state, cmd, read_only, format).await
+            single(state, cmd, access, format).await
         }
         "pipeline" if rest.is_empty() => {
             let body = read_body(body, state.max_body).await?;
             let cmds = request::parse_pipeline(&body)?;
-            pipeline(state, cmds, read_only, format).await
+            pipeline(state, cmds, access, format).await
         }
         "multi-exec" if rest.is_empty() => {
             let body = read_body(body, state.max_body).await?;
             let cmds = request::parse_pipeline(&body)?;
-            multi_exec(state, cmds, read_only, format.encoding).await
+            multi_exec(state, cmds, access, format.encoding).await
         }
         "subscribe" | "psubscribe" => {
             let names = rest
@@ -397,7 +418,7 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
             Ok(([(header::CONTENT_TYPE, APPLICATION_JSON.clone())], body).into_response())
         }
         "monitor" if rest.is_empty() => {
-            if read_only {
+            if access == commands::Access::ReadOnly {
                 return Err(ProxyError::NoPerm(
                     "NOPERM this token is read-only and has no permissions to run the 'monitor' command".into(),
                 ));
@@ -411,7 +432,7 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
                 None
             };
             let cmd = request::parse_path(path, query, body.as_deref())?;
-            single(state, cmd, read_only, format).await
+            single(state, cmd, access, format).await
         }
     }
 }
@@ -470,10 +491,10 @@ fn resp2_response(status: StatusCode, body: Vec<u8>) -> Response {
 async fn single(
     state: &ProxyState,
     cmd: Cmd,
-    read_only: bool,
+    access: commands::Access,
     format: Format,
 ) -> Result<Response, ProxyError> {
-    let value = match commands::check(&cmd, read_only)? {
+    let value = match commands::check(&cmd, access)? {
         commands::Action::ReplyOk => Value::Okay,
         commands::Action::Forward => {
             let (cmd, fix) = state.scripts.prepare(cmd);
@@ -523,13 +544,13 @@ fn error_reply(e: &ProxyError) -> Value {
 async fn pipeline(
     state: &ProxyState,
     cmds: Vec<Cmd>,
-    read_only: bool,
+    access: commands::Access,
     format: Format,
 ) -> Result<Response, ProxyError> {
     let mut slots = Vec::with_capacity(cmds.len());
     let mut remote = Vec::with_capacity(cmds.len());
     for cmd in cmds {
-        match commands::check(&cmd, read_only) {
+        match commands::check(&cmd, access) {
             Ok(commands::Action::Forward) => {
                 let (cmd, fix) = state.scripts.prepare(cmd);
                 slots.push(Slot::Remote(fix));
@@ -559,14 +580,14 @@ async fn pipeline(
 async fn multi_exec(
     state: &ProxyState,
     cmds: Vec<Cmd>,
-    read_only: bool,
+    access: commands::Access,
     encoding: Encoding,
 ) -> Result<Response, ProxyError> {
     // Any refusal discards the whole transaction before anything reaches Redis.
     let mut slots = Vec::with_capacity(cmds.len());
     let mut remote = Vec::with_capacity(cmds.len());
     for (i, cmd) in cmds.into_iter().enumerate() {
-        match commands::check(&cmd, read_only) {
+        match commands::check(&cmd, access) {
             Ok(commands::Action::Forward) => {
                 let (cmd, fix) = state.scripts.prepare(cmd);
                 slots.push(Slot::Remote(fix));
@@ -608,8 +629,15 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
         cluster = state.backend.is_cluster(),
         max_body = args.max_body,
         read_only_token = args.read_only_token.is_some(),
+        allow_admin_commands = args.allow_admin_commands,
         "edgecount proxy started"
     );
+    if args.allow_admin_commands {
+        tracing::warn!(
+            "--allow-admin-commands is on: whoever holds the token can administer Redis \
+             (SHUTDOWN, CONFIG, REPLICAOF, ACL, MIGRATE, …)"
+        );
+    }
     let shutdown_state = state.clone();
     let mut stopping = state.shutdown.subscribe();
     // Small request/response pairs on keep-alive connections: never wait for Nagle.
@@ -693,5 +721,24 @@ mod tests {
         let cli = Cli::parse_from(["x", "--token", "tok-123", "--read-only-token", "ro-456"]);
         let s = format!("{:?}", cli.args);
         assert!(!s.contains("tok-123") && !s.contains("ro-456"), "{s}");
+    }
+
+    #[test]
+    fn admin_commands_are_off_unless_asked_for() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ProxyArgs,
+        }
+        assert!(!ProxyArgs::new("redis://127.0.0.1:1", "t").allow_admin_commands);
+        assert!(
+            !Cli::parse_from(["x", "--token", "t"])
+                .args
+                .allow_admin_commands
+        );
+        let cli = Cli::parse_from(["x", "--token", "t", "--allow-admin-commands"]);
+        assert!(cli.args.allow_admin_commands);
+        assert!(format!("{:?}", cli.args).contains("allow_admin_commands: true"));
     }
 }

@@ -39,6 +39,7 @@ pub fn spawn_proxy_with(
         .env_remove("EDGECOUNT_REDIS_URL")
         .env_remove("EDGECOUNT_LISTEN")
         .env_remove("EDGECOUNT_MAX_BODY")
+        .env_remove("EDGECOUNT_ALLOW_ADMIN_COMMANDS")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
