@@ -781,3 +781,50 @@ async fn the_readme_acl_recipe_closes_the_lua_path() {
     assert_eq!(api.result(json!(["PUBLISH", "news", "x"])).await, json!(0));
     assert_eq!(api.result(json!(["FLUSHDB"])).await, json!("OK"));
 }
+
+/// Redis hashes a command name whole but compares it only up to a NUL byte, so one in a few
+/// hundred of `CONFIG\0<n>` finds CONFIG. The proxy must read names the way Redis does.
+#[tokio::test]
+async fn a_nul_byte_does_not_smuggle_a_command_past_the_tables() {
+    let redis = RedisServer::start();
+    let proxy = spawn_proxy_with(&[redis.url()], TOKEN, &[], &[]);
+    let api = Api::new(&proxy, TOKEN);
+    let pipeline: Vec<Value> = (0..3000)
+        .map(|n| json!([format!("CONFIG\u{0}{n}"), "SET", "maxmemory", "1mb"]))
+        .collect();
+    let (status, body) = api.post("/pipeline", json!(pipeline).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let expected = json!({ "error": refusal("CONFIG") });
+    let passed: Vec<_> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| **entry != expected)
+        .collect();
+    let ran = passed
+        .iter()
+        .filter(|(_, e)| e.get("result").is_some())
+        .count();
+    assert!(
+        passed.is_empty(),
+        "{} not refused, {ran} of them ran as CONFIG SET; the first: {:?}",
+        passed.len(),
+        passed.first()
+    );
+    assert_eq!(redis.cli(&["CONFIG", "GET", "maxmemory"]), "maxmemory\n0");
+    let (status, body) = api.cmd(&json!(["SHUTDOWN\u{0}", "NOSAVE"])).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": refusal("SHUTDOWN") })
+        )
+    );
+    // The same reading keeps a blocking XREAD off the shared connections.
+    let (status, body) = api
+        .cmd(&json!(["XREAD", "BLOCK\u{0}x", 0, "STREAMS", "s", "$"]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(redis.ping());
+}

@@ -41,8 +41,16 @@ struct Name {
     len: usize,
 }
 
+/// The part of an argument that Redis compares: up to the first NUL byte. Redis finds a command
+/// by hashing the whole name but matches it with `strcasecmp`, so `CONFIG\0<n>` runs CONFIG for
+/// one `n` in a few hundred; option words (`XREAD … BLOCK\0x`) are matched the same way.
+fn as_redis_compares(arg: &[u8]) -> &[u8] {
+    arg.split(|&b| b == 0).next().unwrap_or_default()
+}
+
 impl Name {
     fn of(bytes: &[u8]) -> Option<Name> {
+        let bytes = as_redis_compares(bytes);
         if bytes.len() > NAME_MAX {
             return None;
         }
@@ -128,6 +136,7 @@ pub fn check(cmd: &Cmd, access: Access) -> Result<Action, ProxyError> {
         b"XREAD" | b"XREADGROUP" => {
             // BLOCK is an option before STREAMS; after STREAMS come key names and ids.
             let blocks = args
+                .map(as_redis_compares)
                 .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
                 .any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
             if blocks {
@@ -351,6 +360,39 @@ mod tests {
             let e = check(&cmd(args), Access::Full).unwrap_err();
             assert!(matches!(e, ProxyError::BadRequest(_)), "{args:?}: {e:?}");
         }
+    }
+
+    #[test]
+    fn names_and_options_end_at_a_nul_byte_as_in_redis() {
+        for (args, named) in [
+            (&["SHUTDOWN\0", "NOSAVE"][..], "SHUTDOWN"),
+            (&["config\0n123", "SET", "maxmemory", "1mb"], "CONFIG"),
+            // Longer than any command name, but not before the NUL.
+            (
+                &["SWAPDB\0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "0", "1"],
+                "SWAPDB",
+            ),
+        ] {
+            let e = check(&cmd(args), Access::Full).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("ERR {named} is an administrative")),
+                "{args:?}: {e}"
+            );
+        }
+        for args in [
+            &["MULTI\0x"][..],
+            &["BLPOP\0", "l", "0"],
+            &["XREAD", "BLOCK\0x", "0", "STREAMS", "s", "$"],
+        ] {
+            let e = check(&cmd(args), Access::Admin).unwrap_err();
+            assert!(matches!(e, ProxyError::BadRequest(_)), "{args:?}: {e:?}");
+        }
+        // After STREAMS come keys: a key named BLOCK is no option.
+        assert_eq!(
+            check(&cmd(&["XREAD", "STREAMS\0", "BLOCK", "0"]), Access::Full),
+            Ok(Action::Forward)
+        );
     }
 
     #[test]
