@@ -627,9 +627,8 @@ function updateBadge(now) {
   $('sn-embed').value = `<script src="${ORIGIN}/embed.js?v=1" data-namespace="${escapeAttr(bb.ns)}"${dataKey} async></script>\n<span data-edgecount="value"></span>`;
   const shieldsJson = withQuery(`${ORIGIN}${path('shields', bb.ns, `${bb.key}.json`)}`,
     new URLSearchParams($('bb-count').checked ? { count: '1' } : {}));
-  const sp = new URLSearchParams();
-  if ($('bb-style').value !== 'flat') sp.set('style', $('bb-style').value);
-  $('sn-shields').value = `https://img.shields.io/endpoint?url=${encodeURIComponent(shieldsJson)}${sp.size ? `&${sp}` : ''}`;
+  const style = $('bb-style').value;
+  $('sn-shields').value = `https://img.shields.io/endpoint?url=${encodeURIComponent(shieldsJson)}${style === 'flat' ? '' : `&style=${style}`}`;
   // The preview never counts (no count=1) and waits for typing to pause.
   const src = withQuery(base, badgeParams(color.value, { preview: true }));
   clearTimeout(bb.timer);
