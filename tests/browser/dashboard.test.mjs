@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, test } from "node:test";
 import {
-  assertNoProblems, call, hit, missingRouteAllowance, openPage, screenshot, seedHistory, SCREENSHOT_DIR, useBrowser,
+  assertNoProblems, call, hit, openPage, screenshot, seedHistory, SCREENSHOT_DIR, useBrowser,
   useStack,
 } from "./harness.mjs";
 
@@ -16,8 +16,7 @@ describe("dashboard", () => {
   const stack = useStack({ env: { EDGECOUNT_RATE_LIMITS: "demo=fixed:5/1h" } });
   const browser = useBrowser();
 
-  test("loads with no console error and no failed request, favicon included", T, async (t) => {
-    const allow = await missingRouteAllowance(stack, t);
+  test("loads with no console error and no failed request, favicon included", T, async () => {
     const { context, page, problems } = await openPage(browser.it, `${stack.url}/`);
     const favicon = await page.evaluate(async () => (await fetch("/favicon.svg")).status);
     assert.equal(favicon, 200);
@@ -27,7 +26,7 @@ describe("dashboard", () => {
     await page.waitForLoadState("networkidle");
     assert.equal(await page.title(), "edgecount dashboard");
     assert.equal(await page.isHidden("#counter-view"), true, "no view without a hash");
-    assertNoProblems(problems, allow);
+    assertNoProblems(problems);
 
     // A counter view straight from a bookmark loads cleanly too.
     await hit(stack, "loadtest", "home");
@@ -35,13 +34,12 @@ describe("dashboard", () => {
     await second.page.waitForSelector("#cv-live[data-state=on]");
     await second.page.waitForSelector("#bb-img[src]");
     await second.page.waitForFunction(() => document.getElementById("bb-img").complete);
-    assertNoProblems(second.problems, allow);
+    assertNoProblems(second.problems);
     await second.context.close();
     await context.close();
   });
 
-  test("counter view: total, today, uniques and charts; a hit from a second browser context shows live", T, async (t) => {
-    const allow = await missingRouteAllowance(stack, t);
+  test("counter view: total, today, uniques and charts; a hit from a second browser context shows live", T, async () => {
     await hit(stack, "site", "home", 3);
     const { context, page, problems } = await openPage(browser.it, `${stack.url}/`);
     // Open the view the way a user does: the lookup form.
@@ -85,12 +83,11 @@ describe("dashboard", () => {
     assert.equal(await page.evaluate(() => window.notReloaded), true, "the page was not reloaded");
     assert.equal(await page.getAttribute("#cv-total", "aria-live"), "polite");
     await other.close();
-    assertNoProblems(problems, allow);
+    assertNoProblems(problems);
     await context.close();
   });
 
-  test("a missing counter and an invalid name give clear messages", T, async (t) => {
-    const allow = await missingRouteAllowance(stack, t);
+  test("a missing counter and an invalid name give clear messages", T, async () => {
     const { context, page, problems } = await openPage(browser.it, `${stack.url}/#ns=site&key=nothing-here`);
     await page.waitForFunction(() => document.getElementById("cv-error").textContent !== "");
     assert.match(await page.textContent("#cv-error"), /Counter site\/nothing-here not found/);
@@ -100,12 +97,11 @@ describe("dashboard", () => {
     await page.waitForFunction(() => document.getElementById("lookup-error").textContent !== "");
     assert.match(await page.textContent("#lookup-error"), /“x” is not a valid name/);
     // The only failed request is the 404 of the missing counter's statistics.
-    assertNoProblems(problems, (p) => allow(p) || /\/stats\/site\/nothing-here/.test(p.url));
+    assertNoProblems(problems, (p) => /\/stats\/site\/nothing-here/.test(p.url));
     await context.close();
   });
 
-  test("keyboard: main controls are reachable with Tab and work with Enter and Space", T, async (t) => {
-    const allow = await missingRouteAllowance(stack, t);
+  test("keyboard: main controls are reachable with Tab and work with Enter and Space", T, async () => {
     await hit(stack, "keys", "home", 2);
     const { context, page, problems } = await openPage(browser.it, `${stack.url}/`);
     await page.waitForFunction(() => !/Loading/.test(document.getElementById("pg-note").textContent));
@@ -160,13 +156,8 @@ describe("dashboard", () => {
     await page.keyboard.press("Enter");
     await page.waitForFunction(() => document.querySelector("#copy-md + .copied").textContent !== "");
 
-    // Playground: a policy (typed when the server does not list them), then Space on "Send request".
-    if (await page.isVisible("#pg-policy-text")) {
-      await tabTo("pg-policy-text", 40);
-      await page.keyboard.type("demo");
-    } else {
-      await tabTo("pg-policy", 40); // the first policy is selected
-    }
+    // Playground: the policy list (its first policy is selected), then Space on "Send request".
+    await tabTo("pg-policy", 40);
     assert.equal((await tab()).id, "pg-id");
     const send = await tab();
     assert.equal(send.id, "pg-send");
@@ -189,12 +180,11 @@ describe("dashboard", () => {
     assert.equal(await page.evaluate(() => location.hash), "#ns=keys&key=home");
     // Copying may be refused without clipboard permission: that shows a message, never an error. The
     // reload cancelled the open /stream request: expected.
-    assertNoProblems(problems, (p) => allow(p) || (p.kind === "requestfailed" && /\/stream\/keys\/home$/.test(p.url)));
+    assertNoProblems(problems, (p) => (p.kind === "requestfailed" && /\/stream\/keys\/home$/.test(p.url)));
     await context.close();
   });
 
   test("no layout shift while data arrives, fits 360 px, light and dark screenshots", { timeout: 60_000 }, async (t) => {
-    const allow = await missingRouteAllowance(stack, t);
     // A month of history reads better in a screenshot than one bar (written straight to Redis).
     await hit(stack, "demo-blog", "home", 5);
     const days = Array.from({ length: 60 }, (_, i) => Math.round(40 + 25 * Math.sin(i / 3) + (i % 7 < 5 ? 30 : 0) + i));
@@ -227,7 +217,7 @@ describe("dashboard", () => {
       assert.equal(bg, colorScheme === "dark" ? "rgb(13, 17, 23)" : "rgb(243, 245, 248)");
       // Send requests until the playground shows a 429, for the picture.
       if (width === 1100) {
-        if (await page.isVisible("#pg-policy-text")) await page.fill("#pg-policy-text", "demo");
+        await page.selectOption("#pg-policy", "demo");
         await page.fill("#pg-id", `shot-${colorScheme}`);
         for (let i = 0; i < 6; i++) await page.click("#pg-send");
         await page.waitForFunction(() => document.querySelectorAll("#pg-log li").length === 6);
@@ -240,7 +230,7 @@ describe("dashboard", () => {
         await page.screenshot({ path: file, fullPage: true, clip: { x: 0, y: 0, width, height: Math.ceil(bottom + 16) } });
         shots.push(file);
       }
-      assertNoProblems(problems, (p) => allow(p) || (p.status === 429 && /\/limit\/demo\//.test(p.url)) ||
+      assertNoProblems(problems, (p) => (p.status === 429 && /\/limit\/demo\//.test(p.url)) ||
         (p.kind === "console" && /status of 429/.test(p.text)));
       await context.close();
     }

@@ -363,31 +363,6 @@ export async function seedHistory(stack, ns, key, { days = [], hours = [] }) {
   if (added) await redisCommand(port, "INCRBY", `${prefix}:v`, added);
 }
 
-/**
- * Routes the page asks for on load that are being built right now (GET /limit, the policy list).
- * While this server answers one with 404 "no such route", that 404 (and the console line Chromium
- * logs for it) is allowed, and the test says so in a diagnostic; once the route is served, the
- * allowance ends by itself. Returns a filter for assertNoProblems.
- */
-export async function missingRouteAllowance(stack, t) {
-  const pending = [];
-  for (const route of ["/limit"]) {
-    const r = await call(stack, "GET", route);
-    if (r.status === 404 && r.body?.error === "no such route") pending.push(route);
-  }
-  if (pending.length) t?.diagnostic(`not served yet, their 404 allowed: GET ${pending.join(", GET ")}`);
-  return (p) => {
-    let pathname;
-    try {
-      pathname = new URL(p.url).pathname;
-    } catch {
-      return false;
-    }
-    if (!pending.includes(pathname)) return false;
-    return p.kind === "status" ? p.status === 404 : p.kind === "console" && /status of 404/.test(p.text);
-  };
-}
-
 export function readWebFile(name) {
   return readFileSync(path.join(ROOT, "web", name), "utf8");
 }
