@@ -44,7 +44,7 @@ async function managementModule() {
 
 // Must match src/driver.rs MAX_BODY: the body is read up to one byte more, so Rust can refuse
 // a larger one (413) without it being read whole.
-const MAX_BODY = 256 * 1024;
+const MAX_BODY = 8 * 1024 * 1024;
 // How long one REST round trip may take before the request fails as "redis unavailable"; a
 // subscription stream is only bounded until its headers arrive.
 const REST_TIMEOUT_MS = 10_000;

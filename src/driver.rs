@@ -43,9 +43,9 @@ use crate::store::fetch::{Exchange, FetchRestStore, Io, Outcome, EXCHANGE};
 use crate::store::rest::{RestRequest, RestResponse};
 use crate::store::Store;
 
-/// Largest request body the API reads (batch requests are the big ones); the host passes at
-/// most one byte more, so a larger body is refused without being read whole.
-pub const MAX_BODY: usize = 256 * 1024;
+/// Largest request body the API reads; the host passes at most one byte more, so a larger body
+/// is refused without being read whole.
+pub use crate::api::MAX_BODY;
 
 type Messages = <FetchRestStore as Store>::Messages;
 type Handling = Pin<Box<dyn Future<Output = Handled<Messages>>>>;
@@ -584,6 +584,22 @@ mod tests {
         assert_eq!(target("http://edge.test"), "/");
         assert_eq!(target("http://edge.test?x=1"), "/");
         assert_eq!(target("http://user@edge.test:8787/a"), "/a");
+    }
+
+    #[test]
+    fn the_entry_module_reads_bodies_up_to_the_same_limit() {
+        let shim = include_str!("../scripts/worker-shim.js");
+        let line = shim
+            .lines()
+            .find(|l| l.starts_with("const MAX_BODY = "))
+            .expect("MAX_BODY in scripts/worker-shim.js");
+        let value: usize = line
+            .trim_start_matches("const MAX_BODY = ")
+            .trim_end_matches(';')
+            .split(" * ")
+            .map(|n| n.parse::<usize>().expect("a product of numbers"))
+            .product();
+        assert_eq!(value, MAX_BODY);
     }
 
     #[test]

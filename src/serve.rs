@@ -12,11 +12,10 @@ use http::{header, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::api::assets::ASSETS;
-use crate::api::{Api, ApiError, ApiRequest, Asset, Client, Config, Forward, Handled, Platform};
+use crate::api::{
+    Api, ApiError, ApiRequest, Asset, Client, Config, Forward, Handled, Platform, MAX_BODY,
+};
 use crate::store::http_native::NativeRestStore;
-
-/// Largest request body the API reads (batch requests are the big ones: 500 operations).
-const MAX_BODY: usize = 256 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {

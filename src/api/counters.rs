@@ -105,6 +105,7 @@ pub(super) fn request_context<'a>(call: &'a Call<'_>) -> RequestContext<'a> {
         origin: call.header("origin"),
         referer: call.header("referer"),
         host: call.header("host"),
+        page: call.query("page"),
     }
 }
 

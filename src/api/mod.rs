@@ -20,6 +20,10 @@ pub use assets::Asset;
 pub use config::{Config, FailMode};
 pub use response::{ApiBody, ApiError, ApiResponse, Extra, Field};
 
+/// Largest request body the API reads. Imports are the big ones (an export is a namespace's
+/// counters with their history); a batch is bounded by its operation count anyway.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
 /// What the API needs from the platform it runs on; each adapter supplies its own, so no
 /// target-specific code lives here.
 #[derive(Clone, Copy)]

@@ -5,8 +5,10 @@
 //!
 //! # Placeholders
 //! `:HOST:`, `:PATH:` and `:PATHNAME:` inside a name are replaced from the request
-//! ([`RequestContext`]): the host comes from `Origin`, else `Referer`, else the `Host` header; the
-//! path from `Referer` (an `Origin` carries no path), else `/`. Substituted text is made valid
+//! ([`RequestContext`]): the host comes from `?page=` when it is a URL, else `Origin`, else
+//! `Referer`, else the `Host` header; the path from `?page=` (a URL or an absolute path: what the
+//! embed script sends, since browsers give cross-origin requests an origin-only Referer), else
+//! `Referer` (an `Origin` carries no path), else `/`. Substituted text is made valid
 //! deterministically (see [`sanitize_component`]):
 //! - the host loses its port and is lower-cased (`Example.com:8080` → `example.com`);
 //! - the path is percent-decoded and loses its query and fragment, leading and trailing `/` are
@@ -167,12 +169,17 @@ impl fmt::Display for Name {
     }
 }
 
-/// The request headers placeholders are resolved from (raw header values, as received).
+/// What placeholders are resolved from: the request's headers (raw values, as received) and the
+/// page it says it is about.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestContext<'a> {
     pub origin: Option<&'a str>,
     pub referer: Option<&'a str>,
     pub host: Option<&'a str>,
+    /// `?page=`: the page's URL (or absolute path), as the embed script sends it. Browsers send
+    /// a cross-origin request's Referer as the origin alone (`strict-origin-when-cross-origin`),
+    /// so without it every page of a site would count as its root. It wins over the headers.
+    pub page: Option<&'a str>,
 }
 
 impl RequestContext<'_> {
@@ -183,7 +190,8 @@ impl RequestContext<'_> {
                 .and_then(absolute_uri)
                 .and_then(|u| u.host().map(str::to_owned))
         };
-        from_url(self.origin)
+        from_url(self.page)
+            .or_else(|| from_url(self.origin))
             .or_else(|| from_url(self.referer))
             .or_else(|| {
                 // The Host header is `host[:port]`; parse it as an authority to drop the port.
@@ -197,13 +205,26 @@ impl RequestContext<'_> {
             })
     }
 
-    /// The page's path, percent-decoded, without query or fragment; `/` when the Referer does not
-    /// give one. Decoded so a page counts once whether or not the browser encoded its path.
+    /// The page's path, percent-decoded, without query or fragment: from `page` (a URL or an
+    /// absolute path), else the Referer, else `/`. Decoded so a page counts once whether or not
+    /// the browser encoded its path.
     pub fn page_path(&self) -> String {
-        self.referer
-            .and_then(absolute_uri)
-            .map(|u| {
-                percent_encoding::percent_decode_str(u.path())
+        let from_page = self.page.and_then(|page| {
+            if page.starts_with('/') {
+                let path = page.split(['?', '#']).next().unwrap_or("/");
+                Some(path.to_owned())
+            } else {
+                absolute_uri(page).map(|u| u.path().to_owned())
+            }
+        });
+        from_page
+            .or_else(|| {
+                self.referer
+                    .and_then(absolute_uri)
+                    .map(|u| u.path().to_owned())
+            })
+            .map(|path| {
+                percent_encoding::percent_decode_str(&path)
                     .decode_utf8_lossy()
                     .into_owned()
             })
@@ -304,7 +325,35 @@ mod tests {
             origin,
             referer,
             host,
+            page: None,
         }
+    }
+
+    #[test]
+    fn the_page_parameter_wins_over_the_headers() {
+        let cross_origin = RequestContext {
+            origin: Some("https://blog.example"),
+            referer: Some("https://blog.example/"),
+            host: Some("count.example"),
+            page: Some("/posts/hello%20world/?utm=x#top"),
+        };
+        assert_eq!(cross_origin.page_path(), "/posts/hello world/");
+        assert_eq!(cross_origin.page_host().as_deref(), Some("blog.example"));
+        let name = Name::resolve(":HOST:", ":PATH:", &cross_origin).unwrap();
+        assert_eq!(name.path(), "blog.example/posts.hello_world");
+        let absolute = RequestContext {
+            page: Some("https://Other.Example:8443/a/b"),
+            ..cross_origin
+        };
+        assert_eq!(absolute.page_host().as_deref(), Some("other.example"));
+        assert_eq!(absolute.page_path(), "/a/b");
+        // Neither a URL nor a path: the headers decide.
+        let junk = RequestContext {
+            page: Some("not a page"),
+            ..cross_origin
+        };
+        assert_eq!(junk.page_path(), "/");
+        assert_eq!(junk.page_host().as_deref(), Some("blog.example"));
     }
 
     #[test]

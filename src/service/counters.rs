@@ -349,7 +349,7 @@ impl<S: Store> Counters<S> {
     }
 
     /// Every counter of `ns` with its settings and history, for its token or the admin: one
-    /// round trip for the members, then one per [`transfer::TRANSFER_CHUNK`] counters.
+    /// round trip for the members, then one per [`transfer::EXPORT_CHUNK`] counters.
     pub async fn export(
         &self,
         ns: &Namespace,
@@ -364,7 +364,7 @@ impl<S: Store> Counters<S> {
             .map_err(|e| Error::Rule(CounterError::Redis(e)))?;
         let (keys, _) = namespace::parse_members(members)?;
         let mut exported = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(transfer::TRANSFER_CHUNK) {
+        for chunk in keys.chunks(transfer::EXPORT_CHUNK) {
             let names: Vec<Name> = chunk
                 .iter()
                 .map(|key| Name {
@@ -394,7 +394,7 @@ impl<S: Store> Counters<S> {
         self.require_admin(bearer)?;
         let counters = transfer::parse_import(body).map_err(CounterError::from)?;
         let mut summary = Imported::default();
-        for chunk in counters.chunks(transfer::TRANSFER_CHUNK) {
+        for chunk in transfer::import_chunks(&counters) {
             let mut commands = vec![script_load(&counter::scripts::IMPORT)];
             commands.extend(chunk.iter().map(|c| c.call.evalsha()));
             commands.extend(chunk.iter().map(|c| namespace::register_command(&c.name)));

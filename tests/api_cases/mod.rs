@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::support::edge::{Edge, Kind, ADMIN_TOKEN};
+use crate::support::redis_server::Snapshot;
 
 /// Generate one `#[tokio::test]` per case for a front end.
 #[macro_export]
@@ -51,6 +52,13 @@ macro_rules! all_api_cases {
             unknown_routes_and_methods_are_json_errors,
             one_rest_request_per_hit_read_and_decision,
             static_files_are_served_with_their_headers,
+            refused_requests_change_nothing,
+            namespace_tokens_listings_and_live_changes,
+            export_then_import_round_trips_every_bucket,
+            badges_take_themes_abbreviation_and_a_sparkline,
+            shields_endpoint_answers_shields_json,
+            configured_policies_are_listed,
+            the_page_parameter_names_the_counter,
         );
     };
 }
@@ -889,4 +897,521 @@ pub async fn static_files_are_served_with_their_headers(kind: Kind) {
     assert_eq!(head.headers()["cache-control"], "public, max-age=604800");
     let (status, _, body) = send(edge.post("/embed.js")).await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// Server-sent events of one answer, event by event (heartbeat comments skipped).
+struct Events {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    seen: String,
+}
+
+impl Events {
+    fn of(response: reqwest::Response) -> Events {
+        Events {
+            stream: Box::pin(response.bytes_stream()),
+            seen: String::new(),
+        }
+    }
+
+    /// The next event's `data:` payload, within 10 s.
+    async fn next(&mut self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.seen.find("\n\n") {
+                let event: String = self.seen.drain(..end + 2).collect();
+                if event.starts_with(':') {
+                    continue;
+                }
+                return event.trim().trim_start_matches("data: ").to_owned();
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("stream open")
+                .expect("chunk");
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// Every refusal the API has, each checked against the whole keyspace: a refused request must
+/// leave Redis byte for byte as it was (values, encodings and expiry times alike).
+pub async fn refused_requests_change_nothing(kind: Kind) {
+    let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "2")]).await;
+    // Something to refuse changes to: counters with admin keys, history, uniques, a namespace
+    // token, a used-up rate limit, a client at its abuse limit.
+    let (_, _, created) = send(edge.post("/create/site/home?initializer=5")).await;
+    let ns_token = created["namespace_token"]
+        .as_str()
+        .expect("a namespace token")
+        .to_owned();
+    send(edge.post("/create/site/locked")).await;
+    send(edge.get("/create?namespace=site&key=bounded&update_lowerbound=-1&update_upperbound=1"))
+        .await;
+    for ip in ["198.51.100.7", "198.51.100.7"] {
+        send(from_ip(edge.post("/hit/site/busy"), ip)).await;
+    }
+    send(edge.post("/hit/site/home")).await;
+    for _ in 0..3 {
+        send(edge.post("/limit/fixed/someone")).await;
+    }
+    let big = vec![b' '; edgecount::api::MAX_BODY + 1];
+    let bad_import = "{\"namespace\":\"site\",\"key\":\"fresh\",\"value\":1}\n{\"namespace\":\"site\",\"key\":\"x\"}\n";
+    let refusals: Vec<(u16, reqwest::RequestBuilder)> = vec![
+        // 400: names, numbers, options, callbacks, duplicates, malformed bodies.
+        (400, edge.post("/hit/ab/home")),
+        (400, edge.post("/hit/site/new-page?rid=has%20space")),
+        (400, edge.get("/hit/site/new-page?callback=1bad")),
+        (400, edge.get("/hit/site/new-page?callback=%3Cscript%3E")),
+        (400, edge.get("/create/site/new-page?callback=1bad")),
+        (
+            400,
+            edge.get("/create?namespace=site&key=new-page&callback=1bad"),
+        ),
+        (
+            400,
+            edge.post("/create/site/new-page?update_lowerbound=5&update_upperbound=-5"),
+        ),
+        (
+            400,
+            edge.get(
+                "/create?namespace=site&key=new-page&update_lowerbound=5&update_upperbound=-5",
+            ),
+        ),
+        (400, edge.post("/create/site/new-page?initializer=1e3")),
+        (400, edge.post("/create/site/new-page?enable_reset=maybe")),
+        (400, edge.post("/hit/site/new-page?rid=a&rid=b")),
+        (
+            400,
+            edge.post("/update/site/home?amount=x")
+                .bearer_auth(ADMIN_TOKEN),
+        ),
+        (400, edge.post("/set/site/home").bearer_auth(ADMIN_TOKEN)),
+        (
+            400,
+            edge.post("/set/site/home?value=99999999999999999999")
+                .bearer_auth(ADMIN_TOKEN),
+        ),
+        (400, edge.get("/badge/site/new-page.svg?count=1&color=nope")),
+        (
+            400,
+            edge.get("/badge/site/new-page.svg?count=1&style=round"),
+        ),
+        (
+            400,
+            edge.get("/badge/site/new-page.svg?count=1&theme=sepia"),
+        ),
+        (
+            400,
+            edge.get("/badge/site/new-page.svg?count=1&abbreviate=yes"),
+        ),
+        (400, edge.get("/badge/site/new-page.svg?count=1&graph=7d")),
+        (400, edge.get("/badge/site/new-page.svg?count=2")),
+        (
+            400,
+            edge.get("/shields/site/new-page.json?count=1&color=nope"),
+        ),
+        (
+            400,
+            edge.post("/batch")
+                .json(&json!([{"op": "hit", "key": "new-page"}, {"op": "boom"}])),
+        ),
+        (400, edge.post("/batch").body("not json")),
+        (400, edge.post("/limit/api/someone?cost=x")),
+        (400, edge.get("/ns/site?limit=0").bearer_auth(&ns_token)),
+        (
+            400,
+            edge.post("/import")
+                .bearer_auth(ADMIN_TOKEN)
+                .body(bad_import),
+        ),
+        // 401 and 403: no token, or the wrong one.
+        (401, edge.get("/ns/site")),
+        (401, edge.get("/export/site")),
+        (401, edge.post("/import").body(bad_import)),
+        (401, edge.post("/ns/site/token")),
+        (401, edge.request(Method::DELETE, "/limit/api/someone")),
+        (403, edge.get("/ns/site").bearer_auth("not-a-token")),
+        (403, edge.post("/ns/site/token").bearer_auth(&ns_token)),
+        (
+            403,
+            edge.post("/import").bearer_auth(&ns_token).body(bad_import),
+        ),
+        (403, edge.post("/set/site/locked?value=1")),
+        (403, edge.post("/update/site/bounded?amount=5")),
+        (403, edge.post("/reset/site/locked")),
+        (
+            403,
+            edge.request(Method::DELETE, "/delete/site/locked")
+                .bearer_auth("wrong"),
+        ),
+        // 404, 405, 409, 413, 429.
+        (404, edge.get("/get/site/missing")),
+        (
+            404,
+            edge.post("/set/site/missing?value=1")
+                .bearer_auth(ADMIN_TOKEN),
+        ),
+        (404, edge.post("/limit/nope/someone")),
+        (404, edge.get("/nope")),
+        (405, edge.request(Method::PUT, "/hit/site/home")),
+        (405, edge.post("/get/site/home")),
+        (409, edge.post("/create/site/home")),
+        (409, edge.get("/create?namespace=site&key=home")),
+        (413, edge.post("/batch").body(big)),
+        (429, from_ip(edge.post("/hit/site/busy"), "198.51.100.7")),
+        (429, edge.post("/limit/fixed/someone")),
+    ];
+    let mut before = edge.redis.snapshot();
+    assert!(
+        before.len() > 10,
+        "the store should hold something: {before:?}"
+    );
+    for (expected, request) in refusals {
+        let request = request.build().unwrap();
+        let what = format!("{} {}", request.method(), request.url().path());
+        let response = edge.http.execute(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{what}");
+        let after: Snapshot = edge.redis.snapshot();
+        assert_eq!(
+            after.changes_since(&before),
+            Vec::<String>::new(),
+            "{what} ({expected}) changed Redis"
+        );
+        before = after;
+    }
+}
+
+pub async fn namespace_tokens_listings_and_live_changes(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    // The first create in a namespace hands out its token (once); later ones do not.
+    let (status, _, first) = send(edge.post("/create/site/home")).await;
+    assert_eq!(status, 201, "{first}");
+    let token = first["namespace_token"]
+        .as_str()
+        .expect("namespace_token")
+        .to_owned();
+    assert!(token.len() >= 32);
+    assert!(!edge.redis.cli(&["GET", "ec:{site}:auth"]).contains(&token));
+    let (_, _, second) = send(edge.post("/create/site/about")).await;
+    assert!(second.get("namespace_token").is_none(), "{second}");
+    // A namespace that is already in use (counters hit into being) cannot be taken over by
+    // creating one more counter in it.
+    send(edge.post("/hit/taken/page")).await;
+    let (_, _, late) = send(edge.post("/create/taken/mine")).await;
+    assert!(late.get("namespace_token").is_none(), "{late}");
+
+    for (path, hits) in [
+        ("/hit/site/home", 3),
+        ("/hit/site/contact", 2),
+        ("/hit/site/about", 1),
+    ] {
+        for _ in 0..hits {
+            send(edge.post(path)).await;
+        }
+    }
+    let (status, _, body) = send(edge.get("/ns/site")).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = send(edge.get("/ns/site").bearer_auth("nope")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, listing) = send(edge.get("/ns/site").bearer_auth(&token)).await;
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(
+        listing,
+        json!({"namespace": "site", "count": 3, "truncated": false, "counters": [
+            {"key": "home", "value": 3, "today": 3},
+            {"key": "contact", "value": 2, "today": 2},
+            {"key": "about", "value": 1, "today": 1},
+        ]})
+    );
+    let (_, _, top) = send(edge.get("/ns/site?limit=1").bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(top["counters"].as_array().unwrap().len(), 1);
+    assert_eq!(top["count"], 3);
+
+    // The token administers its namespace's counters, and no other namespace's.
+    let (status, _, body) = send(edge.post("/set/site/contact?value=10").bearer_auth(&token)).await;
+    assert_eq!((status.as_u16(), body["value"].clone()), (200, json!(10)));
+    let (_, _, other) = send(edge.post("/create/other/page")).await;
+    let other_token = other["namespace_token"].as_str().unwrap().to_owned();
+    let (status, _, _) = send(
+        edge.post("/set/site/contact?value=1")
+            .bearer_auth(&other_token),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = send(edge.get("/ns/site").bearer_auth(&other_token)).await;
+    assert_eq!(status, 403);
+
+    // Every change in the namespace, live.
+    let response = edge
+        .get("/ns/site/stream")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = Events::of(response);
+    send(edge.post("/hit/site/home")).await;
+    assert_eq!(events.next().await, r#"{"key":"home","value":4}"#);
+    send(edge.post("/update/site/about?amount=1")).await;
+    assert_eq!(events.next().await, r#"{"key":"about","value":2}"#);
+    send(
+        edge.request(Method::DELETE, "/delete/site/about")
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(events.next().await, r#"{"key":"about","deleted":true}"#);
+    let (status, _, _) = send(edge.get("/ns/site/stream")).await;
+    assert_eq!(status, 401);
+
+    // A deleted counter leaves the listing; a minted token replaces the old one.
+    let (_, _, listing) = send(edge.get("/ns/site").bearer_auth(&token)).await;
+    assert_eq!(listing["count"], 2, "{listing}");
+    let (status, _, minted) = send(edge.post("/ns/site/token").bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{minted}");
+    let new_token = minted["namespace_token"].as_str().unwrap();
+    let (status, _, _) = send(edge.get("/ns/site").bearer_auth(&token)).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = send(edge.get("/ns/site").bearer_auth(new_token)).await;
+    assert_eq!(status, 200);
+    // Batch hits join the listing too.
+    let ops = json!([{"op": "hit", "namespace": "batched", "key": "page"}]);
+    send(edge.post("/batch").json(&ops)).await;
+    let (_, _, listing) = send(edge.get("/ns/batched").bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(listing["counters"][0]["key"], "page", "{listing}");
+}
+
+/// An NDJSON line of a counter with `days` days of history ending at `last_day` (unix days),
+/// some with a HyperLogLog of `uniques` visitors.
+fn history_line(key: &str, last_day: i64, days: i64) -> String {
+    let days: Vec<Value> = (0..days)
+        .map(|i| {
+            let day = last_day - i;
+            let (y, m, d) = edgecount::core::counter::calendar::civil_from_days(day);
+            json!({"date": format!("{y:04}-{m:02}-{d:02}"), "hits": i + 1})
+        })
+        .collect();
+    json!({
+        "namespace": "moved", "key": key, "value": 1234, "created": 1_700_000_000_000i64,
+        "enable_reset": true, "update_lowerbound": -3, "update_upperbound": 7,
+        "admin_key_hash": "a".repeat(64), "days": days,
+    })
+    .to_string()
+}
+
+pub async fn export_then_import_round_trips_every_bucket(kind: Kind) {
+    let source = Edge::start(kind, &[]).await;
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    // A year of history (imported, as no test can wait a year) plus live hits with uniques.
+    let body = [
+        history_line("old", today - 1, 390),
+        history_line("recent", today - 1, 3),
+    ]
+    .join("\n");
+    let (status, _, body) = send(source.post("/import").bearer_auth(ADMIN_TOKEN).body(body)).await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({"imported": 2, "skipped": 0}))
+    );
+    let (_, _, created) = send(source.post("/create/moved/live?initializer=40")).await;
+    let admin_key = created["admin_key"].as_str().unwrap().to_owned();
+    for (ip, agent) in [
+        ("198.51.100.1", "A"),
+        ("198.51.100.2", "B"),
+        ("198.51.100.2", "B"),
+    ] {
+        let hit = source
+            .post("/hit/moved/live")
+            .header("user-agent", format!("Mozilla/5.0 {agent}"));
+        send(from_ip(hit, ip)).await;
+    }
+    let exported = source
+        .get("/export/moved")
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exported.status(), 200);
+    assert_eq!(exported.headers()["content-type"], "application/x-ndjson");
+    let export = exported.text().await.unwrap();
+    assert_eq!(export.lines().count(), 3, "{export}");
+    let live: Value = serde_json::from_str(
+        export
+            .lines()
+            .find(|l| l.contains(r#""key":"live""#))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(live["days"].as_array().unwrap().len(), 1, "{live}");
+    assert!(live["days"][0]["uniques_hll"].is_string(), "{live}");
+
+    // Into a fresh Redis: everything equal, twice (the second import changes nothing).
+    let target = Edge::start(kind, &[]).await;
+    let (status, _, body) = send(
+        target
+            .post("/import")
+            .bearer_auth(ADMIN_TOKEN)
+            .body(export.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({"imported": 3, "skipped": 0}))
+    );
+    let imported = target.redis.snapshot();
+    let (_, _, again) = send(
+        target
+            .post("/import")
+            .bearer_auth(ADMIN_TOKEN)
+            .body(export.clone()),
+    )
+    .await;
+    assert_eq!(again, json!({"imported": 0, "skipped": 3}));
+    assert_eq!(
+        target.redis.snapshot().changes_since(&imported),
+        Vec::<String>::new()
+    );
+    for key in ["old", "recent", "live"] {
+        for path in [
+            format!("/stats/moved/{key}?days=400"),
+            format!("/info/moved/{key}"),
+        ] {
+            let (_, _, there) = send(source.get(&path)).await;
+            let (_, _, here) = send(target.get(&path)).await;
+            assert_eq!(here, there, "{path}");
+        }
+    }
+    let (_, _, stats) = send(target.get("/stats/moved/old?days=400")).await;
+    let with_hits = stats["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["hits"] != 0)
+        .count();
+    assert_eq!(with_hits, 390);
+    let (_, _, live_stats) = send(target.get("/stats/moved/live?days=1")).await;
+    assert_eq!(live_stats["days"][0]["uniques"], 2, "{live_stats}");
+    // The owner's admin key still works where the counter moved.
+    let (status, _, _) = send(target.post("/reset/moved/live").bearer_auth(&admin_key)).await;
+    assert_eq!(status, 200);
+    let (_, _, export_again) = send(target.get("/ns/moved").bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(export_again["count"], 3);
+}
+
+pub async fn badges_take_themes_abbreviation_and_a_sparkline(kind: Kind) {
+    let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "0")]).await;
+    send(edge.post("/create/blog/popular?initializer=1233")).await;
+    let svg = |path: &'static str| {
+        let request = edge.get(path);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(response.headers()["content-type"], "image/svg+xml");
+            response.text().await.unwrap()
+        }
+    };
+    // Full numbers unless asked to abbreviate; counting first.
+    let plain = svg("/badge/blog/popular.svg?count=1").await;
+    assert!(plain.contains(">1234<"), "{plain}");
+    let short = svg("/badge/blog/popular.svg?abbreviate=1").await;
+    assert!(short.contains(">1.2k<"), "{short}");
+    let auto = svg("/badge/blog/popular.svg?theme=auto").await;
+    assert!(
+        auto.contains("@media (prefers-color-scheme:dark)"),
+        "{auto}"
+    );
+    let dark = svg("/badge/blog/popular.svg?theme=dark").await;
+    assert!(dark.contains(r##"fill="#30363d""##), "{dark}");
+    let light = svg("/badge/blog/popular.svg?theme=light").await;
+    assert!(light.contains(r##"fill="#eaeef2""##), "{light}");
+    let graph = svg("/badge/blog/popular.svg?graph=30d").await;
+    let points = graph
+        .split("points=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a sparkline");
+    assert_eq!(points.split(' ').count(), 30, "{graph}");
+    // Today's hit is the highest day, drawn at the top of the line; earlier days at the bottom.
+    assert!(points.ends_with(",4"), "{points}");
+    assert!(points.starts_with(&format!("{},16", points.split(',').next().unwrap())));
+    let missing = svg("/badge/blog/nothing.svg?graph=30d").await;
+    assert!(
+        missing.contains(">0<") && missing.contains("<polyline"),
+        "{missing}"
+    );
+    let (_, _, body) = send(edge.get("/get/blog/popular")).await;
+    assert_eq!(body["value"], 1234);
+}
+
+pub async fn shields_endpoint_answers_shields_json(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    send(edge.post("/create/blog/shield?initializer=4567")).await;
+    let (status, headers, body) = send(edge.get("/shields/blog/shield.json")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        body,
+        json!({"schemaVersion": 1, "label": "views", "message": "4567", "color": "007ec6"})
+    );
+    let (_, _, body) =
+        send(edge.get("/shields/blog/shield.json?label=readers&color=green&abbreviate=1&count=1"))
+            .await;
+    assert_eq!(
+        body,
+        json!({"schemaVersion": 1, "label": "readers", "message": "4.5k", "color": "97ca00"})
+    );
+    let (_, _, body) = send(edge.get("/get/blog/shield")).await;
+    assert_eq!(body["value"], 4568);
+    let (_, _, body) = send(edge.get("/shields/blog/none.json")).await;
+    assert_eq!(body["message"], "0");
+}
+
+pub async fn configured_policies_are_listed(kind: Kind) {
+    let edge = Edge::start(
+        kind,
+        &[(
+            "EDGECOUNT_RATE_LIMITS",
+            "api=sliding:100/60s; burst=gcra:10/1s",
+        )],
+    )
+    .await;
+    let (status, _, body) = send(edge.get("/limit")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"policies": [
+            {"name": "api", "algorithm": "sliding", "limit": 100, "window_ms": 60000},
+            {"name": "burst", "algorithm": "gcra", "limit": 10, "window_ms": 1000},
+        ]})
+    );
+    let (status, _, _) = send(edge.post("/limit")).await;
+    assert_eq!(status, 405);
+}
+
+/// The embed script sends the page it runs on as `?page=` (a cross-origin Referer carries no
+/// path): `:HOST:` and `:PATH:` come from it.
+pub async fn the_page_parameter_names_the_counter(kind: Kind) {
+    let edge = Edge::start(kind, &[]).await;
+    let (status, headers, body) = send(
+        edge.post("/hit/:HOST:/:PATH:?page=https%3A%2F%2Fblog.example%2Fposts%2Fhello%2F")
+            .header("origin", "https://blog.example")
+            .header("referer", "https://blog.example/"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-path"], "blog.example/posts.hello");
+    // Without it, the origin-only Referer names the site's root.
+    let (_, headers, _) = send(
+        edge.post("/hit/:HOST:/:PATH:")
+            .header("origin", "https://blog.example")
+            .header("referer", "https://blog.example/"),
+    )
+    .await;
+    assert_eq!(headers["x-path"], "blog.example/index");
 }

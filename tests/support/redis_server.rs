@@ -53,6 +53,8 @@ impl RedisServer {
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--protected-mode", "no"])
+            // DEBUG DIGEST-VALUE for `snapshot` (local clients only, as every test client is).
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra_args)
@@ -127,6 +129,36 @@ impl RedisServer {
             .collect()
     }
 
+    /// The whole keyspace: every key with its type, the digest Redis computes of its value
+    /// (`DEBUG DIGEST-VALUE`: every byte of a string, every member of a set, field of a hash…,
+    /// independent of the order a hash table happens to iterate in, which even a read may change
+    /// while the table rehashes) and its absolute expiry (`PEXPIRETIME`, -1 when none). Two
+    /// snapshots are equal exactly when nothing was written in between (a refreshed TTL is a
+    /// write too).
+    pub fn snapshot(&self) -> Snapshot {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut conn = client.get_connection().expect("connect to test redis");
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
+        let mut snapshot = Snapshot::default();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).expect("TYPE");
+            let digest: Vec<String> = redis::cmd("DEBUG")
+                .arg("DIGEST-VALUE")
+                .arg(&key)
+                .query(&mut conn)
+                .expect("DEBUG DIGEST-VALUE (the test server enables DEBUG for local clients)");
+            let expiry: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&key)
+                .query(&mut conn)
+                .expect("PEXPIRETIME");
+            if kind != "none" {
+                let value = format!("{kind} {}", digest.concat()).into_bytes();
+                snapshot.0.insert(key, (value, expiry));
+            }
+        }
+        snapshot
+    }
+
     /// Stop the server (simulating an outage); `restart` brings it back on the same port.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -151,5 +183,32 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The keyspace as [`RedisServer::snapshot`] read it: key → (type and value digest, PEXPIRETIME).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot(pub std::collections::BTreeMap<Vec<u8>, (Vec<u8>, i64)>);
+
+impl Snapshot {
+    /// The keys that differ from `earlier` (added, removed or changed), readable, for messages.
+    pub fn changes_since(&self, earlier: &Snapshot) -> Vec<String> {
+        let name = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        let mut changes = Vec::new();
+        for (key, now) in &self.0 {
+            match earlier.0.get(key) {
+                None => changes.push(format!("+ {}", name(key))),
+                Some(before) if before != now => changes.push(format!("~ {}", name(key))),
+                Some(_) => {}
+            }
+        }
+        for key in earlier.0.keys().filter(|k| !self.0.contains_key(*k)) {
+            changes.push(format!("- {}", name(key)));
+        }
+        changes
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }

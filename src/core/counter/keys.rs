@@ -38,12 +38,12 @@ use crate::core::names::{Name, Namespace};
 
 /// Hourly buckets serve the last-48-hours view; a third day is slack for late readers.
 pub const HOURLY_TTL_SECS: u64 = 3 * 86_400;
-/// Daily buckets and HyperLogLogs serve up to [`MAX_STATS_DAYS`]; 400 days leaves slack.
+/// Daily buckets and HyperLogLogs serve up to [`MAX_STATS_DAYS`] of history.
 pub const DAILY_TTL_SECS: u64 = 400 * 86_400;
 /// How long a retry with the same `Idempotency-Key` answers the original value.
 pub const IDEMPOTENCY_TTL_SECS: u64 = 86_400;
 /// The longest history `GET /stats/{ns}/{key}?days=` gives; longer requests are capped.
-pub const MAX_STATS_DAYS: u32 = 365;
+pub const MAX_STATS_DAYS: u32 = 400;
 /// The hours `GET /stats/{ns}/{key}` always gives.
 pub const STATS_HOURS: u32 = 48;
 /// Shards of the service-wide figures.

@@ -14,7 +14,7 @@ use crate::core::names::Name;
 /// Days of history when the route does not say.
 pub const DEFAULT_STATS_DAYS: u32 = 30;
 
-/// `?days=`: default 30, at least 1, capped at [`MAX_STATS_DAYS`] (asking more gives 365, not an
+/// `?days=`: default 30, at least 1, capped at [`MAX_STATS_DAYS`] (asking more gives 400, not an
 /// error: buckets older than that are gone anyway); not a number → 400.
 pub fn parse_days(raw: Option<&str>) -> Result<u32, CounterError> {
     match raw.filter(|v| !v.trim().is_empty()) {
@@ -160,7 +160,7 @@ mod tests {
     fn days_parameter() {
         assert_eq!(parse_days(None), Ok(30));
         assert_eq!(parse_days(Some("7")), Ok(7));
-        assert_eq!(parse_days(Some("100000")), Ok(365));
+        assert_eq!(parse_days(Some("100000")), Ok(400));
         assert!(parse_days(Some("0")).is_err());
         assert!(parse_days(Some("seven")).is_err());
     }

@@ -29,9 +29,11 @@ pub const EXPORT_DAYS: u64 = DAILY_TTL_SECS / 86_400;
 pub const EXPORT_HOURS: u64 = HOURLY_TTL_SECS / 3600;
 /// The most daily or hourly entries one imported counter may carry.
 pub const MAX_IMPORTED_BUCKETS: usize = 1000;
-/// Counters per pipeline when exporting or importing (each REST request stays well below the
-/// 1 MB Upstash allows).
-pub const TRANSFER_CHUNK: usize = 50;
+/// Counters per pipeline when exporting.
+pub const EXPORT_CHUNK: usize = 20;
+/// The most argument bytes one import pipeline carries: a REST request must stay under the 1 MiB
+/// body Upstash (and `edgecount proxy`) accept, JSON quoting included.
+pub const IMPORT_CHUNK_BYTES: usize = 800_000;
 
 /// One counter, as one NDJSON line. Read back with [`ExportedCounter::from_json`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -258,6 +260,8 @@ pub struct ImportError {
 pub struct ImportedCounter {
     pub name: Name,
     pub call: ScriptCall,
+    /// The bytes of its script arguments (what a pipeline of it carries).
+    pub size: usize,
 }
 
 /// Check a whole NDJSON body: every line parses, every name, number, date, bound and
@@ -383,6 +387,13 @@ fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
             (start + HOURLY_TTL_SECS as i64).to_string(),
         ]);
     }
+    let size = args.iter().map(String::len).sum::<usize>();
+    if size > IMPORT_CHUNK_BYTES {
+        return Err(format!(
+            "its history is {size} bytes, more than one request to Redis may carry \
+             ({IMPORT_CHUNK_BYTES}): split its days over several lines of another counter name"
+        ));
+    }
     let keys = CounterKeys::new(&name);
     Ok(ImportedCounter {
         call: ScriptCall {
@@ -390,8 +401,26 @@ fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
             keys: vec![keys.value(), keys.meta()],
             args,
         },
+        size,
         name,
     })
+}
+
+/// Group checked counters into pipelines of at most [`IMPORT_CHUNK_BYTES`] of arguments.
+pub fn import_chunks(counters: &[ImportedCounter]) -> Vec<&[ImportedCounter]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, counter) in counters.iter().enumerate() {
+        if i > start && bytes + counter.size > IMPORT_CHUNK_BYTES {
+            chunks.push(&counters[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += counter.size;
+    }
+    if start < counters.len() {
+        chunks.push(&counters[start..]);
+    }
+    chunks
 }
 
 /// Whether the import script created the counter (`false`: it existed and was skipped).
@@ -578,6 +607,47 @@ mod tests {
             .contains("twice"));
         assert!(parse_import(b"\n\n").is_err());
         assert_eq!(parse_import(b"{}\n\xff").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn imports_go_in_pipelines_of_bounded_size() {
+        let dense = hex::encode({
+            let mut hll = b"HYLL".to_vec();
+            hll.resize(HLL_DENSE_SIZE, 0);
+            hll
+        });
+        // 30 days of dense HyperLogLogs: ~740 KB of arguments, one counter to a pipeline.
+        let days: Vec<String> = (1..=30)
+            .map(|d| format!(r#"{{"date":"2026-01-{d:02}","hits":1,"uniques_hll":"{dense}"}}"#))
+            .collect();
+        let heavy = |key: &str| {
+            format!(
+                r#"{{"namespace":"blog","key":"{key}","value":1,"days":[{}]}}"#,
+                days.join(",")
+            )
+        };
+        let body = [
+            heavy("one"),
+            heavy("two"),
+            line("").replace("home", "light"),
+        ]
+        .join("\n");
+        let counters = parse_import(body.as_bytes()).unwrap();
+        let chunks = import_chunks(&counters);
+        assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [1, 2]);
+        // 40 such days no longer fit in one request: refused with the line's number.
+        let too_big = format!(
+            r#"{{"namespace":"blog","key":"big","value":1,"days":[{}]}}"#,
+            (0..40)
+                .map(|d| format!(
+                    r#"{{"date":"{}","hits":1,"uniques_hll":"{dense}"}}"#,
+                    iso_date(&day_label(1_767_225_600 + d * 86_400))
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let e = parse_import(too_big.as_bytes()).unwrap_err();
+        assert!(e.message.contains("more than one request"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 -- counter_stats: the total, per-day hits and uniques, per-hour hits, on Redis's clock.
--- KEYS[1] value   ARGV[1] days (1..365, capped by Rust)   ARGV[2] hours   ARGV[3] clock override
+-- KEYS[1] value   ARGV[1] days (1..400, capped by Rust)   ARGV[2] hours   ARGV[3] clock override
 -- Returns {'ok', total, n_days, (YYYYMMDD, hits, uniques) × n_days, (YYYYMMDDHH, hits) × hours},
 -- oldest first, or {'not_found'}.
 
