@@ -8,6 +8,7 @@
 //! - `worker` (wasm): the worker's wasm exports over the driver; `serve` (native): the same API
 //!   on axum.
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
+//! - `migrate` (native): copies counters from CountAPI- or Abacus-compatible services.
 //!
 //! Target-specific code stays in the adapters: `worker.rs` for wasm, `serve.rs`, `proxy/` and
 //! `store/http_native.rs` natively; the module declarations here and in `store/mod.rs` choose
@@ -19,6 +20,8 @@ pub mod driver;
 pub mod service;
 pub mod store;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod migrate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,5 +1,5 @@
 //! The `edgecount` command line: a thin dispatcher. Each subcommand's flags and `run` live in its
-//! own module (`edgecount::proxy`, `edgecount::serve`).
+//! own module (`edgecount::proxy`, `edgecount::serve`, `edgecount::migrate`).
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +20,8 @@ enum Command {
     Proxy(edgecount::proxy::ProxyArgs),
     /// The counter and rate-limit API, natively, over an Upstash REST endpoint.
     Serve(edgecount::serve::ServeArgs),
+    /// Copy counters from a CountAPI- or Abacus-compatible service into edgecount.
+    Migrate(edgecount::migrate::MigrateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,7 +36,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Proxy(args) => Some(args.worker_threads()),
-        Command::Serve(_) => None,
+        Command::Serve(_) | Command::Migrate(_) => None,
     };
     let runtime = match runtime(threads) {
         Ok(rt) => rt,
@@ -47,6 +49,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Proxy(args) => edgecount::proxy::run(args).await.map_err(|e| e.to_string()),
             Command::Serve(args) => edgecount::serve::run(args).await.map_err(|e| e.to_string()),
+            Command::Migrate(args) => edgecount::migrate::run(args)
+                .await
+                .map_err(|e| e.to_string()),
         }
     });
     match result {

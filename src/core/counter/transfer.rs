@@ -247,6 +247,44 @@ pub fn parse_export(reply: Reply, name: &Name) -> Result<ExportedCounter, Counte
     })
 }
 
+/// A counter as another CountAPI- or Abacus-compatible service describes it, ready to import
+/// into `name`: its value from `GET /get/{ns}/{key}` (`{"value":N}`), and whatever settings its
+/// `GET /info/{ns}/{key}` has (`info`: CountAPI and edgecount give `created` in milliseconds,
+/// `enable_reset`, `update_lowerbound`, `update_upperbound`; Abacus gives none of them; absent
+/// or unreadable settings take the defaults). No history: those services publish none.
+pub fn from_service(
+    name: &Name,
+    get: &Value,
+    info: Option<&Value>,
+) -> Result<ExportedCounter, String> {
+    let value = get
+        .get("value")
+        .and_then(Value::as_i64)
+        .ok_or("its /get answer has no integer \"value\"")?;
+    let setting = |field: &str| info.and_then(|info| info.get(field));
+    let bound =
+        |field: &str, default: i64| setting(field).and_then(Value::as_i64).unwrap_or(default);
+    Ok(ExportedCounter {
+        namespace: name.ns.to_string(),
+        key: name.key.to_string(),
+        value,
+        created: setting("created")
+            .and_then(Value::as_i64)
+            .filter(|ms| *ms >= 0),
+        enable_reset: match setting("enable_reset") {
+            Some(Value::Bool(flag)) => *flag,
+            Some(Value::Number(n)) => n.as_i64() == Some(1),
+            _ => false,
+        },
+        // CountAPI's rule (lower ≤ 0 ≤ upper), so the line imports.
+        update_lowerbound: bound("update_lowerbound", DEFAULT_LOWER_BOUND).min(0),
+        update_upperbound: bound("update_upperbound", DEFAULT_UPPER_BOUND).max(0),
+        admin_key_hash: None,
+        days: Vec::new(),
+        hours: Vec::new(),
+    })
+}
+
 /// A line of an import that does not hold up; `line` counts from 1.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
@@ -648,6 +686,43 @@ mod tests {
         );
         let e = parse_import(too_big.as_bytes()).unwrap_err();
         assert!(e.message.contains("more than one request"), "{e}");
+    }
+
+    #[test]
+    fn counters_of_other_services_become_import_lines() {
+        use serde_json::json;
+        let name = Name::parse("blog", "home").unwrap();
+        let countapi = json!({"namespace": "x", "key": "y", "value": 7, "created": 1_600_000_000_000i64,
+            "enable_reset": 1, "update_lowerbound": -2, "update_upperbound": 3, "ttl": 0});
+        let line = from_service(&name, &json!({"value": 42}), Some(&countapi)).unwrap();
+        assert_eq!(
+            (line.value, line.created, line.enable_reset),
+            (42, Some(1_600_000_000_000), true)
+        );
+        assert_eq!((line.update_lowerbound, line.update_upperbound), (-2, 3));
+        assert_eq!(
+            (line.namespace.as_str(), line.key.as_str()),
+            ("blog", "home")
+        );
+        // Abacus's /info has none of the settings; a service without /info neither.
+        let abacus =
+            json!({"value": 42, "full_key": "blog:home", "is_genuine": true, "exists": true});
+        let line = from_service(&name, &json!({"value": 42}), Some(&abacus)).unwrap();
+        assert_eq!(
+            (line.created, line.enable_reset, line.update_upperbound),
+            (None, false, 1)
+        );
+        assert!(from_service(&name, &json!({"value": 1}), None).is_ok());
+        assert!(from_service(&name, &json!({"value": "many"}), None).is_err());
+        // The line it makes imports.
+        let text = serde_json::to_string(
+            &from_service(&name, &json!({"value": 42}), Some(&countapi)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            parse_import(text.as_bytes()).unwrap()[0].call.args[..6],
+            ["42", "1600000000", "1", "-2", "3", ""]
+        );
     }
 
     #[test]
