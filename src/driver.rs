@@ -553,9 +553,10 @@ mod tests {
         );
         assert_eq!(step.body, "");
         assert_eq!(driver.in_flight(), 0);
-        // Only GET and HEAD read files; other methods reach the API (and its JSON 404).
+        // Only GET and HEAD read files; other methods are the API's JSON 405.
         let step = parse(&driver.begin("POST", "http://edge.test/embed.js", "", None));
-        assert_eq!((step.kind, step.target.as_str()), ('R', "404"));
+        assert_eq!((step.kind, step.target.as_str()), ('R', "405"));
+        assert!(step.has("allow:GET, HEAD"), "{step:?}");
     }
 
     #[test]

@@ -30,9 +30,11 @@
   };
 
   let counted = null; // the path of the last view counted
+  let latest = 0; // the last view's number: an older view's late answer must not show
   const count = () => {
     if (location.pathname === counted) return;
     counted = location.pathname;
+    const view = ++latest;
     // The page without its query or fragment: those may carry things that are nobody's business.
     const page = path(location.origin + location.pathname);
     const request = optOut
@@ -40,7 +42,7 @@
       : fetch(`${api}/hit/${counter}?page=${page}`, { method: "POST", keepalive: true });
     request
       .then((response) => response.json())
-      .then(show)
+      .then((answer) => view === latest && show(answer))
       .catch(() => {}); // a counter must never break the page
   };
 

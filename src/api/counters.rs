@@ -166,11 +166,7 @@ pub(super) fn allow(call: &Call<'_>, methods: &[Method]) -> Result<(), ApiError>
     if methods.contains(call.method) {
         return Ok(());
     }
-    let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("use {}", names.join(" or ")),
-    ))
+    Err(ApiError::method_not_allowed(methods))
 }
 
 pub(super) fn bearer<'a>(call: &'a Call<'_>) -> Option<&'a str> {
@@ -219,6 +215,11 @@ async fn do_hit<S: Store>(
     call: &Call<'_>,
     count: bool,
 ) -> Result<HitOutcome, ApiError> {
+    // The header wins over `rid`, but a malformed `rid` is refused all the same: the whole
+    // request is checked before anything is written.
+    if let Some(rid) = call.query("rid") {
+        counter::validate_idempotency_key(rid)?;
+    }
     let ip = call.client.ip.clone().unwrap_or_default();
     let request = hit_request(config, call, &ip, now, count);
     Ok(counters.hit(name, &request, Some(now)).await?)

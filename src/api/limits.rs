@@ -44,7 +44,7 @@ struct PolicyList<'a> {
 /// client — the dashboard's playground — can offer them.
 pub fn policies<M>(config: &Config, call: &Call<'_>) -> Result<ApiResponse<M>, ApiError> {
     if !matches!(call.method, &Method::GET | &Method::HEAD) {
-        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
+        return Err(ApiError::method_not_allowed(&[Method::GET, Method::HEAD]));
     }
     let policies = config
         .rate_limits
@@ -78,10 +78,17 @@ pub async fn route<S: Store>(
             Mode::Reset
         }
         _ => {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "use POST to consume, GET to peek, POST …/refund to refund, DELETE to reset",
-            ))
+            let methods: &[Method] = if refund {
+                &[Method::POST]
+            } else {
+                &[Method::GET, Method::HEAD, Method::POST, Method::DELETE]
+            };
+            return Err(ApiError {
+                message:
+                    "use POST to consume, GET to peek, POST …/refund to refund, DELETE to reset"
+                        .to_owned(),
+                ..ApiError::method_not_allowed(methods)
+            });
         }
     };
     let cost = match call.query("cost") {

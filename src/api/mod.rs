@@ -160,7 +160,13 @@ impl<S: Store> Api<S> {
                 Err(e) => e.into_response(),
                 Ok(callback) => {
                     let segments = path_segments(request.path());
-                    let response = match self.route(&segments, &call).await {
+                    let routed = if Asset::at(request.path()).is_some() {
+                        // A static file's path with another method than GET or HEAD.
+                        Err(ApiError::method_not_allowed(&[Method::GET, Method::HEAD]))
+                    } else {
+                        self.route(&segments, &call).await
+                    };
+                    let response = match routed {
                         Ok(response) => response,
                         Err(e) => e.into_response(),
                     };
@@ -191,7 +197,10 @@ impl<S: Store> Api<S> {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         let store = self.store();
         match parts.as_slice() {
-            ["healthz"] => Ok(self.healthz().await),
+            ["healthz"] if matches!(*call.method, Method::GET | Method::HEAD) => {
+                Ok(self.healthz().await)
+            }
+            ["healthz"] => Err(ApiError::method_not_allowed(&[Method::GET, Method::HEAD])),
             ["limit"] => limits::policies(&self.config, call),
             ["limit", policies, id] => {
                 limits::route(store, &self.config, policies, id, false, call).await
@@ -289,11 +298,22 @@ pub const MANAGEMENT_ROUTES: &[&str] = &[
     "create", "set", "update", "reset", "delete", "info", "ns", "export", "import",
 ];
 
+/// First path segments of the other API routes.
+const SERVICE_ROUTES: &[&str] = &["batch", "healthz", "limit"];
+
+/// Every first path segment the API answers (static files aside): gateway mode forwards every
+/// other path to the origin, and the OpenAPI document must describe each.
+pub fn route_prefixes() -> impl Iterator<Item = &'static str> {
+    COUNTER_ROUTES
+        .iter()
+        .chain(MANAGEMENT_ROUTES)
+        .chain(SERVICE_ROUTES)
+        .copied()
+}
+
 /// First path segments that belong to the API; gateway mode forwards everything else.
 fn is_api_route(first: &str) -> bool {
-    COUNTER_ROUTES.contains(&first)
-        || MANAGEMENT_ROUTES.contains(&first)
-        || matches!(first, "batch" | "healthz" | "limit")
+    route_prefixes().any(|prefix| prefix == first)
 }
 
 /// What to do with a request: answer it, serve a static file (the adapter has its bytes), or

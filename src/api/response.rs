@@ -91,6 +91,8 @@ pub struct ApiError {
     pub message: String,
     /// More fields of the JSON body (e.g. `"value": null` on a missing counter).
     pub extra: Vec<(&'static str, Extra)>,
+    /// The `Allow` header of a 405: the methods the route takes (RFC 9110 asks for it).
+    pub allow: Option<String>,
 }
 
 /// The value of one of an [`ApiError`]'s extra fields.
@@ -109,6 +111,19 @@ impl ApiError {
             status,
             message: message.into(),
             extra: Vec::new(),
+            allow: None,
+        }
+    }
+
+    /// 405: the route exists, the method does not; `Allow` lists those it takes.
+    pub fn method_not_allowed(methods: &[http::Method]) -> Self {
+        let names: Vec<&str> = methods.iter().map(http::Method::as_str).collect();
+        ApiError {
+            allow: Some(names.join(", ")),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("use {}", names.join(" or ")),
+            )
         }
     }
 
@@ -132,7 +147,20 @@ impl ApiError {
     }
 
     pub fn into_response<M>(self) -> ApiResponse<M> {
-        json_response(self.status, &self.body())
+        let mut response = json_response(self.status, &self.body());
+        let headers = response.headers_mut();
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            headers.insert(header::ALLOW, allow);
+        }
+        // RFC 9110: a 401 says how to authenticate.
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

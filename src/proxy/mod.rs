@@ -33,6 +33,7 @@
 //!   See [`scripts`].
 //! - `GET /_stats` (an extension; no Redis command starts with `_`) answers `{"requests": N}`,
 //!   the REST requests answered so far, so tests and benchmarks can count round trips.
+//! - `GET /openapi.json` (no token needed) answers this API's OpenAPI 3.1 description.
 
 pub mod backend;
 pub mod commands;
@@ -64,6 +65,12 @@ use reply::Encoding;
 
 /// `GET /_stats` (authenticated): `{"requests": N}`, the REST requests answered so far.
 pub const STATS_PATH: &str = "/_stats";
+
+/// `GET /openapi.json` (no token needed): [`OPENAPI`].
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The OpenAPI 3.1 description of this REST API (`docs/proxy-openapi.json`).
+pub const OPENAPI: &str = include_str!("../../docs/proxy-openapi.json");
 
 /// Default body limit: Upstash's 1 MB per request.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -372,6 +379,10 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
         return Err(ProxyError::MethodNotAllowed);
     }
     let (parts, body) = request.into_parts();
+    // The API's description is public (no Redis command is named `openapi.json`).
+    if parts.uri.path() == OPENAPI_PATH && method == Method::GET {
+        return Ok(([(header::CONTENT_TYPE, APPLICATION_JSON.clone())], OPENAPI).into_response());
+    }
     let query = parts.uri.query();
     let access = state.authorize(&parts.headers, query)?;
     let format = Format::from_headers(&parts.headers)?;

@@ -21,6 +21,21 @@ fn script_load(script: &Script) -> Command {
     Command::new("SCRIPT").arg("LOAD").arg(script.source())
 }
 
+/// A refusal that admin rights would have lifted is a 401 when no credentials came with the
+/// request (they might be the answer), a 403 when the ones that came do not suffice.
+fn unauthenticated(e: CounterError, bearer: Option<&str>) -> Error<CounterError> {
+    Error::Rule(match (e, bearer) {
+        (CounterError::AdminRequired, None) => {
+            CounterError::TokenRequired("admin key required (Authorization: Bearer …)")
+        }
+        (CounterError::OutsideBounds, None) => CounterError::TokenRequired(
+            "amount outside the counter's update bounds: an admin key is required \
+             (Authorization: Bearer …)",
+        ),
+        (e, _) => e,
+    })
+}
+
 /// The answer of an import: `{"imported":N,"skipped":M}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Imported {
@@ -126,6 +141,22 @@ impl<S: Store> Counters<S> {
         Ok(created)
     }
 
+    /// The authority of an admin-only operation, or its refusal before anything else: 401
+    /// without credentials, 403 with credentials that are not an admin's — whether or not the
+    /// counter exists (a refusal tells strangers nothing).
+    async fn admin_authority(&self, name: &Name, bearer: Option<&str>) -> CounterResult<Authority> {
+        if bearer.is_none() {
+            return Err(Error::Rule(CounterError::TokenRequired(
+                "admin key required (Authorization: Bearer …)",
+            )));
+        }
+        let authority = self.authority(name, bearer).await?;
+        if !authority.is_admin() {
+            return Err(Error::Rule(CounterError::AdminRequired));
+        }
+        Ok(authority)
+    }
+
     /// What `bearer` (an `Authorization: Bearer` token, if any) may do to `name`.
     pub async fn authority(&self, name: &Name, bearer: Option<&str>) -> CounterResult<Authority> {
         match counter::begin_auth(name, bearer, self.admin_token.as_deref()) {
@@ -145,6 +176,7 @@ impl<S: Store> Counters<S> {
         }
     }
 
+    /// Set the value: admin, or anyone when the counter has `enable_reset`.
     pub async fn set(
         &self,
         name: &Name,
@@ -156,9 +188,10 @@ impl<S: Store> Counters<S> {
             .store
             .run(&counter::set_call(name, value, &authority))
             .await?;
-        Ok(counter::parse_set(reply)?)
+        counter::parse_set(reply).map_err(|e| unauthenticated(e, bearer))
     }
 
+    /// Add `amount`: anyone within the counter's bounds, the admin beyond them.
     pub async fn update(
         &self,
         name: &Name,
@@ -170,11 +203,11 @@ impl<S: Store> Counters<S> {
             .store
             .run(&counter::update_call(name, amount, &authority))
             .await?;
-        Ok(counter::parse_update(reply)?)
+        counter::parse_update(reply).map_err(|e| unauthenticated(e, bearer))
     }
 
     pub async fn reset(&self, name: &Name, bearer: Option<&str>) -> CounterResult<i64> {
-        let authority = self.authority(name, bearer).await?;
+        let authority = self.admin_authority(name, bearer).await?;
         let reply = self
             .store
             .run(&counter::reset_call(name, &authority))
@@ -185,7 +218,7 @@ impl<S: Store> Counters<S> {
     /// Delete the counter and its history, then take it out of its namespace's listing (a
     /// second round trip; if that one fails, listings skip the missing counter anyway).
     pub async fn delete(&self, name: &Name, bearer: Option<&str>) -> CounterResult<()> {
-        let authority = self.authority(name, bearer).await?;
+        let authority = self.admin_authority(name, bearer).await?;
         let reply = self
             .store
             .run(&counter::delete_call(name, &authority))

@@ -136,9 +136,10 @@ pub async fn abacus_create_and_admin_lifecycle(kind: Kind) {
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].is_string());
 
-    // Set needs the admin key (enable_reset is off for Abacus counters).
+    // Set needs the admin key (enable_reset is off for Abacus counters): without credentials
+    // 401 (say who you are), with the wrong ones 403.
     let (status, _, body) = send(edge.post("/set/shop/stock?value=99")).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     let (status, _, body) = send(
         edge.post("/set/shop/stock?value=99")
             .bearer_auth("wrong-key"),
@@ -159,7 +160,7 @@ pub async fn abacus_create_and_admin_lifecycle(kind: Kind) {
     let (status, _, body) = send(edge.post("/update/shop/stock?amount=1")).await;
     assert_eq!((status.as_u16(), body), (200, json!({"value": 43})));
     let (status, _, body) = send(edge.post("/update/shop/stock?amount=-5")).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     let (status, _, body) = send(
         edge.post("/update/shop/stock?value=-5")
             .bearer_auth(&admin_key),
@@ -175,7 +176,7 @@ pub async fn abacus_create_and_admin_lifecycle(kind: Kind) {
     assert_eq!((status.as_u16(), body), (200, json!({"value": 138})));
 
     let (status, _, body) = send(edge.post("/reset/shop/stock")).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     let (status, _, body) = send(edge.post("/reset/shop/stock").bearer_auth(&admin_key)).await;
     assert_eq!((status.as_u16(), body), (200, json!({"value": 0})));
 
@@ -212,7 +213,7 @@ pub async fn countapi_create_with_reset_and_bounds(kind: Kind) {
     let (_, _, body) = send(edge.get("/update/site/visits?amount=3")).await;
     assert_eq!(body, json!({"value": 10}));
     let (status, _, _) = send(edge.get("/update/site/visits?amount=4")).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 401);
     let (_, _, info) = send(edge.get("/info/site/visits")).await;
     assert_eq!(info["enable_reset"], true);
     assert_eq!(info["update_lowerbound"], -2);
@@ -887,7 +888,7 @@ pub async fn static_files_are_served_with_their_headers(kind: Kind) {
         .to_str()
         .unwrap()
         .contains("script-src 'self'"));
-    // HEAD answers the headers alone; other methods are the API's (a JSON 404).
+    // HEAD answers the headers alone; other methods get a JSON 405 that says which work.
     let head = edge
         .request(Method::HEAD, "/embed.js")
         .send()
@@ -895,8 +896,9 @@ pub async fn static_files_are_served_with_their_headers(kind: Kind) {
         .unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["cache-control"], "public, max-age=604800");
-    let (status, _, body) = send(edge.post("/embed.js")).await;
-    assert_eq!(status, 404, "{body}");
+    let (status, headers, body) = send(edge.post("/embed.js")).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(headers["allow"], "GET, HEAD");
 }
 
 /// Server-sent events of one answer, event by event (heartbeat comments skipped).
@@ -1038,9 +1040,29 @@ pub async fn refused_requests_change_nothing(kind: Kind) {
             403,
             edge.post("/import").bearer_auth(&ns_token).body(bad_import),
         ),
-        (403, edge.post("/set/site/locked?value=1")),
-        (403, edge.post("/update/site/bounded?amount=5")),
-        (403, edge.post("/reset/site/locked")),
+        (401, edge.post("/set/site/locked?value=1")),
+        (
+            403,
+            edge.post("/set/site/locked?value=1").bearer_auth("wrong"),
+        ),
+        (401, edge.post("/update/site/bounded?amount=5")),
+        (
+            403,
+            edge.post("/update/site/bounded?amount=5")
+                .bearer_auth("wrong"),
+        ),
+        (401, edge.post("/reset/site/locked")),
+        (
+            403,
+            edge.post("/reset/site/locked").bearer_auth("wrong-token"),
+        ),
+        (401, edge.request(Method::DELETE, "/delete/site/locked")),
+        (
+            400,
+            edge.post("/hit/site/new-page?rid=a")
+                .header("idempotency-key", "b"),
+        ),
+        (405, edge.post("/embed.js")),
         (
             403,
             edge.request(Method::DELETE, "/delete/site/locked")

@@ -149,11 +149,8 @@ describe("embed script", { timeout: 150_000 }, () => {
 
   // The display after a quick route change, made deterministic: the answer of the first view is
   // held back until after the answer of the second. The numbers shown must be the current page's,
-  // not whichever answer happened to arrive last. Marked todo while embed.js shows every answer
-  // as it arrives (it has no notion of which count is the latest).
-  test("SPA: a late answer of an earlier route does not overwrite the current page's numbers", {
-    ...T, todo: "embed.js shows answers in arrival order: a slow earlier answer leaves the previous page's number",
-  }, async () => {
+  // not whichever answer happened to arrive last.
+  test("SPA: a late answer of an earlier route does not overwrite the current page's numbers", T, async () => {
     site.routes["/race/first"] = page({
       body: `<span data-edgecount="value"></span><script>
         addEventListener("load", () => history.pushState({}, "", "/race/second"));

@@ -1,6 +1,7 @@
-//! The real `edgecount proxy` binary in front of a test redis-server: `--listen 127.0.0.1:0`, its
-//! own process group, the URL read from its startup line, killed (group) on drop. Its stderr (the
-//! tracing log) is captured so tests can check what it logs.
+//! The real `edgecount` binary as a process: `edgecount proxy` in front of a test redis-server, or
+//! `edgecount serve` in front of a proxy. `--listen 127.0.0.1:0`, its own process group, the URL
+//! read from its startup line, killed (group) on drop. Its output (the tracing log included) is
+//! captured so tests can check what it logs.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -29,24 +30,57 @@ pub fn spawn_proxy_with(
     extra_args: &[&str],
     env: &[(&str, &str)],
 ) -> ProxyProcess {
+    let mut args = vec!["--token", token];
+    for url in redis_urls {
+        args.extend(["--redis-url", url.as_str()]);
+    }
+    args.extend(extra_args);
+    let mut proxy = spawn("proxy", &args, env);
+    proxy.token = token.to_string();
+    proxy
+}
+
+/// Start `edgecount serve` (the binary: its CLI and environment as users run them) in front of
+/// the REST endpoint `rest_url` with `token`, with more environment (`EDGECOUNT_*`).
+pub fn spawn_serve(rest_url: &str, token: &str, env: &[(&str, &str)]) -> ProxyProcess {
+    let mut serve = spawn(
+        "serve",
+        &["--rest-url", rest_url, "--rest-token", token],
+        env,
+    );
+    serve.token = token.to_string();
+    serve
+}
+
+/// Variables of ours that must not leak from the test's own environment into a child.
+const OWN_VARIABLES: &[&str] = &[
+    "UPSTASH_REDIS_REST_URL",
+    "UPSTASH_REDIS_REST_TOKEN",
+    "EDGECOUNT_READ_ONLY_TOKEN",
+    "EDGECOUNT_REDIS_URL",
+    "EDGECOUNT_LISTEN",
+    "EDGECOUNT_MAX_BODY",
+    "EDGECOUNT_ALLOW_ADMIN_COMMANDS",
+    "EDGECOUNT_ADMIN_TOKEN",
+    "EDGECOUNT_RATE_LIMITS",
+    "EDGECOUNT_ORIGIN",
+    "EDGECOUNT_TRUST_FORWARDED",
+];
+
+/// `edgecount <subcommand> --listen 127.0.0.1:0 <args>` in its own process group, its URL read
+/// from its startup line (`edgecount <subcommand> listening on URL`), its output captured.
+fn spawn(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecount"));
-    cmd.arg("proxy")
+    cmd.arg(subcommand)
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--token", token])
-        .args(extra_args)
-        .env_remove("UPSTASH_REDIS_REST_TOKEN")
-        .env_remove("EDGECOUNT_READ_ONLY_TOKEN")
-        .env_remove("EDGECOUNT_REDIS_URL")
-        .env_remove("EDGECOUNT_LISTEN")
-        .env_remove("EDGECOUNT_MAX_BODY")
-        .env_remove("EDGECOUNT_ALLOW_ADMIN_COMMANDS")
+        .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for url in redis_urls {
-        cmd.args(["--redis-url", url]);
+    for name in OWN_VARIABLES {
+        cmd.env_remove(name);
     }
     for (k, v) in env {
         cmd.env(k, v);
@@ -69,6 +103,7 @@ pub fn spawn_proxy_with(
         });
     }
     let (tx, rx) = std::sync::mpsc::channel();
+    let banner = format!("edgecount {subcommand} listening on ");
     {
         let log = log.clone();
         std::thread::spawn(move || {
@@ -76,7 +111,7 @@ pub fn spawn_proxy_with(
             let mut sent = false;
             while let Some(Ok(line)) = lines.next() {
                 if !sent {
-                    if let Some(url) = line.strip_prefix("edgecount proxy listening on ") {
+                    if let Some(url) = line.strip_prefix(banner.as_str()) {
                         let _ = tx.send(url.trim().to_string());
                         sent = true;
                     }
@@ -87,21 +122,23 @@ pub fn spawn_proxy_with(
             }
         });
     }
-    let mut proxy = ProxyProcess {
+    let mut process = ProxyProcess {
         child: Some(child),
         url: String::new(),
-        token: token.to_string(),
+        token: String::new(),
         log,
     };
     match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(url) => proxy.url = url,
+        Ok(url) => process.url = url,
         Err(_) => {
-            let log = proxy.log();
-            drop(proxy);
-            panic!("the proxy did not print its listening line within 20 s; log:\n{log}");
+            let log = process.log();
+            drop(process);
+            panic!(
+                "edgecount {subcommand} did not print its listening line within 20 s; log:\n{log}"
+            );
         }
     }
-    proxy
+    process
 }
 
 impl ProxyProcess {

@@ -34,8 +34,26 @@ pub enum BatchItem {
     Update {
         namespace: Option<String>,
         key: String,
+        #[serde(deserialize_with = "whole_number")]
         amount: i64,
     },
+}
+
+/// A JSON number that is a whole 64-bit integer, written `7` or `7.0` alike (JSON itself does not
+/// tell them apart, and JSON Schema calls both integers). A float is taken only where it is
+/// exact (below 2^53); `1.5` is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "amount must be a whole number within 64 bits, got {number}"
+        ))),
+    }
 }
 
 /// A checked batch operation.
@@ -239,6 +257,24 @@ mod tests {
         assert!(matches!(results[0], Ok(BatchOutcome::Hit(ref h)) if h.value == 1));
         assert_eq!(results[1], Err(CounterError::OutsideBounds));
         assert!(matches!(results[2], Ok(BatchOutcome::Hit(ref h)) if h.value == 2));
+    }
+
+    #[test]
+    fn amounts_are_whole_numbers_however_written() {
+        for (amount, ok) in [
+            (json!(7), true),
+            (json!(-7041.0), true),
+            (json!(1.5), false),
+            (json!(1e300), false),
+            (json!("7"), false),
+        ] {
+            let items = vec![json!({"op": "update", "key": "stock", "amount": amount})];
+            assert_eq!(
+                plan_batch(&items, &Authority::Public).is_ok(),
+                ok,
+                "{amount}"
+            );
+        }
     }
 
     #[test]

@@ -40,8 +40,8 @@ pub use admin::{
 };
 pub use batch::{plan_batch, BatchItem, BatchOp, BatchOutcome, BatchPlan, MAX_BATCH_OPS};
 pub use hit::{
-    global_hit_commands, global_hit_undo, hit_call, parse_hit, visitor_hash, AbuseLimit, Clock,
-    HitOutcome, HitRequest, Visitor,
+    global_hit_commands, global_hit_undo, hit_call, parse_hit, validate_idempotency_key,
+    visitor_hash, AbuseLimit, Clock, HitOutcome, HitRequest, Visitor,
 };
 pub use keys::{CounterKeys, NamespaceKeys};
 pub use ops::{
