@@ -8,10 +8,13 @@
 #   → the edge worker (wasm) in workerd on 127.0.0.1:8787, built by scripts/build-worker.sh
 #     (EDGECOUNT_DEV_WRANGLER=1: through `wrangler dev` instead of a bare workerd)
 #
-# The REST token is $UPSTASH_REDIS_REST_TOKEN, or one generated once into ./.data/token (mode 600);
-# EDGECOUNT_ADMIN_TOKEN and EDGECOUNT_UNIQUES_SECRET likewise (.data/admin_token, uniques_secret).
-# Other EDGECOUNT_* variables in the environment (RATE_LIMITS, FAIL_MODE, ALLOWED_ORIGINS, ORIGIN)
-# reach the worker as bindings and `serve` through its environment.
+# It prints one URL to open first: the dashboard. The REST token is $UPSTASH_REDIS_REST_TOKEN, or
+# one generated once into ./.data/token (mode 600); EDGECOUNT_ADMIN_TOKEN and
+# EDGECOUNT_UNIQUES_SECRET likewise (.data/admin_token, uniques_secret), so uniques work out of
+# the box; the worker, which a bare workerd gives no client address, gets
+# EDGECOUNT_DEV_CLIENT_IP=127.0.0.1 (what serve sees as the peer). Other EDGECOUNT_* variables in
+# the environment (RATE_LIMITS, FAIL_MODE, ALLOWED_ORIGINS, ORIGIN) reach the worker as bindings
+# and `serve` through its environment.
 #
 # Env: EDGECOUNT_DEV_REDIS_PORT (default 6380), EDGECOUNT_DEV_PROXY_PORT (8079),
 #      EDGECOUNT_DEV_SERVE_PORT (8788), EDGECOUNT_DEV_WORKER_PORT (8787),
@@ -131,8 +134,11 @@ guard_single_instance() {
 }
 
 build() {
-  [[ -n "${EDGECOUNT_SKIP_SETUP:-}" ]] || ./scripts/setup.sh
-  log "cargo build ($PROFILE_DIR)"
+  if [[ -z "${EDGECOUNT_SKIP_SETUP:-}" ]]; then
+    log "checking the tools (scripts/setup.sh; a fresh machine installs them first: minutes)"
+    ./scripts/setup.sh
+  fi
+  log "building edgecount (cargo build, $PROFILE_DIR; the first build takes a few minutes)"
   if [[ "$PROFILE_DIR" == "release" ]]; then
     cargo build --release --bin edgecount
   else
@@ -144,6 +150,7 @@ start_redis() {
   REDIS_PORT="$(pick_port "${EDGECOUNT_DEV_REDIS_PORT:-6380}")"
   mkdir -p "$REDIS_DIR"
   # AOF with fsync every second: a crash loses at most ~1 s of writes (README, Durability).
+  log "starting redis-server on $REDIS_PORT (AOF in .data/redis), waiting for it to answer PING"
   start_group redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes \
     --dir "$REDIS_DIR" --appendonly yes --appendfsync everysec --save "" --daemonize no
   local pgid="$LAST_PGID" n
@@ -158,6 +165,7 @@ start_redis() {
 start_proxy() {
   local port
   port="$(pick_port "${EDGECOUNT_DEV_PROXY_PORT:-8079}")"
+  log "starting the proxy on $port, waiting for it to listen"
   # The token goes through the environment, not argv, so it does not show in `ps`.
   UPSTASH_REDIS_REST_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-info}" start_group proxy \
     "$BIN" proxy --redis-url "redis://127.0.0.1:$REDIS_PORT" --listen "127.0.0.1:$port"
@@ -181,6 +189,7 @@ ensure_secret() {
 start_serve() {
   local port
   port="$(pick_port "${EDGECOUNT_DEV_SERVE_PORT:-8788}")"
+  log "starting edgecount serve on $port, waiting for it to listen"
   UPSTASH_REDIS_REST_URL="$PROXY_URL" UPSTASH_REDIS_REST_TOKEN="$TOKEN" RUST_LOG="${RUST_LOG:-info}" \
     start_group serve "$BIN" serve --listen "127.0.0.1:$port"
   local line
@@ -211,6 +220,7 @@ start_worker() {
     WORKER_NOTE="worker: not started (scripts/build-worker.sh not there yet)"
     return
   fi
+  log "building the edge worker (scripts/build-worker.sh: two wasm modules, ~2 minutes when the code changed)"
   if ! bash scripts/build-worker.sh; then
     WORKER_NOTE="worker: not started (scripts/build-worker.sh failed; see its output above)"
     return
@@ -223,6 +233,7 @@ start_worker() {
     start_worker_workerd "$port"
   fi
   local pgid="$LAST_PGID" n
+  log "waiting for the worker to answer on $port"
   for ((n = 0; n < 600; n++)); do # 60 s
     if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz"; then
       WORKER_URL="http://127.0.0.1:$port"
@@ -236,7 +247,7 @@ start_worker() {
 }
 
 WORKER_VARS=(EDGECOUNT_ALLOWED_ORIGINS EDGECOUNT_RATE_LIMITS EDGECOUNT_FAIL_MODE EDGECOUNT_ORIGIN
-  EDGECOUNT_ADMIN_TOKEN EDGECOUNT_UNIQUES_SECRET)
+  EDGECOUNT_ADMIN_TOKEN EDGECOUNT_UNIQUES_SECRET EDGECOUNT_DEV_CLIENT_IP)
 
 start_worker_workerd() {
   local port="$1" dir="$DATA_DIR/worker" bindings="" var date
@@ -273,10 +284,17 @@ start_worker_wrangler() {
 }
 
 print_banner() {
+  local open="${WORKER_URL:-$SERVE_URL}"
   cat <<EOF
 
 ================================================================================
- edgecount dev — everything below stops on Ctrl-C
+ edgecount dev — open first:
+
+   $open/#ns=demo&key=home
+
+ the dashboard (a counter's charts, live; paste the admin token below to list a namespace; the
+ badge builder; the rate-limit playground). Everything below stops on Ctrl-C.
+
    redis:  redis://127.0.0.1:$REDIS_PORT  (AOF everysec, data in .data/redis)
    proxy:  $PROXY_URL  (Upstash REST; log .data/logs/proxy.log)
    serve:  $SERVE_URL  (edgecount serve: the counter + rate-limit API natively; log .data/logs/serve.log)
@@ -284,8 +302,7 @@ print_banner() {
    token:  $TOKEN  (REST token, from $TOKEN_SOURCE)
    admin:  $EDGECOUNT_ADMIN_TOKEN  (EDGECOUNT_ADMIN_TOKEN)
 
- open in a browser:
-   $DEMO_URL   (a static page counting itself: fetch, badge, live SSE)
+   demo:   $DEMO_URL  (a static page counted by one <script> tag, with a badge)
 
 try:
    curl -s $PROXY_URL -H "Authorization: Bearer $TOKEN" -d '["INCR","hits"]'
@@ -312,8 +329,10 @@ main() {
   start_redis
   ensure_secret EDGECOUNT_ADMIN_TOKEN admin_token
   ensure_secret EDGECOUNT_UNIQUES_SECRET uniques_secret
-  # Policies to try /limit with, unless the caller set their own.
-  export EDGECOUNT_RATE_LIMITS="${EDGECOUNT_RATE_LIMITS:-api=sliding:100/60s; burst=gcra:10/1s; daily=fixed:10000/1d; llm=token:1000/60s}"
+  # Policies to try /limit with (the dashboard's playground: demo), unless the caller set theirs.
+  export EDGECOUNT_RATE_LIMITS="${EDGECOUNT_RATE_LIMITS:-demo=fixed:5/30s; api=sliding:100/60s; burst=gcra:10/1s; daily=fixed:10000/1d; llm=token:1000/60s}"
+  # A bare workerd gives the worker no client address; this one is what serve sees anyway.
+  export EDGECOUNT_DEV_CLIENT_IP="${EDGECOUNT_DEV_CLIENT_IP:-127.0.0.1}"
   start_proxy
   start_serve
   start_worker

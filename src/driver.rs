@@ -87,9 +87,14 @@ impl Driver {
             Ok(request) => request,
             Err(e) => return error_step(0, e),
         };
-        // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it.
+        // Cloudflare sets CF-Connecting-IP to the real client and does not let clients forge it;
+        // a bare workerd (development) sets nothing, and EDGECOUNT_DEV_CLIENT_IP may stand in.
         let client = Client {
-            ip: request.headers.get("cf-connecting-ip").and_then(client_ip),
+            ip: request
+                .headers
+                .get("cf-connecting-ip")
+                .and_then(client_ip)
+                .or_else(|| self.api.config().dev_client_ip.clone()),
         };
         let api = self.api;
         let task = self.insert(Task::Handling(Box::pin(api.serve(request, client))));
@@ -420,10 +425,43 @@ mod tests {
     use crate::store::fetch;
 
     fn driver() -> Driver {
+        driver_with(&[])
+    }
+
+    fn driver_with(vars: &[(&str, &str)]) -> Driver {
         let store = fetch::connect("http://rest.test", "secret-token").expect("store");
-        let config = Config::from_lookup(|_| None).expect("config");
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let config = Config::from_lookup(lookup).expect("config");
         let api = Box::leak(Box::new(Api::new(store, config, Platform::std())));
         Driver::new(api, |message| panic!("unexpected log: {message}"))
+    }
+
+    /// The visitor-hash argument of the hit script in an `F` step's pipeline body.
+    fn visitor_argument(step: &Parsed) -> String {
+        let commands: Vec<Vec<String>> = serde_json::from_str(&step.body).expect("a pipeline");
+        assert_eq!(commands[0][0], "EVALSHA", "{step:?}");
+        // EVALSHA sha numkeys key key ARGV[1] ARGV[2] …
+        commands[0][6].clone()
+    }
+
+    #[test]
+    fn a_dev_client_address_stands_in_when_the_runtime_gives_none() {
+        let secret = ("EDGECOUNT_UNIQUES_SECRET", "s");
+        let hit = |driver: &mut Driver, headers: &str| {
+            let headers = format!("user-agent:Mozilla/5.0 (X11; Linux x86_64)\n{headers}");
+            parse(&driver.begin("POST", "http://edge.test/hit/docs/home", &headers, None))
+        };
+        let mut plain = driver_with(&[secret]);
+        assert_eq!(visitor_argument(&hit(&mut plain, "")), "");
+        let mut dev = driver_with(&[secret, ("EDGECOUNT_DEV_CLIENT_IP", "127.0.0.1")]);
+        assert!(visitor_argument(&hit(&mut dev, "")).contains('='));
+        // Cloudflare's header, when there, is the client.
+        let theirs = visitor_argument(&hit(&mut dev, "cf-connecting-ip:203.0.113.9\n"));
+        assert_ne!(theirs, visitor_argument(&hit(&mut dev, "")));
     }
 
     /// One step taken apart.

@@ -98,6 +98,10 @@ pub struct Config {
     /// (`0` turns it off); default 120 per 60 s.
     pub abuse_limit: u64,
     pub abuse_window: Duration,
+    /// `EDGECOUNT_DEV_CLIENT_IP`, for local development only: the client address to assume when
+    /// the runtime gives none (a bare workerd has no `CF-Connecting-IP`), so uniques and the abuse
+    /// limit work in `./scripts/dev.sh`. Never set it in production: every visitor would be one.
+    pub dev_client_ip: Option<String>,
 }
 
 /// A configuration value that does not parse.
@@ -183,6 +187,7 @@ impl Config {
             gateway_key,
             abuse_limit,
             abuse_window: Duration::from_secs(60),
+            dev_client_ip: get("EDGECOUNT_DEV_CLIENT_IP").map(|ip| ip.trim().to_owned()),
         })
     }
 }
