@@ -673,10 +673,11 @@ fn stats_have_days_and_48_hours_on_redis_time() {
         serde_json::json!({"date": "2026-11-25", "hits": 3, "uniques": 2})
     );
 
-    // Asking for more than a year gives a year; the default clock is Redis's.
+    // Asking for more than the daily buckets keep gives what they keep (400 days); the default
+    // clock is Redis's.
     let days = parse_days(Some("5000")).unwrap();
     let long = parse_stats(run(&redis, &stats_call(&counter, days))).unwrap();
-    assert_eq!(long.days.len(), 365);
+    assert_eq!(long.days.len(), 400);
     assert_eq!(
         long.days.last().unwrap().date,
         edgecount::core::counter::calendar::iso_date(&day_label(redis_now(&redis)))
@@ -694,7 +695,6 @@ fn a_batch_is_one_pipeline_with_results_by_index() {
         serde_json::json!({"op": "update", "namespace": "batch", "key": "aaa", "amount": 1}),
         serde_json::json!({"op": "update", "namespace": "batch", "key": "aaa", "amount": 50}),
         serde_json::json!({"op": "update", "namespace": "batch", "key": "nope", "amount": 1}),
-        serde_json::json!({"op": "hit", "key": "x"}),
     ];
     // A fresh server has no scripts cached: the plan's SCRIPT LOADs make EVALSHA work.
     let plan = plan_batch(&items, &Authority::Public).unwrap();
@@ -711,7 +711,26 @@ fn a_batch_is_one_pipeline_with_results_by_index() {
     assert_eq!(values[..5], [Ok(1), Ok(2), Ok(1), Ok(1), Ok(3)]);
     assert_eq!(values[5], Err(CounterError::OutsideBounds));
     assert_eq!(values[6], Err(CounterError::NotFound));
-    assert!(matches!(values[7], Err(CounterError::Name(_))));
+    // The hit counters joined their namespace's listing in the same pipeline.
+    let members = command(
+        &redis,
+        &edgecount::core::command::Command::new("SMEMBERS").arg("ec:{batch}:counters"),
+    );
+    let mut members: Vec<String> = members
+        .into_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["aaa", "bbb"]);
+    // A malformed operation refuses the whole batch before anything is sent.
+    let mut bad = items.clone();
+    bad.push(serde_json::json!({"op": "hit", "key": "x"}));
+    assert!(matches!(
+        plan_batch(&bad, &Authority::Public),
+        Err(CounterError::InvalidBatchItem(_))
+    ));
 }
 
 #[test]
