@@ -1059,8 +1059,8 @@ pub async fn refused_requests_change_nothing(kind: Kind) {
         (401, edge.request(Method::DELETE, "/delete/site/locked")),
         (
             400,
-            edge.post("/hit/site/new-page?rid=a")
-                .header("idempotency-key", "b"),
+            edge.post("/hit/site/new-page?rid=has%20space")
+                .header("idempotency-key", "fine"),
         ),
         (405, edge.post("/embed.js")),
         (
