@@ -15,8 +15,8 @@
 //   sources concatenated the same way instead: same code, so Redis does exactly the same work per
 //   hit (only the SHA1 differs, and EVAL parses a few more bytes once per script-cache miss). Like
 //   our worker (src/service/counters.rs `hit`), the EVALSHA rides in ONE pipeline with the
-//   service-wide figures (PFADD ec:global:counters:{shard}, INCR + EXPIRE ec:global:hits:{day}:
-//   {shard}), with the same keys and arguments (no uniques: no client IP in workerd without
+//   service-wide figures (PFADD ec:global:counters:{shard}, INCR + EXPIREAT ec:global:hits:{day}:
+//   {shard}) and the namespace's registry (SADD ec:{ns}:counters key), with the same keys and arguments (no uniques: no client IP in workerd without
 //   CF-Connecting-IP; no idempotency key; abuse limit off), and falls back to EVAL on NOSCRIPT
 //   exactly like `Script.exec` of `redis.createScript` (evalsha, then eval).
 // - HIT_MODE=incr: the minimal JS counter, one `redis.incr(key)` and nothing else (no buckets,
@@ -81,13 +81,15 @@ async function hitScript(redis, ns, key) {
   const keys = [`${prefix}:v`, `${prefix}:m`];
   const args = ["1", "", HOURLY_TTL_SECS, DAILY_TTL_SECS, IDEMPOTENCY_TTL_SECS,
     DEFAULT_LOWER_BOUND, DEFAULT_UPPER_BOUND, "", ""];
+  const now = Math.floor(Date.now() / 1000);
   const hitsKey = `ec:global:hits:${dayLabel(Date.now())}:${shard}`;
   const results = await redis
     .pipeline()
     .evalsha(sha, keys, args)
     .pfadd(`ec:global:counters:${shard}`, path)
     .incr(hitsKey)
-    .expire(hitsKey, DAILY_TTL_SECS)
+    .expireat(hitsKey, now - (now % 86400) + DAILY_TTL_SECS)
+    .sadd(`ec:{${ns}}:counters`, key)
     .exec({ keepErrors: true });
   let reply = results[0].result;
   if (results[0].error) {
