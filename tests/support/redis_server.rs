@@ -159,6 +159,21 @@ impl RedisServer {
         snapshot
     }
 
+    /// If Redis's clock is less than `margin_s` seconds before the next whole minute, wait
+    /// until just after it: for tests whose steps must fall in one per-minute window.
+    pub fn wait_clear_of_minute_boundary(&self, margin_s: u64) {
+        let time = self.cli(&["TIME"]);
+        let seconds: u64 = time
+            .lines()
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("TIME");
+        let left = 60 - seconds % 60;
+        if left < margin_s {
+            std::thread::sleep(std::time::Duration::from_secs(left + 1));
+        }
+    }
+
     /// Stop the server (simulating an outage); `restart` brings it back on the same port.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
