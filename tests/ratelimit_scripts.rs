@@ -10,7 +10,7 @@ use edgecount::core::command::{Command, Reply};
 use edgecount::core::ratelimit::model::Model;
 use edgecount::core::ratelimit::{
     decision_call, decision_call_at_test_time, parse_decision, Algorithm, Decision, Mode, Policy,
-    ScriptCall,
+    ScriptCall, Tiers,
 };
 use support::RedisServer;
 
@@ -46,12 +46,12 @@ impl Conn {
     }
 
     fn decide(&mut self, policies: &[Policy], id: &str, cost: u64, mode: Mode) -> Decision {
-        let call = decision_call(policies, id, cost, mode).unwrap();
+        let call = decision_call(policies, &Tiers::default(), id, cost, mode).unwrap();
         parse_decision(policies, &self.eval(&call)).unwrap()
     }
 
     fn decide_at(&mut self, ps: &[Policy], id: &str, cost: u64, mode: Mode, now: u64) -> Reply {
-        self.eval(&decision_call_at_test_time(ps, id, cost, mode, now).unwrap())
+        self.eval(&decision_call_at_test_time(ps, &Tiers::default(), id, cost, mode, now).unwrap())
     }
 
     fn keys(&mut self, pattern: &str) -> Vec<String> {
@@ -309,7 +309,7 @@ fn every_key_has_a_ttl_after_any_sequence() {
             Mode::Reset,
         ][rng.below(5) as usize];
         let id = format!("id{}", rng.below(4));
-        let call = decision_call(&subset, &id, 1 + rng.below(3), mode).unwrap();
+        let call = decision_call(&subset, &Tiers::default(), &id, 1 + rng.below(3), mode).unwrap();
         conn.eval(&call);
         if round % 20 == 0 {
             assert_every_key_has_a_ttl(&redis);
@@ -480,7 +480,7 @@ fn script_rejects_what_the_builder_would_never_send() {
     let redis = RedisServer::start();
     let mut conn = Conn::open(&redis);
     let p = [Policy::fixed("p", 2, Duration::from_secs(1))];
-    let mut call = decision_call(&p, "u", 1, Mode::Consume).unwrap();
+    let mut call = decision_call(&p, &Tiers::default(), "u", 1, Mode::Consume).unwrap();
     call.args[1] = "3".into();
     let err = conn.run(&call.eval()).unwrap_err();
     assert!(err.contains("cost exceeds the limit"), "{err}");

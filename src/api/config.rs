@@ -3,25 +3,8 @@
 
 use std::time::Duration;
 
-use crate::core::ratelimit::PolicySet;
-
-/// What to do when Redis cannot be reached for a rate-limit decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailMode {
-    /// Allow the request, and say so in `EdgeCount-Fail-Mode: open`.
-    Open,
-    /// Answer 503, and say so in `EdgeCount-Fail-Mode: closed`.
-    Closed,
-}
-
-impl FailMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailMode::Open => "open",
-            FailMode::Closed => "closed",
-        }
-    }
-}
+pub use crate::core::ratelimit::FailMode;
+use crate::core::ratelimit::{PolicySet, Tiers};
 
 /// Which origins may read our answers from a browser.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +67,9 @@ pub struct Config {
     pub allowed_origins: AllowedOrigins,
     /// `EDGECOUNT_RATE_LIMITS`: named policies (`api=sliding:100/60s; daily=fixed:10000/1d`).
     pub rate_limits: PolicySet,
+    /// `EDGECOUNT_TIERS`: other limits for the identities put on a tier
+    /// (`pro: api=sliding:5000/60s; free: api=sliding:100/60s`).
+    pub tiers: Tiers,
     /// `EDGECOUNT_FAIL_MODE`: `open` (default) or `closed`.
     pub fail_mode: FailMode,
     /// `EDGECOUNT_ORIGIN`: gateway mode, forward non-API requests here after the limit.
@@ -160,6 +146,11 @@ impl Config {
                 name: "EDGECOUNT_RATE_LIMITS",
                 message: e.to_string(),
             })?;
+        let tiers = Tiers::parse(&get("EDGECOUNT_TIERS").unwrap_or_default(), &rate_limits)
+            .map_err(|e| ConfigError {
+                name: "EDGECOUNT_TIERS",
+                message: e.to_string(),
+            })?;
         let gateway_policies = get("EDGECOUNT_GATEWAY_POLICIES").map(|v| v.trim().to_owned());
         if let Some(list) = &gateway_policies {
             rate_limits.select(list).map_err(|e| ConfigError {
@@ -181,6 +172,7 @@ impl Config {
             uniques_secret: get("EDGECOUNT_UNIQUES_SECRET"),
             allowed_origins,
             rate_limits,
+            tiers,
             fail_mode,
             origin: get("EDGECOUNT_ORIGIN").map(|o| o.trim_end_matches('/').to_owned()),
             gateway_policies,

@@ -7,12 +7,12 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::config::{ClientKey, FailMode};
-use super::response::{bytes_response, json_response, ApiError, ApiResponse, Field};
+use super::response::{bytes_response, json_response, ApiError, ApiResponse, Extra, Field};
 use super::{Call, Config};
 use crate::core::ratelimit::headers::{
-    decision_body, insert_rate_limit_headers, problem_body, PROBLEM_JSON,
+    decision_body, insert_rate_limit_headers, problem_body, EDGECOUNT_REASON, PROBLEM_JSON,
 };
-use crate::core::ratelimit::{Decision, Mode, Policy, RateLimitError};
+use crate::core::ratelimit::{Decision, Mode, Policy, RateLimitError, Reason};
 use crate::service::{Error, RateLimiter};
 use crate::store::Store;
 
@@ -142,14 +142,24 @@ impl Decided {
 
 /// The answer when Redis is unreachable and the fail mode is `closed`.
 pub fn failed_closed<M>() -> ApiResponse<M> {
-    ApiError::new(
+    let mut response = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "rate limiter unavailable (fail mode: closed)",
     )
-    .into_response()
+    .with(
+        "reason",
+        Extra::Text(Reason::FailClosed.as_str().to_owned()),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        EDGECOUNT_REASON,
+        HeaderValue::from_static(Reason::FailClosed.as_str()),
+    );
+    response
 }
 
-/// Decide, applying `EDGECOUNT_FAIL_MODE` when Redis is unreachable.
+/// Decide, applying the fail modes when Redis is unreachable: closed if any policy fails
+/// closed (its own `fail=` option, else `EDGECOUNT_FAIL_MODE`), open otherwise.
 pub async fn decide<S: Store>(
     store: &S,
     config: &Config,
@@ -158,25 +168,36 @@ pub async fn decide<S: Store>(
     cost: u64,
     mode: Mode,
 ) -> Result<Decided, ApiError> {
-    let limiter = RateLimiter::with_policies(store, policies);
+    let limiter = RateLimiter::with_policies(store, policies).with_tiers(config.tiers.clone());
     match limiter.decide(id, cost, mode).await {
         Ok(decision) => Ok(Decided::Redis(decision)),
         Err(Error::Rule(e)) => Err(e.into()),
-        Err(Error::Store(e)) if e.is_unavailable() => match config.fail_mode {
-            FailMode::Open => Ok(Decided::FailedOpen(Decision::fail_open(limiter.policies()))),
-            FailMode::Closed => Ok(Decided::FailedClosed),
-        },
+        Err(Error::Store(e)) if e.is_unavailable() => {
+            let closed = limiter
+                .policies()
+                .iter()
+                .any(|p| p.fail_mode().unwrap_or(config.fail_mode) == FailMode::Closed);
+            if closed {
+                Ok(Decided::FailedClosed)
+            } else {
+                Ok(Decided::FailedOpen(Decision::fail_open(limiter.policies())))
+            }
+        }
         Err(Error::Store(e)) => Err(e.into()),
     }
 }
 
-/// 429 problem details for a denied consume, the decision as JSON otherwise.
+/// Problem details for a refused consume (429 over a limit, 403 on the deny list), the
+/// decision as JSON otherwise (a peek never refuses).
 pub fn decision_response<M>(decision: &Decision, mode: Mode) -> ApiResponse<M> {
     if mode == Mode::Consume && !decision.allowed {
+        let problem = problem_body(decision);
+        let status =
+            StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
         bytes_response(
-            StatusCode::TOO_MANY_REQUESTS,
+            status,
             PROBLEM_JSON,
-            serde_json::to_vec(&problem_body(decision)).expect("answers always serialise"),
+            serde_json::to_vec(&problem).expect("answers always serialise"),
         )
     } else {
         json_response(StatusCode::OK, &decision_body(decision))

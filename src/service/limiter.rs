@@ -1,8 +1,9 @@
 //! [`RateLimiter`]: decide, peek, refund and reset over one or more policies, in one atomic
 //! script call and one store round trip per decision.
 
+use crate::core::ratelimit::tiers::{self, Override, Tiers};
 use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Why a decision could not be made: a rule (unknown policy, bad id, cost above the limit) or
 /// the store.
@@ -30,6 +31,7 @@ pub type LimitError = super::Error<RateLimitError>;
 pub struct RateLimiter<S> {
     store: S,
     policies: Vec<Policy>,
+    tiers: Tiers,
 }
 
 impl<S: Store> RateLimiter<S> {
@@ -40,7 +42,19 @@ impl<S: Store> RateLimiter<S> {
 
     /// A limiter enforcing several policies at once (e.g. a burst limit and a daily quota).
     pub fn with_policies(store: S, policies: Vec<Policy>) -> Self {
-        RateLimiter { store, policies }
+        RateLimiter {
+            store,
+            policies,
+            tiers: Tiers::default(),
+        }
+    }
+
+    /// The tiers identities may be put on ([`RateLimiter::set_override`] with
+    /// [`Override::Tier`]). Per-identity overrides need nothing here: every decision reads the
+    /// identity's overrides in its one script call.
+    pub fn with_tiers(mut self, tiers: Tiers) -> Self {
+        self.tiers = tiers;
+        self
     }
 
     pub fn policies(&self) -> &[Policy] {
@@ -69,8 +83,64 @@ impl<S: Store> RateLimiter<S> {
 
     /// Any of the above by [`Mode`].
     pub async fn decide(&self, id: &str, cost: u64, mode: Mode) -> Result<Decision, LimitError> {
-        let call = ratelimit::decision_call(&self.policies, id, cost, mode)?;
-        let reply = self.store.run(&call).await?;
+        let call = ratelimit::decision_call(&self.policies, &self.tiers, id, cost, mode)?;
+        let reply = match self.store.run(&call).await {
+            Err(StoreError::Redis(message)) => {
+                return Err(
+                    match ratelimit::cost_refusal(&message, &self.policies, cost) {
+                        Some(refusal) => LimitError::Rule(refusal),
+                        None => StoreError::Redis(message).into(),
+                    },
+                )
+            }
+            other => other?,
+        };
         Ok(ratelimit::parse_decision(&self.policies, &reply)?)
+    }
+
+    /// Give `id` other limits under `policy` (one of this limiter's), from the next decision on,
+    /// everywhere.
+    pub async fn set_override(
+        &self,
+        id: &str,
+        policy: &str,
+        to: &Override,
+    ) -> Result<(), LimitError> {
+        self.policy(policy)?;
+        self.store
+            .command(&tiers::set_override_command(id, policy, to)?)
+            .await?;
+        Ok(())
+    }
+
+    /// `id`'s override under `policy`, if it has one.
+    pub async fn override_of(
+        &self,
+        id: &str,
+        policy: &str,
+    ) -> Result<Option<Override>, LimitError> {
+        self.policy(policy)?;
+        let reply = self
+            .store
+            .command(&tiers::get_override_command(id, policy)?)
+            .await?;
+        Ok(tiers::parse_override(&reply))
+    }
+
+    /// Back to the configured limits; `true` when there was an override.
+    pub async fn remove_override(&self, id: &str, policy: &str) -> Result<bool, LimitError> {
+        self.policy(policy)?;
+        let reply = self
+            .store
+            .command(&tiers::remove_override_command(id, policy)?)
+            .await?;
+        Ok(reply.as_i64().unwrap_or(0) == 1)
+    }
+
+    fn policy(&self, name: &str) -> Result<&Policy, LimitError> {
+        self.policies
+            .iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| LimitError::Rule(RateLimitError::UnknownPolicy(name.to_owned())))
     }
 }

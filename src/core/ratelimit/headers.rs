@@ -17,13 +17,15 @@ use std::fmt::{self, Write as _};
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 
-use super::{Decision, PolicyDecision};
+use super::{Decision, LimitSource, PolicyDecision, Reason};
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// Why the decision went its way ([`super::Reason`]).
+pub const EDGECOUNT_REASON: HeaderName = HeaderName::from_static("edgecount-reason");
 
 /// Content type of the 429 body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -88,8 +90,13 @@ pub fn rate_limit_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)>
             X_RATELIMIT_RESET,
             HeaderValue::from(ceil_seconds(decision.reset_ms)),
         ),
+        (
+            EDGECOUNT_REASON,
+            HeaderValue::from_static(decision.reason.as_str()),
+        ),
     ];
-    if !decision.allowed {
+    // Waiting helps against a limit, not against the deny list.
+    if !decision.allowed && !decision.denied {
         let seconds = ceil_seconds(decision.retry_after_ms).max(1);
         headers.push((RETRY_AFTER, HeaderValue::from(seconds)));
     }
@@ -103,8 +110,8 @@ pub fn insert_rate_limit_headers(decision: &Decision, headers: &mut HeaderMap) {
     }
 }
 
-/// The JSON answer of a decision that is not a denial (and the core of the 429 body):
-/// `{"allowed","limit","remaining","reset_ms","retry_after_ms","policy","policies":[…]}`.
+/// The JSON answer of a decision that is not a refusal (and the core of the 429/403 bodies):
+/// `{"allowed","limit","remaining","reset_ms","retry_after_ms","policy","reason","policies":[…]}`.
 /// Serialised straight from the decision (no intermediate `serde_json::Value`).
 #[derive(Serialize)]
 pub struct DecisionBody<'a> {
@@ -114,10 +121,11 @@ pub struct DecisionBody<'a> {
     reset_ms: u64,
     retry_after_ms: u64,
     policy: &'a str,
+    reason: Reason,
     policies: Vec<PolicyBody<'a>>,
 }
 
-/// One policy's part of a [`DecisionBody`].
+/// One policy's part of a [`DecisionBody`]; `shadow` and `source` only when they say something.
 #[derive(Serialize)]
 struct PolicyBody<'a> {
     policy: &'a str,
@@ -126,6 +134,14 @@ struct PolicyBody<'a> {
     remaining: u64,
     reset_ms: u64,
     retry_after_ms: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    shadow: bool,
+    #[serde(skip_serializing_if = "is_configured")]
+    source: LimitSource,
+}
+
+fn is_configured(source: &LimitSource) -> bool {
+    *source == LimitSource::Configured
 }
 
 pub fn decision_body(decision: &Decision) -> DecisionBody<'_> {
@@ -136,6 +152,7 @@ pub fn decision_body(decision: &Decision) -> DecisionBody<'_> {
         reset_ms: decision.reset_ms,
         retry_after_ms: decision.retry_after_ms,
         policy: &decision.policy,
+        reason: decision.reason,
         policies: decision
             .policies
             .iter()
@@ -146,12 +163,15 @@ pub fn decision_body(decision: &Decision) -> DecisionBody<'_> {
                 remaining: p.remaining,
                 reset_ms: p.reset_ms,
                 retry_after_ms: p.retry_after_ms,
+                shadow: p.shadow,
+                source: p.source,
             })
             .collect(),
     }
 }
 
-/// The RFC 9457 problem details of a denial (serve with status 429 and [`PROBLEM_JSON`]):
+/// The RFC 9457 problem details of a refusal (serve with its `status`, 429 or 403 for the deny
+/// list, and [`PROBLEM_JSON`]):
 /// `type` `about:blank` (the status says it all), `title`, `status`, `detail`, the extension
 /// member `violated-policies`, and the fields of [`decision_body`].
 #[derive(Serialize)]
@@ -167,7 +187,24 @@ pub struct ProblemBody<'a> {
     decision: DecisionBody<'a>,
 }
 
+impl ProblemBody<'_> {
+    /// The HTTP status to answer with: 403 for the deny list, 429 for a limit.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
 pub fn problem_body(decision: &Decision) -> ProblemBody<'_> {
+    if decision.denied {
+        return ProblemBody {
+            kind: "about:blank",
+            title: "Forbidden",
+            status: 403,
+            detail: "this identity is on the deny list".to_owned(),
+            violated_policies: &decision.violated,
+            decision: decision_body(decision),
+        };
+    }
     let wait = ceil_seconds(decision.retry_after_ms).max(1);
     let detail = format!(
         "rate limit exceeded for {} {}; retry after {wait} s",
@@ -211,8 +248,10 @@ mod tests {
             policy: name.into(),
             algorithm: Algorithm::SlidingWindow,
             allowed,
+            shadow: false,
             limit,
             window_ms,
+            source: LimitSource::Configured,
             remaining,
             reset_ms,
             retry_after_ms,
@@ -228,7 +267,11 @@ mod tests {
 
     #[test]
     fn allowed_decision_headers() {
-        let d = Decision::summarise(0, vec![policy("api", true, 100, 60_000, 42, 16_001, 0)]);
+        let d = Decision::summarise(
+            0,
+            false,
+            vec![policy("api", true, 100, 60_000, 42, 16_001, 0)],
+        );
         let h = rate_limit_headers(&d);
         assert_eq!(header(&h, "ratelimit-policy"), Some("\"api\";q=100;w=60"));
         assert_eq!(header(&h, "ratelimit"), Some("\"api\";r=42;t=17"));
@@ -246,6 +289,7 @@ mod tests {
     fn several_policies_are_a_list_and_denials_carry_retry_after() {
         let d = Decision::summarise(
             0,
+            false,
             vec![
                 policy("api", true, 100, 60_000, 42, 60_000, 0),
                 policy("burst", false, 10, 500, 0, 400, 1),
@@ -265,7 +309,8 @@ mod tests {
         assert_eq!(header(&h, "x-ratelimit-limit"), Some("10000"));
         let mut map = HeaderMap::new();
         insert_rate_limit_headers(&d, &mut map);
-        assert_eq!(map.len(), 6);
+        assert_eq!(map.len(), 7);
+        assert_eq!(header(&h, "edgecount-reason"), Some("limit"));
 
         let problem = serde_json::to_value(problem_body(&d)).unwrap();
         assert_eq!(problem["type"], "about:blank");
@@ -288,6 +333,7 @@ mod tests {
     fn header_values_follow_the_structured_field_grammar() {
         let d = Decision::summarise(
             0,
+            false,
             vec![
                 policy("a-b_C9", true, 1, 1, 0, 0, 0),
                 policy("x", true, 5, 1_500, 5, 0, 0),
@@ -316,6 +362,54 @@ mod tests {
         assert_eq!(
             ratelimit_policy_value(&d),
             "\"a-b_C9\";q=1;w=1, \"x\";q=5;w=2"
+        );
+    }
+
+    #[test]
+    fn reasons_and_the_deny_list_answer() {
+        let mut shadow = policy("soft", false, 5, 1_000, 0, 1_000, 900);
+        shadow.shadow = true;
+        let d = Decision::summarise(
+            0,
+            false,
+            vec![policy("api", true, 100, 60_000, 42, 0, 0), shadow],
+        );
+        assert!(d.allowed);
+        assert_eq!(
+            (d.reason, d.shadowed.clone()),
+            (Reason::Shadow, vec!["soft".to_owned()])
+        );
+        assert_eq!(
+            header(&rate_limit_headers(&d), "edgecount-reason"),
+            Some("shadow")
+        );
+        assert_eq!(header(&rate_limit_headers(&d), "retry-after"), None);
+        let body = serde_json::to_value(decision_body(&d)).unwrap();
+        assert_eq!(body["reason"], "shadow");
+        assert_eq!(body["policies"][1]["shadow"], true);
+        assert!(body["policies"][0].get("shadow").is_none());
+
+        let mut tiered = policy("api", true, 5000, 60_000, 4999, 0, 0);
+        tiered.source = LimitSource::Tier;
+        let d = Decision::summarise(0, false, vec![tiered]);
+        assert_eq!(d.reason, Reason::Override);
+        assert_eq!(
+            serde_json::to_value(decision_body(&d)).unwrap()["policies"][0]["source"],
+            "tier"
+        );
+
+        let d = Decision::summarise(0, true, vec![policy("api", true, 100, 60_000, 42, 0, 0)]);
+        assert!(!d.allowed && d.denied);
+        assert_eq!(d.reason, Reason::Deny);
+        let h = rate_limit_headers(&d);
+        assert_eq!(header(&h, "edgecount-reason"), Some("deny"));
+        assert_eq!(header(&h, "retry-after"), None);
+        let problem = problem_body(&d);
+        assert_eq!(problem.status(), 403);
+        let problem = serde_json::to_value(problem).unwrap();
+        assert_eq!(
+            (problem["title"].clone(), problem["reason"].clone()),
+            ("Forbidden".into(), "deny".into())
         );
     }
 }

@@ -30,9 +30,11 @@ pub mod decision;
 pub mod headers;
 pub mod model;
 pub mod policy;
+pub mod tiers;
 
-pub use decision::{parse_decision, Decision, PolicyDecision};
-pub use policy::{Algorithm, Policy, PolicySet};
+pub use decision::{parse_decision, Decision, LimitSource, PolicyDecision, Reason};
+pub use policy::{Algorithm, FailMode, Policy, PolicySet, MAX_LIMIT_TIMES_WINDOW_MS};
+pub use tiers::{Override, Tiers};
 
 /// Longest identity accepted, in bytes before encoding.
 pub const MAX_ID_LEN: usize = 256;
@@ -52,6 +54,13 @@ pub enum RateLimitError {
     /// The identity is empty or too long.
     #[error("invalid rate-limit identity: {0}")]
     InvalidId(String),
+    /// An override that does not hold up (no such tier, a zero window, …).
+    #[error("invalid override: {0}")]
+    InvalidOverride(String),
+    /// The route is for another kind of policy (a concurrency policy on `/limit`, a rate limit
+    /// on `/lease`).
+    #[error("{0}")]
+    WrongKind(String),
     /// A cost larger than a policy's limit could never be admitted.
     #[error(
         "cost {cost} exceeds the limit {limit} of policy \"{policy}\", so it could never be allowed"
@@ -73,6 +82,8 @@ impl RateLimitError {
             RateLimitError::UnknownPolicy(_) => StatusCode::NOT_FOUND,
             RateLimitError::InvalidPolicyList(_)
             | RateLimitError::InvalidId(_)
+            | RateLimitError::InvalidOverride(_)
+            | RateLimitError::WrongKind(_)
             | RateLimitError::CostExceedsLimit { .. } => StatusCode::BAD_REQUEST,
             RateLimitError::InvalidPolicy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RateLimitError::BadReply(_) => StatusCode::BAD_GATEWAY,
@@ -114,14 +125,16 @@ pub fn script() -> &'static Script {
 pub use crate::core::command::ScriptCall;
 
 /// The script call deciding `mode` with `cost` for identity `id` over `policies` (all of them
-/// atomically), timed by Redis `TIME`. This is the only builder the HTTP layer should use.
+/// atomically, with the identity's overrides and `tiers` resolved in the script), timed by
+/// Redis `TIME`. This is the only builder the HTTP layer should use.
 pub fn decision_call(
     policies: &[Policy],
+    tiers: &Tiers,
     id: &str,
     cost: u64,
     mode: Mode,
 ) -> Result<ScriptCall, RateLimitError> {
-    build_call(policies, id, cost, mode, None)
+    build_call(policies, tiers, id, cost, mode, None)
 }
 
 /// TESTS ONLY: like [`decision_call`], but the script uses `now_ms` instead of Redis `TIME`, so
@@ -131,44 +144,66 @@ pub fn decision_call(
 #[doc(hidden)]
 pub fn decision_call_at_test_time(
     policies: &[Policy],
+    tiers: &Tiers,
     id: &str,
     cost: u64,
     mode: Mode,
     now_ms: u64,
 ) -> Result<ScriptCall, RateLimitError> {
-    build_call(policies, id, cost, mode, Some(now_ms))
+    build_call(policies, tiers, id, cost, mode, Some(now_ms))
 }
+
+/// Script arguments per policy (see `scripts/limit.lua`).
+const ARGS_PER_POLICY: usize = 8;
 
 fn build_call(
     policies: &[Policy],
+    tiers: &Tiers,
     id: &str,
     cost: u64,
     mode: Mode,
     now_ms: Option<u64>,
 ) -> Result<ScriptCall, RateLimitError> {
     let cost = checked_cost(policies, cost, mode)?;
+    if let Some(p) = policies
+        .iter()
+        .find(|p| p.algorithm() == Algorithm::Concurrency)
+    {
+        return Err(RateLimitError::WrongKind(format!(
+            "policy \"{}\" is a concurrency limit: take a lease with POST /lease/{}/<id>",
+            p.name(),
+            p.name()
+        )));
+    }
     let tag = encode_id(id)?;
-    let keys = policies.iter().map(|p| base_key(&tag, p)).collect();
-    let mut args = Vec::with_capacity(3 + 3 * policies.len());
+    let mut args = Vec::with_capacity(4 + ARGS_PER_POLICY * policies.len());
     args.push(mode.as_str().to_owned());
     args.push(cost.to_string());
+    args.push(id.to_owned());
+    args.push(now_ms.map(|t| t.to_string()).unwrap_or_default());
     for p in policies {
-        args.push(p.algorithm().as_str().to_owned());
-        args.push(p.limit().to_string());
-        args.push(p.window_ms().to_string());
-    }
-    if let Some(now_ms) = now_ms {
-        args.push(now_ms.to_string());
+        let upstash = p.algorithm().is_upstash();
+        args.extend([
+            p.name().to_owned(),
+            p.algorithm().as_str().to_owned(),
+            p.limit().to_string(),
+            p.window_ms().to_string(),
+            if p.shadow() { "1" } else { "0" }.to_owned(),
+            tiers.script_arg(p.name()),
+            if upstash { p.upstash_prefix() } else { "" }.to_owned(),
+            p.refill().to_string(),
+        ]);
     }
     Ok(ScriptCall {
         script: script(),
-        keys,
+        keys: vec![format!("rl:{{{tag}}}:o"), format!("rl:{{{tag}}}:deny")],
         args,
     })
 }
 
-/// Validate the policy list and the cost; refunds are clamped to the largest limit (the script
-/// clamps per policy), so the script's arithmetic stays below 2^53.
+/// Validate the policy list and the cost. A native policy's cost is checked by the script
+/// against its limit for this identity (an override or tier may raise it); the others' here.
+/// Refunds are clamped so the script's arithmetic stays exact (below 2^53).
 pub(crate) fn checked_cost(
     policies: &[Policy],
     cost: u64,
@@ -192,10 +227,17 @@ pub(crate) fn checked_cost(
         }
     }
     if mode == Mode::Refund {
-        let largest = policies.iter().map(Policy::limit).max().unwrap_or(0);
-        return Ok(cost.min(largest));
+        return Ok(cost.min(MAX_LIMIT_TIMES_WINDOW_MS));
     }
-    if let Some(p) = policies.iter().find(|p| cost > p.limit()) {
+    let too_big = |p: &Policy| {
+        let limit = if p.algorithm().is_native() {
+            MAX_LIMIT_TIMES_WINDOW_MS
+        } else {
+            p.limit()
+        };
+        cost > limit
+    };
+    if let Some(p) = policies.iter().find(|p| too_big(p)) {
         return Err(RateLimitError::CostExceedsLimit {
             policy: p.name().to_owned(),
             cost,
@@ -203,6 +245,19 @@ pub(crate) fn checked_cost(
         });
     }
     Ok(cost)
+}
+
+/// The script's refusal of a cost above a policy's limit for this identity (an override or
+/// tier made it smaller than the cost), as the error it is; other Redis errors are not ours.
+pub fn cost_refusal(message: &str, policies: &[Policy], cost: u64) -> Option<RateLimitError> {
+    let rest = message.split("cost exceeds the limit of policy ").nth(1)?;
+    let (index, limit) = rest.split_once(" (")?;
+    let policy = policies.get(index.trim().parse::<usize>().ok()?.checked_sub(1)?)?;
+    Some(RateLimitError::CostExceedsLimit {
+        policy: policy.name().to_owned(),
+        cost,
+        limit: limit.trim_end_matches(')').parse().ok()?,
+    })
 }
 
 /// Bytes kept as they are in an encoded identity: ASCII letters and digits and `-._~:@`.
@@ -230,23 +285,26 @@ pub fn encode_id(id: &str) -> Result<String, RateLimitError> {
     Ok(utf8_percent_encode(id, ID_ESCAPED).to_string())
 }
 
-/// The base key of one policy for one (encoded) identity. Limit and window are part of the key
+/// The base key of one native policy for one (encoded) identity (the script derives the same
+/// from the limit and window in effect). Limit and window are part of the key
 /// where the stored state is only meaningful for them (token, GCRA: a change of configuration
 /// starts from a full bucket); window counts only depend on the window.
 /// - fixed:   `rl:{<id>}:<policy>:fixed:<window_ms>` (+ `:<window index>`, added by the script)
 /// - sliding: `rl:{<id>}:<policy>:sliding:<window_ms>` (+ `:<window index>`)
 /// - token:   `rl:{<id>}:<policy>:token:<limit>:<window_ms>`
 /// - gcra:    `rl:{<id>}:<policy>:gcra:<limit>:<window_ms>`
-pub fn base_key(encoded_id: &str, policy: &Policy) -> String {
-    let (name, algorithm, window_ms) = (policy.name(), policy.algorithm(), policy.window_ms());
+pub fn base_key(
+    encoded_id: &str,
+    name: &str,
+    algorithm: Algorithm,
+    limit: u64,
+    window_ms: u64,
+) -> String {
     match algorithm {
-        Algorithm::FixedWindow | Algorithm::SlidingWindow => {
-            format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{window_ms}")
-        }
         Algorithm::TokenBucket | Algorithm::Gcra => {
-            let limit = policy.limit();
             format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{limit}:{window_ms}")
         }
+        _ => format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{window_ms}"),
     }
 }
 
@@ -261,18 +319,20 @@ mod tests {
 
     #[test]
     fn builds_one_call_for_several_policies() {
-        let policies = [api(), Policy::gcra("burst", 10, Duration::from_secs(1))];
-        let call = decision_call(&policies, "user:42", 3, Mode::Consume).unwrap();
-        assert_eq!(
-            call.keys,
-            [
-                "rl:{user:42}:api:sliding:60000",
-                "rl:{user:42}:burst:gcra:10:1000"
-            ]
-        );
+        let policies = [
+            api(),
+            Policy::gcra("burst", 10, Duration::from_secs(1)).shadowed(),
+        ];
+        let call =
+            decision_call(&policies, &Tiers::default(), "user:42", 3, Mode::Consume).unwrap();
+        // The overrides and the deny mark, in the identity's slot; state keys come from them.
+        assert_eq!(call.keys, ["rl:{user:42}:o", "rl:{user:42}:deny"]);
         assert_eq!(
             call.args,
-            ["consume", "3", "sliding", "100", "60000", "gcra", "10", "1000"]
+            [
+                "consume", "3", "user:42", "", "api", "sliding", "100", "60000", "0", "", "",
+                "100", "burst", "gcra", "10", "1000", "1", "", "", "10"
+            ]
         );
         let cmd = call.evalsha();
         assert_eq!(cmd.name(), "EVALSHA");
@@ -281,16 +341,37 @@ mod tests {
     }
 
     #[test]
-    fn only_the_test_builder_appends_a_time() {
-        let call = decision_call_at_test_time(&[api()], "u", 1, Mode::Peek, 1234).unwrap();
-        assert_eq!(call.args, ["peek", "1", "sliding", "100", "60000", "1234"]);
+    fn tiers_and_upstash_options_ride_with_their_policy() {
+        let set = PolicySet::parse(
+            "api=sliding:100/60s; shared=upstash-token:10/1m refill=2 prefix=my:rl",
+        )
+        .unwrap();
+        let tiers = Tiers::parse("pro: api=gcra:5000/60s", &set).unwrap();
+        let policies = set.select("api+shared").unwrap();
+        let call = decision_call(&policies, &tiers, "u", 1, Mode::Peek).unwrap();
+        assert_eq!(call.args[9], "pro=gcra:5000:60000");
         assert_eq!(
-            decision_call(&[api()], "u", 1, Mode::Peek)
-                .unwrap()
-                .args
-                .len(),
-            5
+            call.args[12..],
+            [
+                "shared",
+                "upstash-token",
+                "10",
+                "60000",
+                "0",
+                "",
+                "my:rl",
+                "2"
+            ]
         );
+    }
+
+    #[test]
+    fn only_the_test_builder_sets_a_time() {
+        let tiers = Tiers::default();
+        let call = decision_call_at_test_time(&[api()], &tiers, "u", 1, Mode::Peek, 1234).unwrap();
+        assert_eq!(call.args[3], "1234");
+        let call = decision_call(&[api()], &tiers, "u", 1, Mode::Peek).unwrap();
+        assert_eq!(call.args[3], "");
     }
 
     #[test]
@@ -299,7 +380,13 @@ mod tests {
         assert_eq!(encode_id("a}b{c").unwrap(), "a%7Db%7Bc");
         assert_eq!(encode_id("%7D").unwrap(), "%257D");
         assert_eq!(encode_id("ip 1.2.3.4/é").unwrap(), "ip%201.2.3.4%2F%C3%A9");
-        let key = base_key(&encode_id("}{x}").unwrap(), &api());
+        let key = base_key(
+            &encode_id("}{x}").unwrap(),
+            "api",
+            Algorithm::SlidingWindow,
+            100,
+            60_000,
+        );
         let tag_start = key.find('{').unwrap();
         let tag_end = tag_start + key[tag_start..].find('}').unwrap();
         assert_eq!(&key[tag_start + 1..tag_end], "%7D%7Bx%7D");
@@ -313,28 +400,63 @@ mod tests {
 
     #[test]
     fn costs_and_lists_are_checked() {
-        let small = Policy::fixed("small", 5, Duration::from_secs(1));
-        let err = decision_call(&[api(), small.clone()], "u", 6, Mode::Consume).unwrap_err();
+        let tiers = Tiers::default();
+        let shared: Policy = "shared=upstash-fixed:5/1s".parse().unwrap();
+        // A native policy's cost is the script's to check (an override may raise the limit);
+        // the others' here.
+        let err =
+            decision_call(&[api(), shared.clone()], &tiers, "u", 6, Mode::Consume).unwrap_err();
         assert_eq!(
             err,
             RateLimitError::CostExceedsLimit {
-                policy: "small".into(),
+                policy: "shared".into(),
                 cost: 6,
                 limit: 5
             }
         );
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
-        assert!(decision_call(std::slice::from_ref(&small), "u", 6, Mode::Peek).is_err());
-        let refund = decision_call(&[api(), small.clone()], "u", 1_000_000, Mode::Refund).unwrap();
-        assert_eq!(refund.args[1], "100");
+        assert!(decision_call(&[api()], &tiers, "u", 1_000, Mode::Consume).is_ok());
+        let refund = decision_call(&[api()], &tiers, "u", u64::MAX, Mode::Refund).unwrap();
+        assert_eq!(refund.args[1], MAX_LIMIT_TIMES_WINDOW_MS.to_string());
         assert!(matches!(
-            decision_call(&[], "u", 1, Mode::Consume),
+            decision_call(&[], &tiers, "u", 1, Mode::Consume),
             Err(RateLimitError::InvalidPolicyList(_))
         ));
         assert!(matches!(
-            decision_call(&[small.clone(), small], "u", 1, Mode::Consume),
+            decision_call(&[api(), api()], &tiers, "u", 1, Mode::Consume),
             Err(RateLimitError::InvalidPolicyList(_))
         ));
+        let conc = Policy::concurrency("conc", 3, Duration::from_secs(30));
+        assert!(matches!(
+            decision_call(&[conc], &tiers, "u", 1, Mode::Consume),
+            Err(RateLimitError::WrongKind(_))
+        ));
+    }
+
+    #[test]
+    fn the_scripts_cost_refusal_names_the_policy() {
+        let policies = [api(), Policy::fixed("small", 5, Duration::from_secs(1))];
+        assert_eq!(
+            cost_refusal(
+                "ERR edgecount: cost exceeds the limit of policy 2 (3)",
+                &policies,
+                4
+            ),
+            Some(RateLimitError::CostExceedsLimit {
+                policy: "small".into(),
+                cost: 4,
+                limit: 3
+            })
+        );
+        assert_eq!(cost_refusal("ERR something else", &policies, 4), None);
+        assert_eq!(
+            cost_refusal(
+                "ERR edgecount: cost exceeds the limit of policy 9 (3)",
+                &policies,
+                4
+            ),
+            None
+        );
     }
 
     #[test]

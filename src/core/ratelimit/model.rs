@@ -53,7 +53,9 @@ impl Model {
         Model::default()
     }
 
-    /// Decide exactly as the script would at `now_ms`, returning the reply it would give.
+    /// Decide exactly as the script would at `now_ms`, returning the reply it would give, for
+    /// an identity without overrides or denial and native policies (the model's scope: the
+    /// algorithms' arithmetic; the rest is tested on the script itself).
     pub fn reply(
         &mut self,
         policies: &[Policy],
@@ -62,7 +64,23 @@ impl Model {
         mode: Mode,
         now_ms: u64,
     ) -> Result<Reply, RateLimitError> {
-        let cost = checked_cost(policies, cost, mode)? as i64;
+        let cost = checked_cost(policies, cost, mode)?;
+        if let Some(p) = policies.iter().find(|p| !p.algorithm().is_native()) {
+            return Err(RateLimitError::WrongKind(format!(
+                "the model covers the native algorithms, not {}",
+                p.algorithm()
+            )));
+        }
+        if mode != Mode::Refund {
+            if let Some(p) = policies.iter().find(|p| cost > p.limit()) {
+                return Err(RateLimitError::CostExceedsLimit {
+                    policy: p.name().to_owned(),
+                    cost,
+                    limit: p.limit(),
+                });
+            }
+        }
+        let cost = cost as i64;
         let tag = encode_id(id)?;
         let now = now_ms as i64;
         let mut states: Vec<State> = policies
@@ -80,7 +98,7 @@ impl Model {
                     other: 0,
                     retry: 0,
                 };
-                let base = base_key(&tag, p);
+                let base = base_key(&tag, p.name(), p.algorithm(), p.limit(), p.window_ms());
                 self.load(&mut state, &base);
                 if mode == Mode::Reset {
                     self.keys.remove(&state.key);
@@ -92,18 +110,18 @@ impl Model {
             .collect();
 
         let mut all_allowed = true;
-        for s in &mut states {
+        for (s, p) in states.iter_mut().zip(policies) {
             s.retry = if mode == Mode::Refund {
                 0
             } else {
                 check(s, cost)
             };
-            all_allowed &= s.retry == 0;
+            all_allowed &= s.retry == 0 || p.shadow();
         }
         if cost > 0 {
             match mode {
                 Mode::Consume if all_allowed => {
-                    for s in &mut states {
+                    for s in states.iter_mut().filter(|s| s.retry == 0) {
                         self.consume(s, cost);
                     }
                 }
@@ -117,7 +135,11 @@ impl Model {
             }
         }
 
-        let mut reply = vec![Reply::Int(now), Reply::Int(all_allowed as i64)];
+        let mut reply = vec![
+            Reply::Int(now),
+            Reply::Int(all_allowed as i64),
+            Reply::Int(0),
+        ];
         for s in &states {
             let (remaining, reset) = report(s);
             reply.extend([
@@ -125,6 +147,9 @@ impl Model {
                 Reply::Int(remaining),
                 Reply::Int(reset),
                 Reply::Int(s.retry),
+                Reply::Int(s.limit),
+                Reply::Int(s.window),
+                Reply::Int(0),
             ]);
         }
         Ok(Reply::Array(reply))
@@ -188,6 +213,12 @@ impl Model {
                     s.value = (l * w).min((ahead_ms * l + tat_rem).max(0));
                 }
             }
+            Algorithm::Concurrency
+            | Algorithm::UpstashFixed
+            | Algorithm::UpstashSliding
+            | Algorithm::UpstashToken => unreachable!(
+                "the model covers the native algorithms (Model::reply refuses the others)"
+            ),
         }
     }
 
@@ -223,6 +254,12 @@ impl Model {
                 s.value += cost * s.window;
                 self.store_bucket(s);
             }
+            Algorithm::Concurrency
+            | Algorithm::UpstashFixed
+            | Algorithm::UpstashSliding
+            | Algorithm::UpstashToken => unreachable!(
+                "the model covers the native algorithms (Model::reply refuses the others)"
+            ),
         }
     }
 
@@ -257,6 +294,12 @@ impl Model {
                     self.store_bucket(s);
                 }
             }
+            Algorithm::Concurrency
+            | Algorithm::UpstashFixed
+            | Algorithm::UpstashSliding
+            | Algorithm::UpstashToken => unreachable!(
+                "the model covers the native algorithms (Model::reply refuses the others)"
+            ),
         }
     }
 }
@@ -310,6 +353,12 @@ fn check(s: &State, cost: i64) -> i64 {
                 ceil_div(excess, l)
             }
         }
+        Algorithm::Concurrency
+        | Algorithm::UpstashFixed
+        | Algorithm::UpstashSliding
+        | Algorithm::UpstashToken => {
+            unreachable!("the model covers the native algorithms (Model::reply refuses the others)")
+        }
     }
 }
 
@@ -334,6 +383,12 @@ fn report(s: &State) -> (i64, i64) {
         }
         Algorithm::TokenBucket => (floor_div(s.value, w), ceil_div(l * w - s.value, l)),
         Algorithm::Gcra => (floor_div(l * w - s.value, w), ceil_div(s.value, l)),
+        Algorithm::Concurrency
+        | Algorithm::UpstashFixed
+        | Algorithm::UpstashSliding
+        | Algorithm::UpstashToken => {
+            unreachable!("the model covers the native algorithms (Model::reply refuses the others)")
+        }
     }
 }
 

@@ -1,11 +1,19 @@
 //! Named rate-limit policies: what `EDGECOUNT_RATE_LIMITS` says and what routes select.
 //!
 //! Grammar of the configuration (entries separated by `;` or newlines, blanks ignored):
-//! `name=algorithm:limit/window`, e.g. `api=sliding:100/60s; burst=gcra:10/1s; daily=fixed:10000/1d`.
+//! `name=algorithm:limit/window [options]`, e.g.
+//! `api=sliding:100/60s; burst=gcra:10/1s shadow; login=gcra:5/1m fail=closed; conc=concurrency:3/30s`.
 //! - `name`: `[A-Za-z0-9_-]{1,32}`, unique;
-//! - `algorithm`: `fixed`, `sliding`, `token` (or `token-bucket`), `gcra`;
+//! - `algorithm`: `fixed`, `sliding`, `token` (or `token-bucket`), `gcra`; `concurrency` (at most
+//!   `limit` leases held at once, each expiring after `window` unless renewed: `/lease` routes);
+//!   `upstash-fixed`, `upstash-sliding`, `upstash-token` (@upstash/ratelimit's own keys and rules,
+//!   to share a limit with a JavaScript service using that library);
 //! - `limit`: integer ≥ 1;
-//! - `window`: integer and unit, one of `ms`, `s`, `m`, `h`, `d`; at least 1 ms.
+//! - `window`: integer and unit, one of `ms`, `s`, `m`, `h`, `d`; at least 1 ms;
+//! - options, space-separated: `shadow` (decide and report, never refuse), `fail=open|closed` (what
+//!   a decision does when Redis is unreachable; default `EDGECOUNT_FAIL_MODE`), and for the
+//!   `upstash-*` algorithms `prefix=<text>` (the library's `prefix`, default `@upstash/ratelimit`)
+//!   and, for `upstash-token`, `refill=<n>` (tokens added per window, default the limit).
 //!
 //! All arithmetic in the scripts is on integers carried in Lua doubles, exact below 2^53; to keep
 //! every intermediate value (a few multiples of `limit × window_ms`) below that, a policy must
@@ -34,6 +42,15 @@ pub enum Algorithm {
     TokenBucket,
     /// Generic cell rate algorithm: the token bucket's rule kept as a theoretical arrival time.
     Gcra,
+    /// At most `limit` leases held at once, each expiring after `window` unless renewed or
+    /// released (`/lease` routes, not `/limit`).
+    Concurrency,
+    /// @upstash/ratelimit's `fixedWindow`: its keys and rules.
+    UpstashFixed,
+    /// @upstash/ratelimit's `slidingWindow`: its keys and rules.
+    UpstashSliding,
+    /// @upstash/ratelimit's `tokenBucket`: its keys and rules.
+    UpstashToken,
 }
 
 impl Algorithm {
@@ -44,7 +61,30 @@ impl Algorithm {
             Algorithm::SlidingWindow => "sliding",
             Algorithm::TokenBucket => "token",
             Algorithm::Gcra => "gcra",
+            Algorithm::Concurrency => "concurrency",
+            Algorithm::UpstashFixed => "upstash-fixed",
+            Algorithm::UpstashSliding => "upstash-sliding",
+            Algorithm::UpstashToken => "upstash-token",
         }
+    }
+
+    /// Ours, with state under `rl:{<id>}:…`: the ones overrides and tiers can change.
+    pub fn is_native(self) -> bool {
+        matches!(
+            self,
+            Algorithm::FixedWindow
+                | Algorithm::SlidingWindow
+                | Algorithm::TokenBucket
+                | Algorithm::Gcra
+        )
+    }
+
+    /// One of @upstash/ratelimit's, with its key layout.
+    pub fn is_upstash(self) -> bool {
+        matches!(
+            self,
+            Algorithm::UpstashFixed | Algorithm::UpstashSliding | Algorithm::UpstashToken
+        )
     }
 }
 
@@ -63,20 +103,67 @@ impl FromStr for Algorithm {
             "sliding" | "sliding-window" => Ok(Algorithm::SlidingWindow),
             "token" | "token-bucket" => Ok(Algorithm::TokenBucket),
             "gcra" => Ok(Algorithm::Gcra),
+            "concurrency" => Ok(Algorithm::Concurrency),
+            "upstash-fixed" => Ok(Algorithm::UpstashFixed),
+            "upstash-sliding" => Ok(Algorithm::UpstashSliding),
+            "upstash-token" => Ok(Algorithm::UpstashToken),
             other => Err(RateLimitError::InvalidPolicy(format!(
-                "unknown algorithm \"{other}\" (expected fixed, sliding, token or gcra)"
+                "unknown algorithm \"{other}\" (expected fixed, sliding, token, gcra, \
+                 concurrency, upstash-fixed, upstash-sliding or upstash-token)"
             ))),
         }
     }
 }
 
-/// One named limit: at most `limit` units of cost per `window`, counted by `algorithm`.
+/// What a decision does when Redis cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailMode {
+    /// Allow the request, and say so (`EdgeCount-Fail-Mode: open`, reason `fail-open`).
+    Open,
+    /// Answer 503, and say so (`EdgeCount-Fail-Mode: closed`, reason `fail-closed`).
+    Closed,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
+impl FromStr for FailMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(FailMode::Open),
+            "closed" => Ok(FailMode::Closed),
+            other => Err(format!("expected `open` or `closed`, got \"{other}\"")),
+        }
+    }
+}
+
+/// @upstash/ratelimit's default key prefix.
+pub const UPSTASH_DEFAULT_PREFIX: &str = "@upstash/ratelimit";
+
+/// One named limit: at most `limit` units of cost per `window`, counted by `algorithm`, with its
+/// options (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Policy {
     name: String,
     algorithm: Algorithm,
     limit: u64,
     window_ms: u64,
+    /// Decide and report, never refuse.
+    shadow: bool,
+    /// This policy's fail mode; `None`: the service's (`EDGECOUNT_FAIL_MODE`).
+    fail_mode: Option<FailMode>,
+    /// `upstash-*`: the library's key prefix.
+    prefix: Option<String>,
+    /// `upstash-token`: tokens added per window (default: the limit).
+    refill: Option<u64>,
 }
 
 impl Policy {
@@ -94,9 +181,31 @@ impl Policy {
             algorithm,
             limit,
             window_ms,
+            shadow: false,
+            fail_mode: None,
+            prefix: None,
+            refill: None,
         };
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// The same policy in shadow mode: decided and reported, never refusing.
+    pub fn shadowed(mut self) -> Policy {
+        self.shadow = true;
+        self
+    }
+
+    /// The same policy with its own fail mode.
+    pub fn failing(mut self, mode: FailMode) -> Policy {
+        self.fail_mode = Some(mode);
+        self
+    }
+
+    /// A concurrency policy: at most `limit` leases at once, each held for `ttl` unless renewed.
+    /// Panics like [`Policy::fixed`].
+    pub fn concurrency(name: &str, limit: u64, ttl: Duration) -> Policy {
+        Self::new(name, Algorithm::Concurrency, limit, ttl).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A fixed-window policy. Panics on an invalid name, limit or window (use [`Policy::new`]
@@ -138,6 +247,24 @@ impl Policy {
         Duration::from_millis(self.window_ms)
     }
 
+    pub fn shadow(&self) -> bool {
+        self.shadow
+    }
+
+    pub fn fail_mode(&self) -> Option<FailMode> {
+        self.fail_mode
+    }
+
+    /// The key prefix of an `upstash-*` policy (the library's default unless set).
+    pub fn upstash_prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(UPSTASH_DEFAULT_PREFIX)
+    }
+
+    /// Tokens an `upstash-token` policy adds per window.
+    pub fn refill(&self) -> u64 {
+        self.refill.unwrap_or(self.limit)
+    }
+
     pub fn window_ms(&self) -> u64 {
         self.window_ms
     }
@@ -155,6 +282,15 @@ impl Policy {
         if self.window_ms == 0 {
             return invalid("window must be at least 1ms".into());
         }
+        if !self.algorithm.is_upstash() && self.prefix.is_some() {
+            return invalid("prefix= is an option of the upstash-* algorithms".into());
+        }
+        if self.algorithm != Algorithm::UpstashToken && self.refill.is_some() {
+            return invalid("refill= is an option of upstash-token".into());
+        }
+        if self.refill == Some(0) {
+            return invalid("refill must be at least 1".into());
+        }
         match self.limit.checked_mul(self.window_ms) {
             Some(product) if product <= MAX_LIMIT_TIMES_WINDOW_MS => Ok(()),
             _ => invalid(format!(
@@ -166,7 +302,7 @@ impl Policy {
     }
 }
 
-/// The configuration form, `name=algorithm:limit/window`, with the largest exact unit.
+/// The configuration form, `name=algorithm:limit/window [options]`, with the largest exact unit.
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -176,24 +312,43 @@ impl fmt::Display for Policy {
             self.algorithm,
             self.limit,
             format_window(self.window_ms)
-        )
+        )?;
+        if self.shadow {
+            f.write_str(" shadow")?;
+        }
+        if let Some(mode) = self.fail_mode {
+            write!(f, " fail={}", mode.as_str())?;
+        }
+        if let Some(prefix) = &self.prefix {
+            write!(f, " prefix={prefix}")?;
+        }
+        if let Some(refill) = self.refill {
+            write!(f, " refill={refill}")?;
+        }
+        Ok(())
     }
 }
 
 impl FromStr for Policy {
     type Err = RateLimitError;
 
-    /// One entry, `name=algorithm:limit/window`.
+    /// One entry, `name=algorithm:limit/window [options]`.
     fn from_str(entry: &str) -> Result<Self, Self::Err> {
         let invalid = |why: &str| {
             RateLimitError::InvalidPolicy(format!(
-                "\"{entry}\": {why} (expected name=algorithm:limit/window, e.g. api=sliding:100/60s)"
+                "\"{entry}\": {why} (expected name=algorithm:limit/window [options], e.g. \
+                 api=sliding:100/60s)"
             ))
         };
         let (name, rule) = entry
             .split_once('=')
             .ok_or_else(|| invalid("missing '='"))?;
-        let (algorithm, rate) = rule
+        // Blanks around ':' and '/' belong to the spec (`fixed : 1 / 1s`); the others separate
+        // the spec from its options.
+        let rule = tighten(rule);
+        let mut words = rule.split_whitespace();
+        let spec = words.next().unwrap_or_default();
+        let (algorithm, rate) = spec
             .split_once(':')
             .ok_or_else(|| invalid("missing ':' after the algorithm"))?;
         let (limit, window) = rate
@@ -207,15 +362,56 @@ impl FromStr for Policy {
             .parse()
             .map_err(|_| invalid("the limit must be a whole number"))?;
         let window_ms = parse_window_ms(window.trim()).map_err(|why| invalid(&why))?;
-        let policy = Policy {
+        let mut policy = Policy {
             name: name.to_owned(),
             algorithm,
             limit,
             window_ms,
+            shadow: false,
+            fail_mode: None,
+            prefix: None,
+            refill: None,
         };
+        for option in words {
+            let bad_option = |why: String| invalid(&format!("option \"{option}\": {why}"));
+            match option.split_once('=') {
+                None if option == "shadow" => policy.shadow = true,
+                Some(("fail", mode)) => policy.fail_mode = Some(mode.parse().map_err(bad_option)?),
+                Some(("prefix", prefix)) if !prefix.is_empty() => {
+                    policy.prefix = Some(prefix.to_owned())
+                }
+                Some(("refill", n)) => {
+                    policy.refill = Some(
+                        n.parse()
+                            .map_err(|_| bad_option("refill must be a whole number".to_owned()))?,
+                    )
+                }
+                _ => {
+                    return Err(bad_option(
+                        "unknown (options: shadow, fail=open|closed, prefix=…, refill=N)"
+                            .to_owned(),
+                    ))
+                }
+            }
+        }
         policy.validate()?;
         Ok(policy)
     }
+}
+
+/// `text` without the blanks next to `:` or `/`.
+fn tighten(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim().chars() {
+        if matches!(c, ':' | '/') {
+            out.truncate(out.trim_end().len());
+        }
+        let after_separator = out.ends_with([':', '/']);
+        if !(c.is_whitespace() && after_separator) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Check a policy name: `[A-Za-z0-9_-]{1,32}` (it becomes part of Redis keys and headers).
@@ -406,6 +602,59 @@ mod tests {
             Policy::gcra("g", 5, Duration::from_millis(90_000)).to_string(),
             "g=gcra:5/90s"
         );
+    }
+
+    #[test]
+    fn options_follow_the_spec() {
+        let set = PolicySet::parse(
+            "login=gcra:5/1m fail=closed; soft=sliding:100/60s shadow fail=open; \
+             conc=concurrency:3/30s; shared=upstash-sliding:100/1h prefix=@acme/rl; \
+             bucket=upstash-token:10/1m refill=2",
+        )
+        .unwrap();
+        let login = set.get("login").unwrap();
+        assert_eq!(
+            (login.fail_mode(), login.shadow()),
+            (Some(FailMode::Closed), false)
+        );
+        let soft = set.get("soft").unwrap();
+        assert!(soft.shadow());
+        assert_eq!(soft.fail_mode(), Some(FailMode::Open));
+        assert_eq!(set.get("conc").unwrap().algorithm(), Algorithm::Concurrency);
+        let shared = set.get("shared").unwrap();
+        assert_eq!(shared.upstash_prefix(), "@acme/rl");
+        assert_eq!(set.get("bucket").unwrap().refill(), 2);
+        assert_eq!(
+            set.get("bucket").unwrap().upstash_prefix(),
+            UPSTASH_DEFAULT_PREFIX
+        );
+        for p in set.iter() {
+            let again: Policy = p.to_string().parse().unwrap();
+            assert_eq!(&again, p, "{p}");
+        }
+        assert_eq!(soft.to_string(), "soft=sliding:100/1m shadow fail=open");
+    }
+
+    #[test]
+    fn bad_options_name_the_token() {
+        for (spec, needle) in [
+            ("a=fixed:1/1s loud", "option \"loud\""),
+            ("a=fixed:1/1s fail=maybe", "option \"fail=maybe\""),
+            (
+                "a=fixed:1/1s prefix=x",
+                "prefix= is an option of the upstash",
+            ),
+            (
+                "a=upstash-fixed:1/1s refill=2",
+                "refill= is an option of upstash-token",
+            ),
+            ("a=upstash-token:1/1s refill=0", "refill must be at least 1"),
+            ("a=upstash-token:1/1s refill=x", "whole number"),
+            ("a=leaky:1/1s", "unknown algorithm"),
+        ] {
+            let e = error_of(spec);
+            assert!(e.contains(needle), "{spec}: {e}");
+        }
     }
 
     #[test]

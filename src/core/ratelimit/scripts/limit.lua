@@ -1,25 +1,46 @@
 --[[ edgecount rate limiter: ONE atomic decision for one identity over one or more policies.
 
-KEYS[i]  base key of policy i; every key shares the hash tag {<id>} (one Cluster slot):
+KEYS[1]  rl:{<id>}:o     the identity's overrides: a hash, field = policy name, value "L:W" (limit,
+                         window ms) or "tier:<name>"
+KEYS[2]  rl:{<id>}:deny  exists while the identity is on the deny list
+         Both carry the identity's hash tag {<id>}. Native state keys are derived here from it
+         (the window index comes from Redis TIME, the limit and window may come from an
+         override), keeping the tag, so they live in the same Cluster slot:
            fixed    rl:{<id>}:<policy>:fixed:<W>          count in  <base>:<window index>
            sliding  rl:{<id>}:<policy>:sliding:<W>        counts in <base>:<index>, <base>:<index-1>
            token    rl:{<id>}:<policy>:token:<L>:<W>      "<level>:<ts_ms>"  in <base>
            gcra     rl:{<id>}:<policy>:gcra:<L>:<W>       "<tat_ms>:<tat_rem>" in <base>
-         Window keys are derived here because the index comes from Redis TIME; they keep the
-         base's hash tag, so they live in the same slot.
+         The upstash-* policies use @upstash/ratelimit's own keys instead (<prefix>:<id>:<window
+         index>, <prefix>:<id>), which carry no hash tag: like that library, they need a Redis
+         that is not a Cluster (or one slot).
 ARGV[1]  mode: consume | peek | refund | reset
-ARGV[2]  cost, integer >= 0 (at most every limit for consume and peek; clamped per policy for refund)
-ARGV[3i], ARGV[3i+1], ARGV[3i+2]   policy i (i = 1..#KEYS): algorithm, limit L, window W in ms
-ARGV[3n+3]  nothing in production. Tests only: "now" in ms replacing Redis TIME.
-Returns {now_ms, all_allowed, then per policy: allowed, remaining, reset_ms, retry_after_ms}.
+ARGV[2]  cost, integer >= 0 (Rust checked it against every configured limit for consume and peek)
+ARGV[3]  the identity as given (the upstash-* keys hold it verbatim)
+ARGV[4]  '' in production. Tests only: "now" in ms replacing Redis TIME.
+then 8 per policy i (i = 1..n), from ARGV[5 + 8(i-1)]:
+         name, algorithm, limit L, window W (ms), shadow ('1' decides and reports, never refuses),
+         tiers ("<tier>=<algorithm>:<L>:<W>,…": the tiers that set this policy), upstash key
+         prefix, upstash-token refill per window
+Returns {now_ms, allowed, denied, then per policy: allowed, remaining, reset_ms, retry_after_ms,
+         effective L, effective W, source (0 configured, 1 override, 2 tier)}.
+An error reply "ERR edgecount: cost exceeds the limit of policy <i> (<L>)" when an override or
+tier made a limit smaller than the cost.
 
-Modes. consume: when EVERY policy admits `cost`, consume it in every policy; otherwise change
-nothing anywhere (all-or-nothing). peek: change nothing; `allowed` says whether `cost` would be
-admitted now. refund: give back min(cost, L) per policy, never beyond an empty state (remaining
-never exceeds L). reset: delete the policy state, then answer like peek.
+Modes. consume: when EVERY enforcing (non-shadow) policy admits `cost` and the identity is not
+denied, consume it in every policy that admits it; otherwise change nothing anywhere
+(all-or-nothing). peek: change nothing; `allowed` says whether `cost` would be admitted now.
+refund: give back min(cost, L) per policy, never beyond an empty state (remaining never exceeds
+L). reset: delete the policy state, then answer like peek. The deny list applies to consume and
+peek: a denied identity is answered (allowed 0, denied 1) with every policy reported, nothing
+consumed. A shadow policy is decided and reported like the others but never makes `allowed` 0.
 remaining = how many units could be consumed now; reset_ms = time until the state is empty again
 (no usage left) without further traffic, 0 when empty; retry_after_ms = time until `cost` would
 be admitted without further traffic, 0 when admitted.
+
+Effective limits: an override "L:W" replaces the policy's limit and window (its algorithm stays);
+"tier:<name>" takes that tier's algorithm, limit and window for the policy (from ARGV); a tier the
+configuration no longer has, or any override of a non-native policy, is ignored. A change of
+limit or window starts from a fresh state for token and GCRA (their key holds L and W).
 
 Rules (all integer arithmetic, exact because the policy check keeps L*W <= 2^50 < 2^53):
   fixed    idx = floor(now/W), elapsed = now - idx*W, count in key idx.
@@ -302,18 +323,177 @@ function gcra.delete(p)
   redis.call('DEL', p.key)
 end
 
-local algorithms = { fixed = fixed, sliding = sliding, token = token, gcra = gcra }
+-- @upstash/ratelimit's algorithms (2.2.0, src/lua-scripts/single.ts), on its own keys, with its
+-- rules: to share one limit with a JavaScript service using that library. Its clock is the
+-- client's Date.now(); ours is Redis TIME (the two agree on a window's index but at its edges).
+
+local upstash_fixed = {}
+
+function upstash_fixed.load(p)
+  local index = idiv(p.now, p.W)
+  p.reset_at = (index + 1) * p.W
+  p.key = p.prefix .. ':' .. p.id .. ':' .. int(index)
+  p.count = tonumber(redis.call('GET', p.key) or 0)
+end
+
+-- The library INCRBYs, then admits when the result is at most the limit.
+function upstash_fixed.check(p, cost)
+  if p.count + cost <= p.L then
+    return 0
+  end
+  return p.reset_at - p.now
+end
+
+function upstash_fixed.consume(p, cost)
+  p.count = redis.call('INCRBY', p.key, cost)
+  if p.count == cost then
+    redis.call('PEXPIRE', p.key, p.W)
+  end
+end
+
+function upstash_fixed.refund(p, cost)
+  local back = math.min(cost, p.count)
+  if back > 0 then
+    p.count = redis.call('INCRBY', p.key, -back)
+  end
+end
+
+function upstash_fixed.report(p)
+  local reset = 0
+  if p.count > 0 then
+    reset = p.reset_at - p.now
+  end
+  return math.max(0, p.L - p.count), reset
+end
+
+function upstash_fixed.delete(p)
+  redis.call('DEL', p.key)
+end
+
+local upstash_sliding = {}
+
+function upstash_sliding.load(p)
+  local index = idiv(p.now, p.W)
+  p.reset_at = (index + 1) * p.W
+  p.key = p.prefix .. ':' .. p.id .. ':' .. int(index)
+  p.prev_key = p.prefix .. ':' .. p.id .. ':' .. int(index - 1)
+  p.curr = tonumber(redis.call('GET', p.key) or 0)
+  local prev = tonumber(redis.call('GET', p.prev_key) or 0)
+  -- The library's weighting, in the same floating-point steps.
+  p.weighted = math.floor((1 - (p.now % p.W) / p.W) * prev)
+end
+
+-- The library admits while the weighted usage is below the limit, whatever the cost.
+function upstash_sliding.check(p, cost)
+  if p.weighted + p.curr < p.L then
+    return 0
+  end
+  return p.reset_at - p.now
+end
+
+function upstash_sliding.consume(p, cost)
+  p.curr = redis.call('INCRBY', p.key, cost)
+  if p.curr == cost then
+    redis.call('PEXPIRE', p.key, p.W * 2 + 1000)
+  end
+end
+
+function upstash_sliding.refund(p, cost)
+  local back = math.min(cost, p.curr)
+  if back > 0 then
+    p.curr = redis.call('INCRBY', p.key, -back)
+  end
+end
+
+function upstash_sliding.report(p)
+  local reset = 0
+  if p.curr + p.weighted > 0 then
+    reset = p.reset_at - p.now
+  end
+  return math.max(0, p.L - (p.curr + p.weighted)), reset
+end
+
+function upstash_sliding.delete(p)
+  redis.call('DEL', p.key, p.prev_key)
+end
+
+local upstash_token = {}
+
+function upstash_token.load(p)
+  p.key = p.prefix .. ':' .. p.id
+  local bucket = redis.call('HMGET', p.key, 'refilledAt', 'tokens')
+  if bucket[1] then
+    p.refilled_at = tonumber(bucket[1])
+    p.tokens = tonumber(bucket[2])
+  else
+    p.refilled_at = p.now
+    p.tokens = p.L
+  end
+  if p.now >= p.refilled_at + p.W then
+    local refills = math.floor((p.now - p.refilled_at) / p.W)
+    p.tokens = math.min(p.L, p.tokens + refills * p.refill)
+    p.refilled_at = p.refilled_at + refills * p.W
+  end
+end
+
+function upstash_token.check(p, cost)
+  if p.tokens >= cost then
+    return 0
+  end
+  return p.refilled_at + p.W - p.now
+end
+
+local function upstash_token_store(p)
+  redis.call('HSET', p.key, 'refilledAt', int(p.refilled_at), 'tokens', int(p.tokens))
+  local expire = math.ceil((p.L - p.tokens) / p.refill) * p.W
+  if expire > 0 then
+    redis.call('PEXPIRE', p.key, int(expire))
+  end
+end
+
+function upstash_token.consume(p, cost)
+  p.tokens = p.tokens - cost
+  upstash_token_store(p)
+end
+
+function upstash_token.refund(p, cost)
+  local tokens = math.min(p.L, p.tokens + cost)
+  if tokens ~= p.tokens then
+    p.tokens = tokens
+    upstash_token_store(p)
+  end
+end
+
+function upstash_token.report(p)
+  local reset = 0
+  if p.tokens < p.L then
+    reset = p.refilled_at + p.W - p.now
+  end
+  return p.tokens, reset
+end
+
+function upstash_token.delete(p)
+  redis.call('DEL', p.key)
+end
+
+local algorithms = {
+  fixed = fixed, sliding = sliding, token = token, gcra = gcra,
+  ['upstash-fixed'] = upstash_fixed, ['upstash-sliding'] = upstash_sliding,
+  ['upstash-token'] = upstash_token,
+}
+local native = { fixed = true, sliding = true, token = true, gcra = true }
 
 local mode = ARGV[1]
 if mode ~= 'consume' and mode ~= 'peek' and mode ~= 'refund' and mode ~= 'reset' then
   return redis.error_reply('ERR edgecount: unknown rate-limit mode ' .. tostring(mode))
 end
 local cost = tonumber(ARGV[2])
-local n = #KEYS
+local id = ARGV[3]
+local n = (#ARGV - 4) / 8
 
 local now
-if ARGV[3 * n + 3] then
-  now = tonumber(ARGV[3 * n + 3])
+if ARGV[4] ~= '' then
+  now = tonumber(ARGV[4])
 else
   -- Redis < 5 needs effects replication to write after a non-deterministic command.
   if redis.replicate_commands then
@@ -323,15 +503,57 @@ else
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
+-- 'rl:{<id>}' from KEYS[1] = 'rl:{<id>}:o'.
+local prefix = string.sub(KEYS[1], 1, -3)
+local denied = (mode == 'consume' or mode == 'peek') and redis.call('EXISTS', KEYS[2]) == 1
+local names = {}
+for i = 1, n do
+  names[i] = ARGV[5 + 8 * (i - 1)]
+end
+local overrides = redis.call('HMGET', KEYS[1], unpack(names))
+
+-- The algorithm, limit and window a policy has for this identity, and where they came from.
+local function effective(i, alg_name, L, W, tiers)
+  local override = overrides[i]
+  if not override or not native[alg_name] then
+    return alg_name, L, W, 0
+  end
+  local tier = string.match(override, '^tier:(.+)$')
+  if tier then
+    for name, a, l, w in string.gmatch(tiers, '([^,=]+)=([^:,]+):(%d+):(%d+)') do
+      if name == tier then
+        return a, tonumber(l), tonumber(w), 2
+      end
+    end
+    return alg_name, L, W, 0
+  end
+  local l, w = string.match(override, '^(%d+):(%d+)$')
+  if l then
+    return alg_name, tonumber(l), tonumber(w), 1
+  end
+  return alg_name, L, W, 0
+end
+
 local policies = {}
 for i = 1, n do
-  local alg = algorithms[ARGV[3 * i]]
+  local at = 5 + 8 * (i - 1)
+  local alg_name, L, W, source = effective(i, ARGV[at + 1], tonumber(ARGV[at + 2]),
+    tonumber(ARGV[at + 3]), ARGV[at + 5])
+  local alg = algorithms[alg_name]
   if not alg then
-    return redis.error_reply('ERR edgecount: unknown rate-limit algorithm ' .. tostring(ARGV[3 * i]))
+    return redis.error_reply('ERR edgecount: unknown rate-limit algorithm ' .. tostring(alg_name))
   end
-  local p = { base = KEYS[i], L = tonumber(ARGV[3 * i + 1]), W = tonumber(ARGV[3 * i + 2]), now = now, alg = alg }
-  if mode ~= 'refund' and cost > p.L then
-    return redis.error_reply('ERR edgecount: cost exceeds the limit of policy ' .. i)
+  if mode ~= 'refund' and cost > L then
+    return redis.error_reply('ERR edgecount: cost exceeds the limit of policy ' .. i .. ' (' .. int(L) .. ')')
+  end
+  local p = { L = L, W = W, now = now, alg = alg, source = source, shadow = ARGV[at + 4] == '1',
+    id = id, prefix = ARGV[at + 6], refill = tonumber(ARGV[at + 7]) }
+  if native[alg_name] then
+    p.base = prefix .. ':' .. names[i] .. ':' .. alg_name .. ':'
+    if alg_name == 'token' or alg_name == 'gcra' then
+      p.base = p.base .. int(L) .. ':'
+    end
+    p.base = p.base .. int(W)
   end
   alg.load(p)
   if mode == 'reset' then
@@ -341,21 +563,23 @@ for i = 1, n do
   policies[i] = p
 end
 
-local all_allowed = true
+local allowed = not denied
 for _, p in ipairs(policies) do
   p.retry = 0
   if mode ~= 'refund' then
     p.retry = p.alg.check(p, cost)
   end
-  if p.retry > 0 then
-    all_allowed = false
+  if p.retry > 0 and not p.shadow then
+    allowed = false
   end
 end
 
 if cost > 0 then
-  if mode == 'consume' and all_allowed then
+  if mode == 'consume' and allowed then
     for _, p in ipairs(policies) do
-      p.alg.consume(p, cost)
+      if p.retry == 0 then
+        p.alg.consume(p, cost)
+      end
     end
   elseif mode == 'refund' then
     for _, p in ipairs(policies) do
@@ -364,12 +588,15 @@ if cost > 0 then
   end
 end
 
-local reply = { now, all_allowed and 1 or 0 }
+local reply = { now, allowed and 1 or 0, denied and 1 or 0 }
 for _, p in ipairs(policies) do
   local remaining, reset = p.alg.report(p)
   reply[#reply + 1] = p.retry == 0 and 1 or 0
   reply[#reply + 1] = remaining
   reply[#reply + 1] = reset
   reply[#reply + 1] = p.retry
+  reply[#reply + 1] = p.L
+  reply[#reply + 1] = p.W
+  reply[#reply + 1] = p.source
 end
 return reply
