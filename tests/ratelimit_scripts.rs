@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use edgecount::core::command::{Command, Reply};
 use edgecount::core::ratelimit::model::Model;
+use edgecount::core::ratelimit::tiers::{remove_override_command, set_override_command};
 use edgecount::core::ratelimit::{
-    decision_call, decision_call_at_test_time, parse_decision, Algorithm, Decision, Mode, Policy,
-    ScriptCall, Tiers,
+    cost_refusal, decision_call, decision_call_at_test_time, parse_decision, Algorithm, Decision,
+    LimitSource, Mode, Override, Policy, RateLimitError, Reason, ScriptCall, Tiers,
 };
 use support::RedisServer;
 
@@ -541,4 +542,281 @@ fn token_bucket_is_exact_under_concurrency() {
 #[test]
 fn gcra_is_exact_under_concurrency() {
     exact_under_concurrency(Policy::gcra("c", 100, HOUR));
+}
+
+fn parse_set(spec: &str) -> edgecount::core::ratelimit::PolicySet {
+    spec.parse().unwrap()
+}
+
+/// An override or a tier changes the limit from the very next decision, in the same script call
+/// (no extra round trip); removing it brings the configured limit back.
+#[test]
+fn overrides_and_tiers_apply_on_the_next_decision() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let set = parse_set("api=fixed:3/1h; burst=gcra:2/1s");
+    let tiers = Tiers::parse("pro: api=fixed:5/1h; pro: burst=gcra:100/1s", &set).unwrap();
+    let api = set.select("api").unwrap();
+    let decide = |conn: &mut Conn, policies: &[Policy]| {
+        let call = decision_call(policies, &tiers, "user-9", 1, Mode::Consume).unwrap();
+        parse_decision(policies, &conn.eval(&call)).unwrap()
+    };
+    for _ in 0..3 {
+        assert!(decide(&mut conn, &api).allowed);
+    }
+    let refused = decide(&mut conn, &api);
+    assert!(!refused.allowed);
+    assert_eq!((refused.limit, refused.reason), (3, Reason::Limit));
+    // An explicit limit: the fixed window keeps its count (same window), now out of 10.
+    conn.run(
+        &set_override_command(
+            "user-9",
+            "api",
+            &Override::Limit {
+                limit: 10,
+                window_ms: 3_600_000,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let d = decide(&mut conn, &api);
+    assert!(d.allowed, "{d:?}");
+    assert_eq!((d.limit, d.remaining, d.reason), (10, 6, Reason::Override));
+    assert_eq!(d.policies[0].source, LimitSource::Override);
+    // A tier: 4 used of pro's 5, so one more, then refused.
+    conn.run(&set_override_command("user-9", "api", &Override::Tier("pro".into())).unwrap())
+        .unwrap();
+    let d = decide(&mut conn, &api);
+    assert_eq!((d.allowed, d.limit, d.remaining), (true, 5, 0));
+    assert_eq!(d.policies[0].source, LimitSource::Tier);
+    assert!(!decide(&mut conn, &api).allowed);
+    // A tier the configuration no longer has counts as no override.
+    conn.run(&set_override_command("user-9", "api", &Override::Tier("gold".into())).unwrap())
+        .unwrap();
+    let d = decide(&mut conn, &api);
+    assert_eq!(
+        (d.limit, d.policies[0].source, d.reason),
+        (3, LimitSource::Configured, Reason::Limit)
+    );
+    conn.run(&remove_override_command("user-9", "api").unwrap())
+        .unwrap();
+    assert_eq!(decide(&mut conn, &api).limit, 3);
+    // Token and GCRA state depends on the limit: an override starts a fresh bucket.
+    let burst = set.select("burst").unwrap();
+    assert!(decide(&mut conn, &burst).allowed && decide(&mut conn, &burst).allowed);
+    assert!(!decide(&mut conn, &burst).allowed);
+    conn.run(&set_override_command("user-9", "burst", &Override::Tier("pro".into())).unwrap())
+        .unwrap();
+    let d = decide(&mut conn, &burst);
+    assert_eq!((d.allowed, d.limit, d.remaining), (true, 100, 99));
+    // Another identity is untouched, and every key written has a TTL (the overrides hash is
+    // configuration and keeps none).
+    assert_eq!(decide(&mut conn, &api).limit, 3);
+    let other = decision_call(&api, &tiers, "user-10", 1, Mode::Peek).unwrap();
+    assert_eq!(
+        parse_decision(&api, &conn.eval(&other)).unwrap().remaining,
+        3
+    );
+    for (key, pttl) in redis.key_pttls("rl:*") {
+        assert!(pttl > 0 || key.ends_with(":o"), "{key} has PTTL {pttl}");
+    }
+}
+
+#[test]
+fn a_cost_above_the_limit_in_effect_is_refused_by_the_script() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let set = parse_set("api=fixed:100/1h");
+    let api = set.select("api").unwrap();
+    let tiers = Tiers::default();
+    conn.run(
+        &set_override_command(
+            "small",
+            "api",
+            &Override::Limit {
+                limit: 2,
+                window_ms: 3_600_000,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let call = decision_call(&api, &tiers, "small", 3, Mode::Consume).unwrap();
+    let error = match conn.run(&call.evalsha()) {
+        Err(e) if e.starts_with("NOSCRIPT") => conn.run(&call.eval()).unwrap_err(),
+        other => other.unwrap_err(),
+    };
+    assert_eq!(
+        cost_refusal(&error, &api, 3),
+        Some(RateLimitError::CostExceedsLimit {
+            policy: "api".into(),
+            cost: 3,
+            limit: 2
+        }),
+        "{error}"
+    );
+    // Raised by an override, a cost above the configured limit is fine.
+    conn.run(
+        &set_override_command(
+            "big",
+            "api",
+            &Override::Limit {
+                limit: 1000,
+                window_ms: 3_600_000,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let call = decision_call(&api, &tiers, "big", 500, Mode::Consume).unwrap();
+    assert!(parse_decision(&api, &conn.eval(&call)).unwrap().allowed);
+}
+
+#[test]
+fn a_denied_identity_is_refused_and_charged_nothing() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let set = parse_set("api=sliding:3/1h; burst=gcra:5/1s");
+    let both = set.select("api+burst").unwrap();
+    assert!(conn.decide(&both, "mallory", 1, Mode::Consume).allowed);
+    let before = conn.snapshot();
+    conn.run(&Command::new("SET").arg("rl:{mallory}:deny").arg("1"))
+        .unwrap();
+    for mode in [Mode::Consume, Mode::Peek] {
+        let d = conn.decide(&both, "mallory", 1, mode);
+        assert!(!d.allowed && d.denied, "{mode:?}: {d:?}");
+        assert_eq!(d.reason, Reason::Deny);
+        // Every policy still reported (for the headers), as it stands.
+        assert_eq!(d.policies[0].remaining, 2);
+    }
+    let state = |conn: &mut Conn| -> Vec<(String, String)> {
+        conn.snapshot()
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with(":deny"))
+            .collect()
+    };
+    assert_eq!(state(&mut conn), before, "a denied request consumed");
+    // Others are not affected; taking the mark away lets the identity through again.
+    assert!(conn.decide(&both, "alice", 1, Mode::Consume).allowed);
+    conn.run(&Command::new("DEL").arg("rl:{mallory}:deny"))
+        .unwrap();
+    assert!(conn.decide(&both, "mallory", 1, Mode::Consume).allowed);
+}
+
+#[test]
+fn shadow_policies_report_and_never_refuse() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let set = parse_set("api=fixed:2/1h; soft=fixed:1/1h shadow");
+    let both = set.select("api+soft").unwrap();
+    let first = conn.decide(&both, "u", 1, Mode::Consume);
+    assert!(first.allowed);
+    assert_eq!(first.reason, Reason::Limit);
+    // soft would refuse: allowed anyway, said so; soft is not charged past its limit.
+    let second = conn.decide(&both, "u", 1, Mode::Consume);
+    assert!(second.allowed, "{second:?}");
+    assert_eq!(
+        (second.reason, second.shadowed.clone()),
+        (Reason::Shadow, vec!["soft".to_owned()])
+    );
+    assert_eq!(second.policy, "api");
+    assert_eq!(second.policies[1].remaining, 0);
+    // api refuses: refused, nothing charged anywhere.
+    let third = conn.decide(&both, "u", 1, Mode::Consume);
+    assert!(!third.allowed);
+    assert_eq!(third.violated, ["api"]);
+    let counts = conn.snapshot();
+    assert_eq!(
+        counts
+            .iter()
+            .filter(|(k, _)| k.contains(":api:"))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>(),
+        ["2"]
+    );
+    assert_eq!(
+        counts
+            .iter()
+            .filter(|(k, _)| k.contains(":soft:"))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>(),
+        ["1"]
+    );
+}
+
+/// @upstash/ratelimit's own keys and rules (the interop with the library itself is tested in
+/// tests/clients/node/upstash_shared_limits.test.mjs).
+#[test]
+fn upstash_algorithms_keep_the_librarys_keys_and_rules() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let tiers = Tiers::default();
+    const HOUR: u64 = 3_600_000;
+    let now = 500 * HOUR + HOUR / 2; // half-way through window 500
+    let at = |conn: &mut Conn, policies: &[Policy], cost: u64, mode: Mode, t: u64| {
+        let call = decision_call_at_test_time(policies, &tiers, "user:1", cost, mode, t).unwrap();
+        parse_decision(policies, &conn.eval(&call)).unwrap()
+    };
+    // fixed: `<prefix>:<id>:<window index>`, admitted while the count stays within the limit.
+    let fixed = parse_set("f=upstash-fixed:3/1h").select("f").unwrap();
+    let admitted = (0..5)
+        .filter(|_| at(&mut conn, &fixed, 1, Mode::Consume, now).allowed)
+        .count();
+    assert_eq!(admitted, 3);
+    assert_eq!(
+        conn.run(&Command::new("GET").arg("@upstash/ratelimit:user:1:500"))
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "3"
+    );
+    // sliding: the previous window weighs (1 - elapsed/W), floored; admitted while the weighted
+    // usage is below the limit, whatever the cost.
+    let sliding = parse_set("s=upstash-sliding:10/1h prefix=shared")
+        .select("s")
+        .unwrap();
+    conn.run(&Command::new("SET").arg("shared:user:1:499").arg("10"))
+        .unwrap();
+    let admitted = (0..10)
+        .filter(|_| at(&mut conn, &sliding, 1, Mode::Consume, now).allowed)
+        .count();
+    assert_eq!(admitted, 5, "floor(0.5 × 10) = 5 weighted, 5 more fit");
+    assert_eq!(
+        conn.run(&Command::new("GET").arg("shared:user:1:500"))
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "5"
+    );
+    let pttl = conn
+        .run(&Command::new("PTTL").arg("shared:user:1:500"))
+        .unwrap()
+        .as_i64()
+        .unwrap();
+    assert!(
+        pttl > (2 * HOUR) as i64 && pttl <= (2 * HOUR + 1000) as i64,
+        "{pttl}"
+    );
+    // token: a hash {refilledAt, tokens} at `<prefix>:<id>`, refilled `refill` per window.
+    let token = parse_set("t=upstash-token:3/1h refill=1")
+        .select("t")
+        .unwrap();
+    let admitted = (0..5)
+        .filter(|_| at(&mut conn, &token, 1, Mode::Consume, now).allowed)
+        .count();
+    assert_eq!(admitted, 3);
+    let bucket = conn
+        .run(&Command::new("HGETALL").arg("@upstash/ratelimit:user:1"))
+        .unwrap();
+    let fields: Vec<String> = bucket
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, ["refilledAt", &now.to_string(), "tokens", "0"]);
+    assert!(!at(&mut conn, &token, 1, Mode::Consume, now + HOUR - 1).allowed);
+    assert!(at(&mut conn, &token, 1, Mode::Consume, now + HOUR).allowed);
+    assert!(!at(&mut conn, &token, 1, Mode::Consume, now + HOUR).allowed);
 }
