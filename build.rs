@@ -5,8 +5,8 @@
 //! comments, indentation or blank lines, written to `$OUT_DIR/lua/<same relative path>`.
 //!
 //! It also assembles the scripts as they are sent to Redis, `$OUT_DIR/scripts/<name>.lua` (each
-//! `counter_*` script is `counter_lib.lua` followed by its own file; the other scripts, `limit`
-//! included, stand alone), each
+//! `counter_*` script is `counter_lib.lua` followed by its own file; the other scripts, the rate
+//! limiter's included, stand alone), each
 //! with its SHA1 (`EVALSHA`) in `<name>.sha1`, computed here from exactly those bytes: the worker
 //! then carries no SHA1 code, and the digest cannot drift from the source.
 //!
@@ -55,28 +55,31 @@ fn assemble_scripts(minified: &Path, scripts: &Path) {
             .unwrap_or_else(|e| panic!("reading minified {relative}: {e}"))
     };
     let lib = read(COUNTER_LIB);
-    let mut assembled = vec![("limit".to_owned(), read("core/ratelimit/scripts/limit.lua"))];
-    let mut counters: Vec<String> = fs::read_dir(minified.join("core/scripts"))
-        .expect("minified counter scripts")
-        .map(|entry| {
-            entry
-                .expect("directory entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|name| name.ends_with(".lua") && !COUNTER_LIB.ends_with(name.as_str()))
-        .collect();
-    counters.sort();
-    for file in counters {
-        let body = read(&format!("core/scripts/{file}"));
-        // Scripts about one counter (`counter_*`) share the prelude; the others stand alone.
-        let source = if file.starts_with("counter_") {
-            format!("{lib}{body}")
-        } else {
-            body
-        };
-        assembled.push((file.trim_end_matches(".lua").to_owned(), source));
+    let mut assembled = Vec::new();
+    for dir in SCRIPT_DIRS {
+        let dir = dir.strip_prefix("src/").unwrap_or(dir);
+        let mut files: Vec<String> = fs::read_dir(minified.join(dir))
+            .expect("minified scripts")
+            .map(|entry| {
+                entry
+                    .expect("directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.ends_with(".lua") && !COUNTER_LIB.ends_with(name.as_str()))
+            .collect();
+        files.sort();
+        for file in files {
+            let body = read(&format!("{dir}/{file}"));
+            // Scripts about one counter (`counter_*`) share the prelude; the others stand alone.
+            let source = if file.starts_with("counter_") {
+                format!("{lib}{body}")
+            } else {
+                body
+            };
+            assembled.push((file.trim_end_matches(".lua").to_owned(), source));
+        }
     }
     for (name, source) in assembled {
         write_if_changed(&scripts.join(format!("{name}.lua")), &source);

@@ -7,11 +7,13 @@ mod support;
 use std::time::Duration;
 
 use edgecount::core::command::{Command, Reply};
+use edgecount::core::ratelimit::deny::{self, DenyWrite};
 use edgecount::core::ratelimit::model::Model;
 use edgecount::core::ratelimit::tiers::{remove_override_command, set_override_command};
 use edgecount::core::ratelimit::{
     cost_refusal, decision_call, decision_call_at_test_time, parse_decision, Algorithm, Decision,
-    LimitSource, Mode, Override, Policy, RateLimitError, Reason, ScriptCall, Tiers,
+    DenyTarget, LimitSource, Mode, Override, Policy, RateLimitError, Reason, ScriptCall, Subject,
+    Tiers,
 };
 use support::RedisServer;
 
@@ -819,4 +821,180 @@ fn upstash_algorithms_keep_the_librarys_keys_and_rules() {
     assert!(!at(&mut conn, &token, 1, Mode::Consume, now + HOUR - 1).allowed);
     assert!(at(&mut conn, &token, 1, Mode::Consume, now + HOUR).allowed);
     assert!(!at(&mut conn, &token, 1, Mode::Consume, now + HOUR).allowed);
+}
+
+/// Run a deny-list write (the ranges script, or an identity's commands).
+fn deny_write(conn: &mut Conn, write: DenyWrite) -> Reply {
+    match write {
+        DenyWrite::Script(call) => conn.eval(&call),
+        DenyWrite::Commands(commands) => {
+            let replies: Vec<Reply> = commands.iter().map(|c| conn.run(c).unwrap()).collect();
+            replies.into_iter().next().unwrap()
+        }
+    }
+}
+
+fn deny(conn: &mut Conn, target: &str, ttl_ms: Option<u64>) {
+    let target = DenyTarget::parse(target, false).unwrap();
+    deny_write(conn, deny::add_commands(&target, ttl_ms).unwrap());
+}
+
+fn decide_from(conn: &mut Conn, policies: &[Policy], address: &str, mode: Mode) -> Decision {
+    let subject = Subject::at("user:1", Some(address));
+    let call = decision_call(policies, &Tiers::default(), subject, 1, mode).unwrap();
+    parse_decision(policies, &conn.eval(&call)).unwrap()
+}
+
+/// (family, bits) of an address, IPv4-mapped IPv6 as IPv4.
+fn address_bits(text: &str) -> (u8, u128) {
+    match text.parse::<std::net::IpAddr>().unwrap() {
+        std::net::IpAddr::V4(v4) => (4, u128::from(u32::from(v4))),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (4, u128::from(u32::from(v4))),
+            None => (6, u128::from(v6)),
+        },
+    }
+}
+
+/// 128 random bits (`Rng::next` gives 31).
+fn random_bits(rng: &mut Rng) -> u128 {
+    (0..5).fold(0u128, |acc, _| acc << 31 | u128::from(rng.next()))
+}
+
+#[test]
+fn address_ranges_deny_exactly_the_addresses_they_hold() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let api = parse_set("api=sliding:1000/1h").select("api").unwrap();
+    // Generated ranges of every length, v4 and v6, and addresses in, at the edges of and outside
+    // them: the script's masking must agree with plain integer arithmetic.
+    let mut rng = Rng(0x5eed_0fde_0117);
+    let mut ranges: Vec<(u8, u128, u8)> = Vec::new();
+    for i in 0..40u64 {
+        let (family, width) = if i % 2 == 0 { (4u8, 32u8) } else { (6, 128) };
+        let len = (rng.below(u64::from(width) + 1)) as u8;
+        let raw = random_bits(&mut rng) >> (128 - u32::from(width));
+        let mask = if len == 0 {
+            0
+        } else {
+            (u128::MAX >> (128 - u32::from(width))) >> (width - len) << (width - len)
+        };
+        let first = raw & mask;
+        // Keep the everything-ranges out: they would hide every other check.
+        if len < 4 {
+            continue;
+        }
+        let text = match family {
+            4 => format!("{}/{len}", std::net::Ipv4Addr::from(first as u32)),
+            _ => format!("{}/{len}", std::net::Ipv6Addr::from(first)),
+        };
+        deny(&mut conn, &text, None);
+        ranges.push((family, first, len));
+    }
+    let held = |family: u8, bits: u128| {
+        ranges.iter().any(|&(f, first, len)| {
+            let width = if f == 4 { 32 } else { 128 };
+            f == family && (len == 0 || (bits ^ first) >> (width - len) == 0)
+        })
+    };
+    let before = redis.snapshot();
+    let mut denied_seen = 0;
+    for i in 0..400 {
+        let &(family, first, len) = &ranges[i % ranges.len()];
+        let width: u32 = if family == 4 { 32 } else { 128 };
+        let host_bits = random_bits(&mut rng);
+        let inside = first | host_bits & (u128::MAX >> (128 - width) >> u32::from(len));
+        let bits = match i % 4 {
+            0 => inside,
+            1 => inside ^ (1u128 << (width - u32::from(len))), // just outside, usually
+            2 => first.wrapping_sub(1) & (u128::MAX >> (128 - width)),
+            _ => host_bits >> (128 - width),
+        };
+        let text = if family == 4 {
+            std::net::Ipv4Addr::from(bits as u32).to_string()
+        } else {
+            std::net::Ipv6Addr::from(bits).to_string()
+        };
+        let (family, bits) = address_bits(&text);
+        let d = decide_from(&mut conn, &api, &text, Mode::Peek);
+        assert_eq!(d.denied, held(family, bits), "{text}");
+        denied_seen += usize::from(d.denied);
+    }
+    assert!(
+        denied_seen > 100,
+        "the generated addresses hit the ranges ({denied_seen})"
+    );
+    assert!(redis.snapshot() == before, "peeks changed something");
+}
+
+#[test]
+fn ranges_expire_leave_and_charge_nothing() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let api = parse_set("api=sliding:10/1h").select("api").unwrap();
+    deny(&mut conn, "203.0.113.0/24", None);
+    deny(&mut conn, "2001:db8::/32", Some(60_000));
+    deny(&mut conn, "198.51.100.7", Some(150));
+    let lengths = |conn: &mut Conn, family: &str| {
+        conn.run(
+            &Command::new("HGET")
+                .arg(deny::NETWORKS_KEY)
+                .arg(format!("#{family}")),
+        )
+        .unwrap()
+        .as_str()
+        .map(str::to_owned)
+        .ok()
+    };
+    let sorted = |lengths: Option<String>| {
+        let mut list: Vec<u32> = lengths
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        list.sort();
+        list
+    };
+    assert_eq!(sorted(lengths(&mut conn, "4")), [24, 32]);
+    assert_eq!(sorted(lengths(&mut conn, "6")), [32]);
+    for (address, denied) in [
+        ("203.0.113.7", true),
+        ("203.0.113.255", true),
+        ("203.0.112.255", false),
+        ("::ffff:203.0.113.9", true),
+        ("2001:db8:ffff::1", true),
+        ("2001:db9::1", false),
+        ("198.51.100.7", true),
+        ("198.51.100.8", false),
+    ] {
+        let d = decide_from(&mut conn, &api, address, Mode::Consume);
+        assert_eq!(d.denied, denied, "{address}");
+        assert_eq!(d.allowed, !denied, "{address}");
+        if denied {
+            assert_eq!(d.reason, Reason::Deny);
+        }
+    }
+    // Only the allowed decisions consumed: 3 of the 10.
+    let d = decide_from(&mut conn, &api, "198.51.100.8", Mode::Peek);
+    assert_eq!(d.policies[0].remaining, 7);
+    // The single address expires on Redis time, and leaves the hash on the next write.
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(!decide_from(&mut conn, &api, "198.51.100.7", Mode::Peek).denied);
+    let range = DenyTarget::parse("203.0.113.0/24", false).unwrap();
+    assert_eq!(
+        deny_write(&mut conn, deny::remove_commands(&range).unwrap())
+            .as_i64()
+            .unwrap(),
+        1
+    );
+    assert_eq!(lengths(&mut conn, "4"), None, "no IPv4 range is left");
+    assert_eq!(lengths(&mut conn, "6").as_deref(), Some("32"));
+    assert!(!decide_from(&mut conn, &api, "203.0.113.7", Mode::Peek).denied);
+    // Removing what is not there says so.
+    assert_eq!(
+        deny_write(&mut conn, deny::remove_commands(&range).unwrap())
+            .as_i64()
+            .unwrap(),
+        0
+    );
 }

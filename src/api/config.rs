@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 pub use crate::core::ratelimit::FailMode;
-use crate::core::ratelimit::{PolicySet, Tiers};
+use crate::core::ratelimit::{Algorithm, PolicySet, Tiers};
 
 /// Which origins may read our answers from a browser.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,113 @@ impl ClientKey {
     }
 }
 
+/// Which policies gateway mode checks for which paths: `EDGECOUNT_GATEWAY_ROUTES`
+/// (`/login*=login; /api/*=api+daily; /static/*=-; *=site`), the first route whose pattern
+/// matches the path deciding. A pattern is a path, matched exactly, or a prefix ending in `*`
+/// (`*` alone matches every path); `-` limits nothing. A path no route matches is forwarded
+/// without a limit. `EDGECOUNT_GATEWAY_POLICIES=a+b` is the one route `*=a+b`; with neither
+/// variable, `*` = every configured policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayRoutes {
+    routes: Vec<GatewayRoute>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GatewayRoute {
+    /// The path, or the prefix before a final `*`.
+    pattern: String,
+    prefix: bool,
+    /// `a+b`, or empty for `-`.
+    policies: String,
+}
+
+impl GatewayRoutes {
+    /// Parse `spec` (see [`GatewayRoutes`]), checking every policy list against `policies`; the
+    /// error names the bad entry.
+    pub fn parse(spec: &str, policies: &PolicySet) -> Result<GatewayRoutes, String> {
+        let mut routes = Vec::new();
+        for entry in spec.split([';', '\n']).map(str::trim) {
+            if entry.is_empty() {
+                continue;
+            }
+            let bad = |why: &str| format!("route \"{entry}\": {why}");
+            let (pattern, list) = entry
+                .rsplit_once('=')
+                .ok_or_else(|| bad("expected <path pattern>=<policies>, e.g. /api/*=api+daily"))?;
+            let (pattern, list) = (pattern.trim(), list.trim());
+            let (pattern, prefix) = match pattern.strip_suffix('*') {
+                Some(stem) => (stem, true),
+                None => (pattern, false),
+            };
+            if pattern.contains('*') {
+                return Err(bad("`*` may only end a pattern"));
+            }
+            if !(pattern.starts_with('/') || pattern.is_empty() && prefix) {
+                return Err(bad(
+                    "a pattern is a path starting with / (or * for every path)",
+                ));
+            }
+            let policies_of_route = if list == "-" {
+                String::new()
+            } else {
+                rate_limits_only(policies, list).map_err(|e| bad(&e))?;
+                list.to_owned()
+            };
+            routes.push(GatewayRoute {
+                pattern: pattern.to_owned(),
+                prefix,
+                policies: policies_of_route,
+            });
+        }
+        if routes.is_empty() {
+            return Err("no routes (expected e.g. /login*=login; *=site)".into());
+        }
+        Ok(GatewayRoutes { routes })
+    }
+
+    /// Every path checks `list` (`a+b`; empty: nothing).
+    fn everything(list: String) -> GatewayRoutes {
+        GatewayRoutes {
+            routes: vec![GatewayRoute {
+                pattern: String::new(),
+                prefix: true,
+                policies: list,
+            }],
+        }
+    }
+
+    /// The policy list (`a+b`) gateway mode checks for `path`; `None` to forward it unlimited.
+    pub fn policies_for(&self, path: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|r| {
+                if r.prefix {
+                    path.starts_with(&r.pattern)
+                } else {
+                    path == r.pattern
+                }
+            })
+            .map(|r| r.policies.as_str())
+            .filter(|list| !list.is_empty())
+    }
+}
+
+/// Check a gateway policy list: configured rate limits (a concurrency limit needs a lease,
+/// which a forwarded request does not take).
+fn rate_limits_only(policies: &PolicySet, list: &str) -> Result<(), String> {
+    let selected = policies.select(list).map_err(|e| e.to_string())?;
+    match selected
+        .iter()
+        .find(|p| p.algorithm() == Algorithm::Concurrency)
+    {
+        Some(p) => Err(format!(
+            "policy \"{}\" is a concurrency limit: gateway routes take rate limits",
+            p.name()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Everything the API needs besides the store. Built with [`Config::from_lookup`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -74,9 +181,9 @@ pub struct Config {
     pub fail_mode: FailMode,
     /// `EDGECOUNT_ORIGIN`: gateway mode, forward non-API requests here after the limit.
     pub origin: Option<String>,
-    /// `EDGECOUNT_GATEWAY_POLICIES`: the policies (`a+b`) gateway mode checks; default: every
-    /// configured policy.
-    pub gateway_policies: Option<String>,
+    /// `EDGECOUNT_GATEWAY_ROUTES` (or `EDGECOUNT_GATEWAY_POLICIES`): the policies gateway mode
+    /// checks, per path; default: every configured policy on every path.
+    pub gateway_routes: GatewayRoutes,
     /// `EDGECOUNT_GATEWAY_KEY`: whom gateway mode limits: `ip` (default), `header:<name>` or
     /// `cookie:<name>` (falling back to the IP when absent).
     pub gateway_key: ClientKey,
@@ -151,13 +258,41 @@ impl Config {
                 name: "EDGECOUNT_TIERS",
                 message: e.to_string(),
             })?;
-        let gateway_policies = get("EDGECOUNT_GATEWAY_POLICIES").map(|v| v.trim().to_owned());
-        if let Some(list) = &gateway_policies {
-            rate_limits.select(list).map_err(|e| ConfigError {
-                name: "EDGECOUNT_GATEWAY_POLICIES",
-                message: e.to_string(),
-            })?;
-        }
+        let gateway_routes = match (
+            get("EDGECOUNT_GATEWAY_ROUTES"),
+            get("EDGECOUNT_GATEWAY_POLICIES"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    name: "EDGECOUNT_GATEWAY_ROUTES",
+                    message: "set it or EDGECOUNT_GATEWAY_POLICIES, not both \
+                              (EDGECOUNT_GATEWAY_POLICIES=a+b is the route *=a+b)"
+                        .into(),
+                })
+            }
+            (Some(spec), None) => {
+                GatewayRoutes::parse(&spec, &rate_limits).map_err(|message| ConfigError {
+                    name: "EDGECOUNT_GATEWAY_ROUTES",
+                    message,
+                })?
+            }
+            (None, Some(list)) => {
+                let list = list.trim().to_owned();
+                rate_limits_only(&rate_limits, &list).map_err(|message| ConfigError {
+                    name: "EDGECOUNT_GATEWAY_POLICIES",
+                    message,
+                })?;
+                GatewayRoutes::everything(list)
+            }
+            (None, None) => GatewayRoutes::everything(
+                rate_limits
+                    .iter()
+                    .filter(|p| p.algorithm() != Algorithm::Concurrency)
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            ),
+        };
         let gateway_key = match get("EDGECOUNT_GATEWAY_KEY") {
             None => ClientKey::Ip,
             Some(spec) => ClientKey::parse(&spec).ok_or_else(|| ConfigError {
@@ -175,7 +310,7 @@ impl Config {
             tiers,
             fail_mode,
             origin: get("EDGECOUNT_ORIGIN").map(|o| o.trim_end_matches('/').to_owned()),
-            gateway_policies,
+            gateway_routes,
             gateway_key,
             abuse_limit,
             abuse_window: Duration::from_secs(60),
@@ -235,6 +370,75 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.name, "EDGECOUNT_GATEWAY_POLICIES");
         assert!(config(&[("EDGECOUNT_GATEWAY_KEY", "header:")]).is_err());
+    }
+
+    #[test]
+    fn gateway_routes_pick_the_first_match() {
+        let c = config(&[
+            (
+                "EDGECOUNT_RATE_LIMITS",
+                "login=fixed:5/1m; api=sliding:100/1m; daily=fixed:10000/1d; site=gcra:50/1s",
+            ),
+            (
+                "EDGECOUNT_GATEWAY_ROUTES",
+                "/login*=login; /api/*=api+daily\n/static/*=-; /exact=api; *=site",
+            ),
+        ])
+        .unwrap();
+        let routes = &c.gateway_routes;
+        assert_eq!(routes.policies_for("/login"), Some("login"));
+        assert_eq!(routes.policies_for("/login/reset"), Some("login"));
+        assert_eq!(routes.policies_for("/api/v1/users"), Some("api+daily"));
+        assert_eq!(routes.policies_for("/api"), Some("site"));
+        assert_eq!(routes.policies_for("/static/app.js"), None);
+        assert_eq!(routes.policies_for("/exact"), Some("api"));
+        assert_eq!(routes.policies_for("/exact/more"), Some("site"));
+        assert_eq!(routes.policies_for("/"), Some("site"));
+    }
+
+    #[test]
+    fn gateway_defaults_and_the_older_variable() {
+        let limits = (
+            "EDGECOUNT_RATE_LIMITS",
+            "a=fixed:1/1s; b=fixed:2/1s; c=concurrency:2/10s",
+        );
+        let c = config(&[limits]).unwrap();
+        assert_eq!(c.gateway_routes.policies_for("/x"), Some("a+b"));
+        let c = config(&[limits, ("EDGECOUNT_GATEWAY_POLICIES", "b")]).unwrap();
+        assert_eq!(c.gateway_routes.policies_for("/x"), Some("b"));
+        // Without policies, gateway mode limits nothing.
+        assert_eq!(config(&[]).unwrap().gateway_routes.policies_for("/x"), None);
+    }
+
+    #[test]
+    fn bad_gateway_routes_name_the_entry() {
+        let limits = (
+            "EDGECOUNT_RATE_LIMITS",
+            "api=sliding:100/1m; conc=concurrency:3/10s",
+        );
+        for (spec, needle) in [
+            (
+                "/api/*=nope",
+                "route \"/api/*=nope\": unknown rate-limit policy \"nope\"",
+            ),
+            ("/api/*", "expected <path pattern>=<policies>"),
+            ("/a*b=api", "may only end"),
+            ("api=api", "starting with /"),
+            ("/api/*=api+api", "named twice"),
+            (" ; ", "no routes"),
+            ("/jobs/*=conc", "concurrency limit"),
+        ] {
+            let e = config(&[limits, ("EDGECOUNT_GATEWAY_ROUTES", spec)]).unwrap_err();
+            assert_eq!(e.name, "EDGECOUNT_GATEWAY_ROUTES");
+            assert!(e.message.contains(needle), "{spec}: {}", e.message);
+        }
+        let e = config(&[
+            limits,
+            ("EDGECOUNT_GATEWAY_ROUTES", "*=api"),
+            ("EDGECOUNT_GATEWAY_POLICIES", "api"),
+        ])
+        .unwrap_err();
+        assert!(e.message.contains("not both"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{Call, Config};
 use crate::core::ratelimit::headers::{
     decision_body, insert_rate_limit_headers, problem_body, EDGECOUNT_REASON, PROBLEM_JSON,
 };
-use crate::core::ratelimit::{Decision, Mode, Policy, RateLimitError, Reason};
+use crate::core::ratelimit::{deny, Decision, Mode, Policy, RateLimitError, Reason, Subject};
 use crate::service::{Error, RateLimiter};
 use crate::store::Store;
 
@@ -97,7 +97,14 @@ pub async fn route<S: Store>(
             .parse::<u64>()
             .map_err(|_| ApiError::bad_request("cost must be a whole number ≥ 0"))?,
     };
-    let decided = decide(store, config, policies, id, cost, mode).await?;
+    // The client's address for the deny list's ranges: `?ip=` (a backend deciding for its own
+    // client), else the identity itself when it is an address (`203.0.113.7`, `ip:203.0.113.7`).
+    let address = call.query("ip").or_else(|| {
+        let bare = id.strip_prefix("ip:").unwrap_or(id);
+        deny::address_text_hex(bare).map(|_| bare)
+    });
+    let subject = Subject::at(id, address);
+    let decided = decide(store, config, policies, subject, cost, mode).await?;
     let mut response = match (&decided, mode) {
         (Decided::Redis(_), Mode::Reset) => json_response(StatusCode::OK, &Field("reset", true)),
         (Decided::Redis(d), _) => decision_response(d, mode),
@@ -150,7 +157,7 @@ pub fn failed_closed<M>() -> ApiResponse<M> {
         "reason",
         Extra::Text(Reason::FailClosed.as_str().to_owned()),
     )
-    .into_response();
+    .into_problem();
     response.headers_mut().insert(
         EDGECOUNT_REASON,
         HeaderValue::from_static(Reason::FailClosed.as_str()),
@@ -164,12 +171,12 @@ pub async fn decide<S: Store>(
     store: &S,
     config: &Config,
     policies: Vec<Policy>,
-    id: &str,
+    subject: Subject<'_>,
     cost: u64,
     mode: Mode,
 ) -> Result<Decided, ApiError> {
     let limiter = RateLimiter::with_policies(store, policies).with_tiers(config.tiers.clone());
-    match limiter.decide(id, cost, mode).await {
+    match limiter.decide(subject, cost, mode).await {
         Ok(decision) => Ok(Decided::Redis(decision)),
         Err(Error::Rule(e)) => Err(e.into()),
         Err(Error::Store(e)) if e.is_unavailable() => {
@@ -205,11 +212,11 @@ pub fn decision_response<M>(decision: &Decision, mode: Mode) -> ApiResponse<M> {
 }
 
 /// `Authorization: Bearer <EDGECOUNT_ADMIN_TOKEN>`, compared in constant time.
-fn require_admin(config: &Config, call: &Call<'_>) -> Result<(), ApiError> {
+pub(super) fn require_admin(config: &Config, call: &Call<'_>) -> Result<(), ApiError> {
     let Some(expected) = config.admin_token.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "resetting a limit needs EDGECOUNT_ADMIN_TOKEN to be configured",
+            "administering limits needs EDGECOUNT_ADMIN_TOKEN to be configured",
         ));
     };
     let presented = call
@@ -226,27 +233,31 @@ fn require_admin(config: &Config, call: &Call<'_>) -> Result<(), ApiError> {
     }
 }
 
-/// Gateway mode: one consume for the client under the gateway policies. `Ok` holds the
+/// Gateway mode: one consume for the client under the policies of `path`'s gateway route. `Ok` holds the
 /// rate-limit headers to add to the origin's answer; `Err` the answer to give instead (429, or
 /// 503 when failing closed).
 pub async fn gateway<S: Store>(
     store: &S,
     config: &Config,
+    path: &str,
     call: &Call<'_>,
 ) -> Result<HeaderMap, ApiResponse<S::Messages>> {
-    let policies = match &config.gateway_policies {
-        Some(list) => config
-            .rate_limits
-            .select(list)
-            .map_err(|e| ApiError::from(e).into_response())?,
-        None => config.rate_limits.iter().cloned().collect(),
-    };
     let mut headers = HeaderMap::new();
-    if policies.is_empty() {
+    let Some(list) = config.gateway_routes.policies_for(path) else {
         return Ok(headers);
-    }
+    };
+    let policies = config
+        .rate_limits
+        .select(list)
+        .map_err(|e| ApiError::from(e).into_problem())?;
     let identity = client_identity(&config.gateway_key, call);
-    let decided = decide(store, config, policies, &identity, 1, Mode::Consume)
+    let address = call
+        .client
+        .ip
+        .as_deref()
+        .filter(|ip| deny::address_text_hex(ip).is_some());
+    let subject = Subject::at(&identity, address);
+    let decided = decide(store, config, policies, subject, 1, Mode::Consume)
         .await
         .map_err(ApiError::into_response)?;
     let refusal = match decided.decision() {

@@ -17,12 +17,7 @@ use crate::core::names::{Name, Namespace};
 use crate::service::{Counters, Error};
 use crate::store::Store;
 
-/// The first path segments these routes answer.
-pub const ROUTES: &[&str] = &[
-    "create", "set", "update", "reset", "delete", "info", "ns", "export", "import",
-];
-
-/// One management route, by its path segments (`ROUTES` holds the first).
+/// One management route, by its path segments (`super::MANAGEMENT_ROUTES` holds the first).
 pub async fn route<S: Store>(
     counters: &Counters<S>,
     platform: Platform,

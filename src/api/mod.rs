@@ -5,6 +5,8 @@
 pub mod assets;
 pub mod config;
 pub mod counters;
+#[cfg(feature = "management")]
+pub mod limit_admin;
 pub mod limits;
 #[cfg(feature = "management")]
 pub mod manage;
@@ -168,6 +170,15 @@ impl<S: Store> Api<S> {
                     };
                     let response = match routed {
                         Ok(response) => response,
+                        // The rate-limit routes answer errors as RFC 9457 problem details.
+                        Err(e)
+                            if matches!(
+                                segments.first().map(String::as_str),
+                                Some("limit" | "lease" | "deny")
+                            ) =>
+                        {
+                            e.into_problem()
+                        }
                         Err(e) => e.into_response(),
                     };
                     match callback {
@@ -208,6 +219,14 @@ impl<S: Store> Api<S> {
             ["limit", policies, id, "refund"] => {
                 limits::route(store, &self.config, policies, id, true, call).await
             }
+            #[cfg(feature = "management")]
+            ["limit", policy, id, "override"] => {
+                limit_admin::override_route(store, &self.config, policy, id, call).await
+            }
+            #[cfg(feature = "management")]
+            ["deny", target @ ..] => {
+                limit_admin::deny_route(store, &self.config, target, call).await
+            }
             ["batch"] => counters::batch(&self.counters, call).await,
             #[cfg(feature = "management")]
             [first, ..] if MANAGEMENT_ROUTES.contains(first) => {
@@ -238,7 +257,7 @@ impl<S: Store> Api<S> {
             .unwrap_or_default();
         if !cfg!(feature = "management")
             && request.method != Method::OPTIONS
-            && MANAGEMENT_ROUTES.contains(&first)
+            && is_management_path(request.path())
         {
             return Handled::Delegate;
         }
@@ -260,10 +279,11 @@ impl<S: Store> Api<S> {
             body: &request.body,
             client,
         };
-        let response_headers = match limits::gateway(self.store(), &self.config, &call).await {
-            Ok(headers) => headers,
-            Err(answer) => return Handled::Respond(answer),
-        };
+        let response_headers =
+            match limits::gateway(self.store(), &self.config, request.path(), &call).await {
+                Ok(headers) => headers,
+                Err(answer) => return Handled::Respond(answer),
+            };
         let target = if request.target.starts_with('/') {
             request.target.as_str()
         } else {
@@ -291,12 +311,23 @@ impl<S: Store> Api<S> {
 /// Routes about one counter (`/{verb}/{ns}/{key}` or `/{verb}/{key}`) that every build has.
 const COUNTER_ROUTES: &[&str] = &["hit", "get", "stats", "stream", "badge", "shields"];
 
-/// First path segments of the management routes (`manage.rs`): creating and administering
-/// counters and namespaces. A build without the `management` feature hands them on
-/// ([`Handled::Delegate`]).
+/// First path segments of the management routes (`manage.rs`, `limit_admin.rs`): creating and
+/// administering counters and namespaces, and the deny list. A build without the `management`
+/// feature hands them on ([`Handled::Delegate`]), and `/limit/{policy}/{id}/override` too.
 pub const MANAGEMENT_ROUTES: &[&str] = &[
-    "create", "set", "update", "reset", "delete", "info", "ns", "export", "import",
+    "create", "set", "update", "reset", "delete", "info", "ns", "export", "import", "deny",
 ];
+
+/// Whether `path` is a management route (see [`MANAGEMENT_ROUTES`]).
+pub fn is_management_path(path: &str) -> bool {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let first = segments.next().unwrap_or_default();
+    if first == "limit" {
+        let rest: Vec<&str> = segments.collect();
+        return rest.len() == 3 && rest[2] == "override";
+    }
+    MANAGEMENT_ROUTES.contains(&first)
+}
 
 /// First path segments of the other API routes.
 const SERVICE_ROUTES: &[&str] = &["batch", "healthz", "limit"];
@@ -365,7 +396,7 @@ fn jsonp_callback<'a>(call: &'a Call<'_>) -> Result<Option<&'a str>, ApiError> {
 
 /// Headers a browser script may read from our answers.
 const EXPOSED_HEADERS: &str = "X-Path, RateLimit, RateLimit-Policy, Retry-After, \
-X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, EdgeCount-Fail-Mode";
+X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, EdgeCount-Fail-Mode, EdgeCount-Reason";
 
 fn preflight<M>() -> ApiResponse<M> {
     let mut response = http::Response::new(ApiBody::empty());
@@ -373,7 +404,7 @@ fn preflight<M>() -> ApiResponse<M> {
     let headers = response.headers_mut();
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

@@ -11,6 +11,7 @@ use http_body::Frame;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
+use crate::core::ratelimit::headers::PROBLEM_JSON;
 use crate::store::StoreError;
 
 /// A response body: whole bytes, or Server-Sent Events built from a store subscription.
@@ -147,7 +148,20 @@ impl ApiError {
     }
 
     pub fn into_response<M>(self) -> ApiResponse<M> {
-        let mut response = json_response(self.status, &self.body());
+        let response = json_response(self.status, &self.body());
+        self.decorate(response)
+    }
+
+    /// As RFC 9457 problem details (`application/problem+json`): `type`, `title` (the status's
+    /// reason), `status` and `detail`, with `error` (the same message, as every other answer of
+    /// the API has it) and the extra fields.
+    pub fn into_problem<M>(self) -> ApiResponse<M> {
+        let json = serde_json::to_vec(&ProblemError(&self)).expect("answers always serialise");
+        let response = bytes_response(self.status, PROBLEM_JSON, json);
+        self.decorate(response)
+    }
+
+    fn decorate<M>(self, mut response: ApiResponse<M>) -> ApiResponse<M> {
         let headers = response.headers_mut();
         if let Some(allow) = self
             .allow
@@ -161,6 +175,25 @@ impl ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// [`ApiError::into_problem`]'s body, serialised straight from the error.
+struct ProblemError<'a>(&'a ApiError);
+
+impl Serialize for ProblemError<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let error = self.0;
+        let mut map = serializer.serialize_map(Some(5 + error.extra.len()))?;
+        map.serialize_entry("type", "about:blank")?;
+        map.serialize_entry("title", error.status.canonical_reason().unwrap_or("Error"))?;
+        map.serialize_entry("status", &error.status.as_u16())?;
+        map.serialize_entry("detail", &error.message)?;
+        map.serialize_entry("error", &error.message)?;
+        for (name, value) in &error.extra {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
 }
 

@@ -2,7 +2,7 @@
 //! script call and one store round trip per decision.
 
 use crate::core::ratelimit::tiers::{self, Override, Tiers};
-use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError};
+use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError, Subject};
 use crate::store::{Store, StoreError};
 
 /// Why a decision could not be made: a rule (unknown policy, bad id, cost above the limit) or
@@ -81,9 +81,15 @@ impl<S: Store> RateLimiter<S> {
         self.decide(id, 0, Mode::Reset).await
     }
 
-    /// Any of the above by [`Mode`].
-    pub async fn decide(&self, id: &str, cost: u64, mode: Mode) -> Result<Decision, LimitError> {
-        let call = ratelimit::decision_call(&self.policies, &self.tiers, id, cost, mode)?;
+    /// Any of the above by [`Mode`], for an identity (`"user:42"`) or a [`Subject`] (an identity
+    /// and the client's address, checked against the deny list's ranges).
+    pub async fn decide<'a>(
+        &self,
+        subject: impl Into<Subject<'a>>,
+        cost: u64,
+        mode: Mode,
+    ) -> Result<Decision, LimitError> {
+        let call = ratelimit::decision_call(&self.policies, &self.tiers, subject, cost, mode)?;
         let reply = match self.store.run(&call).await {
             Err(StoreError::Redis(message)) => {
                 return Err(

@@ -2,9 +2,11 @@
 //! runtime-free, so the same code runs in the worker and natively.
 
 pub mod counters;
+pub mod deny;
 pub mod limiter;
 
 pub use counters::Counters;
+pub use deny::DenyList;
 pub use limiter::{LimitError, RateLimiter};
 
 use crate::store::StoreError;

@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use crate::support::edge::{Edge, Kind, ADMIN_TOKEN};
 use crate::support::redis_server::Snapshot;
 
+mod limits;
+pub use limits::*;
+
 /// Generate one `#[tokio::test]` per case for a front end.
 #[macro_export]
 macro_rules! api_cases {
@@ -59,6 +62,12 @@ macro_rules! all_api_cases {
             shields_endpoint_answers_shields_json,
             configured_policies_are_listed,
             the_page_parameter_names_the_counter,
+            overrides_and_tiers_take_effect_on_the_next_decision,
+            bad_overrides_are_refused_and_change_nothing,
+            denied_identities_and_ranges_get_403_and_consume_nothing,
+            bad_deny_entries_are_refused_and_change_nothing,
+            shadow_policies_decide_and_report_but_never_refuse,
+            each_policy_fails_its_own_way_without_redis,
         );
     };
 }

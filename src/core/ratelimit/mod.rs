@@ -27,12 +27,14 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use crate::core::command::Script;
 
 pub mod decision;
+pub mod deny;
 pub mod headers;
 pub mod model;
 pub mod policy;
 pub mod tiers;
 
 pub use decision::{parse_decision, Decision, LimitSource, PolicyDecision, Reason};
+pub use deny::{DenyTarget, Network};
 pub use policy::{Algorithm, FailMode, Policy, PolicySet, MAX_LIMIT_TIMES_WINDOW_MS};
 pub use tiers::{Override, Tiers};
 
@@ -57,6 +59,9 @@ pub enum RateLimitError {
     /// An override that does not hold up (no such tier, a zero window, …).
     #[error("invalid override: {0}")]
     InvalidOverride(String),
+    /// A deny-list entry that does not hold up (an address typo, a bad ttl).
+    #[error("invalid deny-list entry: {0}")]
+    InvalidDeny(String),
     /// The route is for another kind of policy (a concurrency policy on `/limit`, a rate limit
     /// on `/lease`).
     #[error("{0}")]
@@ -83,6 +88,7 @@ impl RateLimitError {
             RateLimitError::InvalidPolicyList(_)
             | RateLimitError::InvalidId(_)
             | RateLimitError::InvalidOverride(_)
+            | RateLimitError::InvalidDeny(_)
             | RateLimitError::WrongKind(_)
             | RateLimitError::CostExceedsLimit { .. } => StatusCode::BAD_REQUEST,
             RateLimitError::InvalidPolicy(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,17 +130,46 @@ pub fn script() -> &'static Script {
 
 pub use crate::core::command::ScriptCall;
 
-/// The script call deciding `mode` with `cost` for identity `id` over `policies` (all of them
-/// atomically, with the identity's overrides and `tiers` resolved in the script), timed by
-/// Redis `TIME`. This is the only builder the HTTP layer should use.
-pub fn decision_call(
+/// Whom a decision is for: the identity whose limits count and, when known, the client's address
+/// (text: `203.0.113.7`, `2001:db8::1`), which the deny list's addresses and ranges are checked
+/// against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub id: &'a str,
+    pub address: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    /// The identity, with the client at `address`.
+    pub fn at(id: &'a str, address: Option<&'a str>) -> Self {
+        Subject { id, address }
+    }
+}
+
+impl<'a> From<&'a str> for Subject<'a> {
+    /// An identity alone (no address to check).
+    fn from(id: &'a str) -> Self {
+        Subject { id, address: None }
+    }
+}
+
+impl<'a> From<&'a String> for Subject<'a> {
+    fn from(id: &'a String) -> Self {
+        Subject::from(id.as_str())
+    }
+}
+
+/// The script call deciding `mode` with `cost` for `subject` over `policies` (all of them
+/// atomically, with the identity's overrides and `tiers` resolved and the deny list checked in
+/// the script), timed by Redis `TIME`. This is the only builder the HTTP layer should use.
+pub fn decision_call<'a>(
     policies: &[Policy],
     tiers: &Tiers,
-    id: &str,
+    subject: impl Into<Subject<'a>>,
     cost: u64,
     mode: Mode,
 ) -> Result<ScriptCall, RateLimitError> {
-    build_call(policies, tiers, id, cost, mode, None)
+    build_call(policies, tiers, subject.into(), cost, mode, None)
 }
 
 /// TESTS ONLY: like [`decision_call`], but the script uses `now_ms` instead of Redis `TIME`, so
@@ -142,15 +177,15 @@ pub fn decision_call(
 /// this with a time that came from a request: decisions shared by several edges must use the
 /// one clock of Redis.
 #[doc(hidden)]
-pub fn decision_call_at_test_time(
+pub fn decision_call_at_test_time<'a>(
     policies: &[Policy],
     tiers: &Tiers,
-    id: &str,
+    subject: impl Into<Subject<'a>>,
     cost: u64,
     mode: Mode,
     now_ms: u64,
 ) -> Result<ScriptCall, RateLimitError> {
-    build_call(policies, tiers, id, cost, mode, Some(now_ms))
+    build_call(policies, tiers, subject.into(), cost, mode, Some(now_ms))
 }
 
 /// Script arguments per policy (see `scripts/limit.lua`).
@@ -159,7 +194,7 @@ const ARGS_PER_POLICY: usize = 8;
 fn build_call(
     policies: &[Policy],
     tiers: &Tiers,
-    id: &str,
+    subject: Subject<'_>,
     cost: u64,
     mode: Mode,
     now_ms: Option<u64>,
@@ -175,12 +210,25 @@ fn build_call(
             p.name()
         )));
     }
-    let tag = encode_id(id)?;
-    let mut args = Vec::with_capacity(4 + ARGS_PER_POLICY * policies.len());
+    let tag = encode_id(subject.id)?;
+    let mut keys = vec![format!("rl:{{{tag}}}:o"), format!("rl:{{{tag}}}:deny")];
+    let mut args = Vec::with_capacity(5 + ARGS_PER_POLICY * policies.len());
     args.push(mode.as_str().to_owned());
     args.push(cost.to_string());
-    args.push(id.to_owned());
+    args.push(subject.id.to_owned());
     args.push(now_ms.map(|t| t.to_string()).unwrap_or_default());
+    match subject.address {
+        Some(address) => {
+            let hex = deny::address_text_hex(address).ok_or_else(|| {
+                RateLimitError::InvalidId(format!(
+                    "the client address \"{address}\" is not an IPv4 or IPv6 address"
+                ))
+            })?;
+            keys.push(deny::NETWORKS_KEY.to_owned());
+            args.push(hex);
+        }
+        None => args.push(String::new()),
+    }
     for p in policies {
         let upstash = p.algorithm().is_upstash();
         args.extend([
@@ -196,7 +244,7 @@ fn build_call(
     }
     Ok(ScriptCall {
         script: script(),
-        keys: vec![format!("rl:{{{tag}}}:o"), format!("rl:{{{tag}}}:deny")],
+        keys,
         args,
     })
 }
@@ -330,7 +378,7 @@ mod tests {
         assert_eq!(
             call.args,
             [
-                "consume", "3", "user:42", "", "api", "sliding", "100", "60000", "0", "", "",
+                "consume", "3", "user:42", "", "", "api", "sliding", "100", "60000", "0", "", "",
                 "100", "burst", "gcra", "10", "1000", "1", "", "", "10"
             ]
         );
@@ -338,6 +386,32 @@ mod tests {
         assert_eq!(cmd.name(), "EVALSHA");
         assert_eq!(cmd.parts()[1], script().sha1());
         assert_eq!(cmd.parts()[2], "2");
+    }
+
+    #[test]
+    fn a_client_address_brings_the_ranges_key() {
+        let call = decision_call(
+            &[api()],
+            &Tiers::default(),
+            Subject::at("user:42", Some("203.0.113.7")),
+            1,
+            Mode::Consume,
+        )
+        .unwrap();
+        assert_eq!(
+            call.keys,
+            ["rl:{user:42}:o", "rl:{user:42}:deny", "rl:deny:net"]
+        );
+        assert_eq!(call.args[4], "4cb007107");
+        let error = decision_call(
+            &[api()],
+            &Tiers::default(),
+            Subject::at("user:42", Some("203.0.113")),
+            1,
+            Mode::Consume,
+        )
+        .unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
@@ -349,9 +423,9 @@ mod tests {
         let tiers = Tiers::parse("pro: api=gcra:5000/60s", &set).unwrap();
         let policies = set.select("api+shared").unwrap();
         let call = decision_call(&policies, &tiers, "u", 1, Mode::Peek).unwrap();
-        assert_eq!(call.args[9], "pro=gcra:5000:60000");
+        assert_eq!(call.args[10], "pro=gcra:5000:60000");
         assert_eq!(
-            call.args[12..],
+            call.args[13..],
             [
                 "shared",
                 "upstash-token",

@@ -425,14 +425,20 @@ pub fn validate_name(name: &str) -> Result<(), RateLimitError> {
     Ok(())
 }
 
-/// `250ms`, `60s`, `5m`, `1h`, `1d` → milliseconds.
+/// A policy's window, in milliseconds.
 fn parse_window_ms(text: &str) -> Result<u64, String> {
+    parse_duration_ms(text).map_err(|why| format!("window {why}"))
+}
+
+/// `250ms`, `60s`, `5m`, `1h`, `1d` → milliseconds, at least 1 (windows, TTLs). The error says
+/// what is wrong with `text`, to be prefixed with what it was for.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits_end);
     if number.is_empty() {
-        return Err(format!("window \"{text}\" must start with a whole number"));
+        return Err(format!("\"{text}\" must start with a whole number"));
     }
     let scale: u64 = match unit {
         "ms" => 1,
@@ -440,23 +446,23 @@ fn parse_window_ms(text: &str) -> Result<u64, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        "" => return Err(format!("window \"{text}\" needs a unit: ms, s, m, h or d")),
+        "" => return Err(format!("\"{text}\" needs a unit: ms, s, m, h or d")),
         other => {
             return Err(format!(
-                "unknown window unit \"{other}\" (use ms, s, m, h or d)"
+                "has an unknown unit \"{other}\" (use ms, s, m, h or d)"
             ))
         }
     };
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("window \"{text}\" must start with a whole number"))?;
-    let window_ms = number
+        .map_err(|_| format!("\"{text}\" must start with a whole number"))?;
+    let ms = number
         .checked_mul(scale)
-        .ok_or_else(|| format!("window \"{text}\" is too long"))?;
-    if window_ms == 0 {
-        return Err("the window must be at least 1ms".into());
+        .ok_or_else(|| format!("\"{text}\" is too long"))?;
+    if ms == 0 {
+        return Err("must be at least 1ms".into());
     }
-    Ok(window_ms)
+    Ok(ms)
 }
 
 fn format_window(window_ms: u64) -> String {
@@ -678,7 +684,7 @@ mod tests {
         assert!(error_of("api=fixed:0/1s").contains("limit must be at least 1"));
         assert!(error_of("api=fixed:1/0s").contains("at least 1ms"));
         assert!(error_of("api=fixed:1/10").contains("needs a unit"));
-        assert!(error_of("api=fixed:1/10w").contains("unknown window unit \"w\""));
+        assert!(error_of("api=fixed:1/10w").contains("window has an unknown unit \"w\""));
         assert!(error_of("api=fixed:1/-1s").contains("whole number"));
         assert!(error_of("a.b=fixed:1/1s").contains("invalid policy name \"a.b\""));
         assert!(error_of(&format!("{}=fixed:1/1s", "n".repeat(33))).contains("invalid policy name"));

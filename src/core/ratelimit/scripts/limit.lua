@@ -3,6 +3,8 @@
 KEYS[1]  rl:{<id>}:o     the identity's overrides: a hash, field = policy name, value "L:W" (limit,
                          window ms) or "tier:<name>"
 KEYS[2]  rl:{<id>}:deny  exists while the identity is on the deny list
+KEYS[3]  rl:deny:net     (only when ARGV[5] gives the client's address) the denied addresses and
+                         ranges, see deny_networks.lua
          Both carry the identity's hash tag {<id>}. Native state keys are derived here from it
          (the window index comes from Redis TIME, the limit and window may come from an
          override), keeping the tag, so they live in the same Cluster slot:
@@ -17,7 +19,9 @@ ARGV[1]  mode: consume | peek | refund | reset
 ARGV[2]  cost, integer >= 0 (Rust checked it against every configured limit for consume and peek)
 ARGV[3]  the identity as given (the upstash-* keys hold it verbatim)
 ARGV[4]  '' in production. Tests only: "now" in ms replacing Redis TIME.
-then 8 per policy i (i = 1..n), from ARGV[5 + 8(i-1)]:
+ARGV[5]  the client's address, '' when the decision has none: the family (4, 6) and every bit of
+         the address in hex ("4cb007107" is 203.0.113.7)
+then 8 per policy i (i = 1..n), from ARGV[6 + 8(i-1)]:
          name, algorithm, limit L, window W (ms), shadow ('1' decides and reports, never refuses),
          tiers ("<tier>=<algorithm>:<L>:<W>,…": the tiers that set this policy), upstash key
          prefix, upstash-token refill per window
@@ -31,8 +35,9 @@ denied, consume it in every policy that admits it; otherwise change nothing anyw
 (all-or-nothing). peek: change nothing; `allowed` says whether `cost` would be admitted now.
 refund: give back min(cost, L) per policy, never beyond an empty state (remaining never exceeds
 L). reset: delete the policy state, then answer like peek. The deny list applies to consume and
-peek: a denied identity is answered (allowed 0, denied 1) with every policy reported, nothing
-consumed. A shadow policy is decided and reported like the others but never makes `allowed` 0.
+peek: a denied identity or address is answered (allowed 0, denied 1) with every policy reported,
+nothing consumed. An address is denied when a live range (expiry 0 or after now) of its family
+holds it: for each prefix length in use, the address's first len bits name one field. A shadow policy is decided and reported like the others but never makes `allowed` 0.
 remaining = how many units could be consumed now; reset_ms = time until the state is empty again
 (no usage left) without further traffic, 0 when empty; retry_after_ms = time until `cost` would
 be admitted without further traffic, 0 when admitted.
@@ -489,7 +494,7 @@ if mode ~= 'consume' and mode ~= 'peek' and mode ~= 'refund' and mode ~= 'reset'
 end
 local cost = tonumber(ARGV[2])
 local id = ARGV[3]
-local n = (#ARGV - 4) / 8
+local n = (#ARGV - 5) / 8
 
 local now
 if ARGV[4] ~= '' then
@@ -505,10 +510,44 @@ end
 
 -- 'rl:{<id>}' from KEYS[1] = 'rl:{<id>}:o'.
 local prefix = string.sub(KEYS[1], 1, -3)
-local denied = (mode == 'consume' or mode == 'peek') and redis.call('EXISTS', KEYS[2]) == 1
+-- Whether a live range of the deny list holds the client's address (ARGV[5]).
+local function address_denied(address)
+  local family, hex = string.sub(address, 1, 1), string.sub(address, 2)
+  local lengths = redis.call('HGET', KEYS[3], '#' .. family)
+  if not lengths then
+    return false
+  end
+  local fields = {}
+  for len in string.gmatch(lengths, '%d+') do
+    len = tonumber(len)
+    local whole = math.floor(len / 4)
+    local prefix = string.sub(hex, 1, whole)
+    local bits = len - whole * 4
+    if bits > 0 then
+      -- The next hex digit, keeping its first `bits` bits: masks 8, 12, 14.
+      local digit = tonumber(string.sub(hex, whole + 1, whole + 1), 16)
+      prefix = prefix .. string.format('%x', bit.band(digit, 16 - 2 ^ (4 - bits)))
+    end
+    fields[#fields + 1] = family .. prefix .. '/' .. len
+  end
+  if #fields == 0 then
+    return false
+  end
+  for _, expiry in ipairs(redis.call('HMGET', KEYS[3], unpack(fields))) do
+    if expiry and (expiry == '0' or tonumber(expiry) > now) then
+      return true
+    end
+  end
+  return false
+end
+
+local denied = false
+if mode == 'consume' or mode == 'peek' then
+  denied = redis.call('EXISTS', KEYS[2]) == 1 or (ARGV[5] ~= '' and address_denied(ARGV[5]))
+end
 local names = {}
 for i = 1, n do
-  names[i] = ARGV[5 + 8 * (i - 1)]
+  names[i] = ARGV[6 + 8 * (i - 1)]
 end
 local overrides = redis.call('HMGET', KEYS[1], unpack(names))
 
@@ -536,7 +575,7 @@ end
 
 local policies = {}
 for i = 1, n do
-  local at = 5 + 8 * (i - 1)
+  local at = 6 + 8 * (i - 1)
   local alg_name, L, W, source = effective(i, ARGV[at + 1], tonumber(ARGV[at + 2]),
     tonumber(ARGV[at + 3]), ARGV[at + 5])
   local alg = algorithms[alg_name]
