@@ -264,3 +264,164 @@ async fn gateway_through_the_worker() {
 async fn gateway_through_serve() {
     gateway_limits_then_forwards(Kind::Serve).await;
 }
+
+/// `/login*` and `/api/*` get their own policies, `/static/*` none, everything else `site`; the
+/// deny list's ranges apply to the client's address whatever the gateway key.
+async fn gateway_routes_pick_the_policies(kind: Kind) {
+    let (origin, _server) = spawn_origin().await;
+    let edge = Edge::start(
+        kind,
+        &[
+            ("EDGECOUNT_ORIGIN", origin.as_str()),
+            (
+                "EDGECOUNT_RATE_LIMITS",
+                "login=fixed:2/1h; api=sliding:3/1h; daily=fixed:5/1d; site=fixed:4/1h",
+            ),
+            (
+                "EDGECOUNT_GATEWAY_ROUTES",
+                "/login*=login; /api/*=api+daily; /static/*=-; *=site",
+            ),
+            ("EDGECOUNT_GATEWAY_KEY", "header:x-api-key"),
+        ],
+    )
+    .await;
+    // The worker's client address comes from Cloudflare's header, serve's from the socket.
+    let client = match kind {
+        Kind::Worker => "203.0.113.5",
+        Kind::Serve => "127.0.0.1",
+    };
+    let get = |path: &str| {
+        edge.get(path)
+            .header("x-api-key", "alice")
+            .header("cf-connecting-ip", client)
+    };
+    let policy_of = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("ratelimit-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for (path, policy) in [
+        ("/login", Some(r#""login";q=2;w=3600"#)),
+        ("/login/reset", Some(r#""login";q=2;w=3600"#)),
+        (
+            "/api/v1/users",
+            Some(r#""api";q=3;w=3600, "daily";q=5;w=86400"#),
+        ),
+        ("/static/app.js", None),
+        ("/", Some(r#""site";q=4;w=3600"#)),
+        ("/about", Some(r#""site";q=4;w=3600"#)),
+    ] {
+        let response = get(path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(policy_of(&response).as_deref(), policy, "{path}");
+        assert_eq!(response.headers()["x-origin"], "yes");
+    }
+    // The login budget is its own: the third login is refused, pages still go through.
+    let refused = get("/login").send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("x-origin").is_none());
+    assert_eq!(get("/pricing").send().await.unwrap().status(), 200);
+    // Static files are never limited (nor checked: no Redis round trip at all).
+    for _ in 0..6 {
+        assert_eq!(get("/static/app.js").send().await.unwrap().status(), 200);
+    }
+
+    // Block the client's range: limited paths answer 403 before the origin.
+    let range = match kind {
+        Kind::Worker => "203.0.113.0/24",
+        Kind::Serve => "127.0.0.0/8",
+    };
+    let put = edge
+        .request(reqwest::Method::PUT, &format!("/deny/{range}"))
+        .bearer_auth(support::edge::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    let before = edge.redis.snapshot();
+    let denied = get("/about").send().await.unwrap();
+    assert_eq!(denied.status(), 403);
+    assert!(denied.headers().get("x-origin").is_none());
+    assert_eq!(denied.headers()["edgecount-reason"], "deny");
+    assert_eq!(denied.headers()["content-type"], "application/problem+json");
+    assert!(edge.redis.snapshot() == before, "a denied request consumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_routes_through_the_worker() {
+    gateway_routes_pick_the_policies(Kind::Worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_routes_through_serve() {
+    gateway_routes_pick_the_policies(Kind::Serve).await;
+}
+
+/// Configurations that cannot work are refused at start-up, naming the variable and the token.
+const BAD_CONFIGURATIONS: &[(&str, &str, &str)] = &[
+    (
+        "EDGECOUNT_RATE_LIMITS",
+        "api=sliding:100/60s shadw",
+        "shadw",
+    ),
+    (
+        "EDGECOUNT_RATE_LIMITS",
+        "api=fixed:1/1s fail=sometimes",
+        "sometimes",
+    ),
+    ("EDGECOUNT_RATE_LIMITS", "api=sliding:-5/60s", "-5"),
+    ("EDGECOUNT_RATE_LIMITS", "api=sliding:5/0s", "at least 1ms"),
+    ("EDGECOUNT_TIERS", "pro: nope=sliding:1/1s", "nope"),
+    ("EDGECOUNT_TIERS", "pro api=sliding:1/1s", "pro api"),
+    ("EDGECOUNT_GATEWAY_ROUTES", "/api/*=api+nope", "nope"),
+    ("EDGECOUNT_GATEWAY_ROUTES", "/a*b=api", "/a*b=api"),
+];
+
+#[test]
+fn serve_refuses_a_bad_configuration_at_start_up() {
+    for &(name, value, token) in BAD_CONFIGURATIONS {
+        let mut env = vec![("EDGECOUNT_RATE_LIMITS", "api=sliding:100/60s")];
+        env.retain(|(n, _)| *n != name);
+        env.push((name, value));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edgecount"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--rest-url", "http://127.0.0.1:9", "--rest-token", "t"])
+            .env_remove("EDGECOUNT_TIERS")
+            .env_remove("EDGECOUNT_GATEWAY_ROUTES")
+            .envs(env)
+            .stdin(std::process::Stdio::null());
+        let output = support::run_with_timeout(command, Duration::from_secs(20));
+        assert!(!output.status.success(), "{name}={value} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(name) && stderr.contains(token),
+            "{name}={value}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_answers_a_bad_configuration_with_what_is_wrong() {
+    for &(name, value, token) in &BAD_CONFIGURATIONS[..3] {
+        let vars = [
+            ("UPSTASH_REDIS_REST_URL", "http://127.0.0.1:9"),
+            ("UPSTASH_REDIS_REST_TOKEN", "t"),
+            (name, value),
+        ];
+        let worker = tokio::task::spawn_blocking(move || support::workerd::spawn_worker(&vars))
+            .await
+            .unwrap();
+        let response = reqwest::get(format!("{}/limit/api/u", worker.url()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body: Value = response.json().await.unwrap();
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(name) && detail.contains(token),
+            "{name}={value}: {body}"
+        );
+    }
+}
