@@ -8,63 +8,11 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::edge::{spawn_origin, Edge, Kind};
+use support::edge::{burst, clear_of_hour_boundary, spawn_origin, Edge, Kind};
 
 /// Policies of exactly 100 per hour, one per algorithm.
 const EXACT_POLICIES: &str = "fixed100=fixed:100/1h; sliding100=sliding:100/1h; \
 token100=token:100/1h; gcra100=gcra:100/1h";
-
-/// Wait until at least `margin` is left before the next hour boundary (of Redis's clock, which is
-/// this machine's), so a burst cannot straddle two fixed or sliding windows.
-async fn clear_of_hour_boundary(margin: Duration) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let into_hour = Duration::from_millis((now.as_millis() % 3_600_000) as u64);
-    let left = Duration::from_secs(3600) - into_hour;
-    if left < margin {
-        tokio::time::sleep(left + Duration::from_secs(1)).await;
-    }
-}
-
-/// Fire `attempts` consumes at `urls` (round robin) from `clients` concurrent clients; count
-/// the 200s and 429s.
-async fn burst(
-    http: &reqwest::Client,
-    urls: &[String],
-    clients: usize,
-    attempts: usize,
-) -> (usize, usize) {
-    let per_client = attempts / clients;
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let http = http.clone();
-            let url = urls[c % urls.len()].clone();
-            tokio::spawn(async move {
-                let (mut allowed, mut refused) = (0, 0);
-                for _ in 0..per_client {
-                    let response = http.post(&url).send().await.expect("limit request");
-                    match response.status() {
-                        StatusCode::OK => allowed += 1,
-                        StatusCode::TOO_MANY_REQUESTS => refused += 1,
-                        other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
-                    }
-                }
-                (allowed, refused)
-            })
-        })
-        .collect();
-    let mut totals = (0, 0);
-    for task in tasks {
-        let (a, r) = tokio::time::timeout(Duration::from_secs(120), task)
-            .await
-            .expect("burst finishes in time")
-            .unwrap();
-        totals.0 += a;
-        totals.1 += r;
-    }
-    totals
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_the_limit_under_concurrency_for_every_algorithm() {

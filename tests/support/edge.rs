@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use reqwest::StatusCode;
+
 use edgecount::api::{Api, Config, Platform};
 use edgecount::store::http_native::NativeRestStore;
 
@@ -196,4 +198,56 @@ pub async fn spawn_origin() -> (String, tokio::task::JoinHandle<()>) {
         axum::serve(listener, app).await.unwrap();
     });
     (url, server)
+}
+
+/// Wait until at least `margin` is left before the next hour boundary (of Redis's clock, which is
+/// this machine's), so a burst cannot straddle two fixed or sliding windows.
+pub async fn clear_of_hour_boundary(margin: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_hour = Duration::from_millis((now.as_millis() % 3_600_000) as u64);
+    let left = Duration::from_secs(3600) - into_hour;
+    if left < margin {
+        tokio::time::sleep(left + Duration::from_secs(1)).await;
+    }
+}
+
+/// Fire `attempts` consumes at `urls` (round robin) from `clients` concurrent clients; count
+/// the 200s and 429s.
+pub async fn burst(
+    http: &reqwest::Client,
+    urls: &[String],
+    clients: usize,
+    attempts: usize,
+) -> (usize, usize) {
+    let per_client = attempts / clients;
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let http = http.clone();
+            let url = urls[c % urls.len()].clone();
+            tokio::spawn(async move {
+                let (mut allowed, mut refused) = (0, 0);
+                for _ in 0..per_client {
+                    let response = http.post(&url).send().await.expect("limit request");
+                    match response.status() {
+                        StatusCode::OK => allowed += 1,
+                        StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                        other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+                    }
+                }
+                (allowed, refused)
+            })
+        })
+        .collect();
+    let mut totals = (0, 0);
+    for task in tasks {
+        let (a, r) = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("burst finishes in time")
+            .unwrap();
+        totals.0 += a;
+        totals.1 += r;
+    }
+    totals
 }
