@@ -156,31 +156,31 @@ impl<S: Store> Api<S> {
                 body: &request.body,
                 client,
             };
+            let segments = path_segments(request.path());
+            // The rate-limit routes answer errors as RFC 9457 problem details.
+            let problem = matches!(
+                segments.first().map(String::as_str),
+                Some("limit" | "lease" | "deny")
+            );
+            let refuse = |e: ApiError| {
+                if problem {
+                    e.into_problem()
+                } else {
+                    e.into_response()
+                }
+            };
             // The callback is part of the request: checked before the route runs, so a refused
             // request has changed nothing.
             match unique_parameters(&call.query).and_then(|()| jsonp_callback(&call)) {
-                Err(e) => e.into_response(),
+                Err(e) => refuse(e),
                 Ok(callback) => {
-                    let segments = path_segments(request.path());
                     let routed = if Asset::at(request.path()).is_some() {
                         // A static file's path with another method than GET or HEAD.
                         Err(ApiError::method_not_allowed(&[Method::GET, Method::HEAD]))
                     } else {
                         self.route(&segments, &call).await
                     };
-                    let response = match routed {
-                        Ok(response) => response,
-                        // The rate-limit routes answer errors as RFC 9457 problem details.
-                        Err(e)
-                            if matches!(
-                                segments.first().map(String::as_str),
-                                Some("limit" | "lease" | "deny")
-                            ) =>
-                        {
-                            e.into_problem()
-                        }
-                        Err(e) => e.into_response(),
-                    };
+                    let response = routed.unwrap_or_else(refuse);
                     match callback {
                         Some(callback) => response::into_jsonp(response, callback),
                         None => response,
