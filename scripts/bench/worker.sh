@@ -25,6 +25,15 @@ ESBUILD="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 WORKERD_COMPAT_DATE="2026-07-30"
 BENCH_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
 BENCH_RATE_LIMITS="fixed=fixed:1000000/1h; sliding=sliding:1000000/1h; token=token:1000000/1h; gcra=gcra:1000000/1h"
+BENCH_ADMIN_TOKEN="bench-admin-token"
+
+# admin_put URL: an admin PUT (override, deny entry) that must succeed.
+admin_put() {
+  local answer
+  answer="$(curl -s --max-time 10 -X PUT -H "Authorization: Bearer $BENCH_ADMIN_TOKEN" -w ' HTTP %{http_code}' "$1")" || true
+  [[ "$answer" == *" HTTP 200" ]] || die "PUT $1: $answer"
+  log "PUT $1: $answer"
+}
 
 ensure_worker_tools() {
   [[ -x "$WORKERD_BIN" ]] || die "workerd not found at $WORKERD_BIN (npm ci / scripts/setup.sh)"
@@ -260,7 +269,8 @@ bench_ratelimit() {
   ensure_worker_tools
   [[ -n "${PROXY_URL:-}" ]] || start_proxy
   local upstash=("UPSTASH_REDIS_REST_URL=$PROXY_URL" "UPSTASH_REDIS_REST_TOKEN=$TOKEN")
-  start_wasm_worker rl-wasm "${upstash[@]}" "EDGECOUNT_RATE_LIMITS=$BENCH_RATE_LIMITS"
+  start_wasm_worker rl-wasm "${upstash[@]}" "EDGECOUNT_RATE_LIMITS=$BENCH_RATE_LIMITS" \
+    "EDGECOUNT_ADMIN_TOKEN=$BENCH_ADMIN_TOKEN"
   local wasm_url="$WORKER_URL" wasm_pid="$WORKER_PID"
   start_js_worker rl-js "$ROOT/bench/js/upstash-ratelimit.mjs" "${upstash[@]}" "RATELIMIT_LIMIT=1000000"
   local js_url="$WORKER_URL" js_pid="$WORKER_PID"
@@ -271,6 +281,16 @@ bench_ratelimit() {
     expect_answer rl-wasm "$wasm_url/limit/$policy/check" "$allowed"
   done
   expect_answer rl-js "$js_url/limit/check" "$allowed"
+  # The identity `bench-o` has an override of `sliding`, and the decision checks a client address
+  # against a deny list of three ranges (v4 /24 and /25, v6 /32) that do not hold it: the override
+  # and the deny check are in the same script call, so still one REST round trip.
+  admin_put "$wasm_url/limit/sliding/bench-o/override?limit=900000&window=1h"
+  admin_put "$wasm_url/deny/203.0.113.0/24"
+  admin_put "$wasm_url/deny/198.51.100.0/25"
+  admin_put "$wasm_url/deny/2001:db8::%2F32"
+  local checked="/limit/sliding/bench-o?ip=198.51.100.200"
+  expect_answer rl-wasm "$wasm_url$checked" '"limit":900000.*"reason":"override".* HTTP 200$'
+  expect_answer rl-wasm "$wasm_url/limit/sliding/check-deny?ip=198.51.100.7" '"reason":"deny".* HTTP 403$'
 
   local -A rps rest
   for policy in fixed sliding token gcra; do
@@ -278,6 +298,9 @@ bench_ratelimit() {
     rps[$policy]="$LAST_RPS"
     rest[$policy]="$LAST_REST_PER_REQ"
   done
+  measure_worker "ours: sliding, override + deny check" "$wasm_pid" "$wasm_url$checked"
+  rps[checked]="$LAST_RPS"
+  rest[checked]="$LAST_REST_PER_REQ"
   measure_worker "JS @upstash/ratelimit slidingWindow" "$js_pid" "$js_url/limit/bench"
   local js_rps="$LAST_RPS" js_rest="$LAST_REST_PER_REQ"
   local -A rounds
@@ -285,11 +308,13 @@ bench_ratelimit() {
     alternate_rounds "$wasm_pid" "$wasm_url/limit/$policy/bench" "$js_pid" "$js_url/limit/bench"
     rounds[$policy]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
   done
+  alternate_rounds "$wasm_pid" "$wasm_url$checked" "$js_pid" "$js_url/limit/bench"
+  rounds[checked]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
 
   SECTION_NOTES=(
-    "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**"
-    "alternating rounds after the rows above (ours, JS, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}"
-    "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}; @upstash/ratelimit $js_rest"
+    "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**, sliding with an override and a deny-list check **$(ratio "${rps[checked]}" "$js_rps")**"
+    "alternating rounds after the rows above (ours, JS, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}; **sliding with an override and a deny-list check** ${rounds[checked]}"
+    "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}, sliding with an override and a deny-list check ${rest[checked]}; @upstash/ratelimit $js_rest"
     "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts (Redis 7.0 answers \`ERR Unexpected flag in script shebang\`; hiett/serverless-redis-http#40 is the same problem). edgecount proxy drops that flag and maps the library's SHAs to the stripped scripts' (src/proxy/scripts.rs), so the library runs unmodified, one EVALSHA per decision; Redis runs the same script under its usual global script lock."
     "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis."
     "$(source_note); workerd $(node_pkg_version workerd), @upstash/ratelimit $(node_pkg_version @upstash/ratelimit), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
