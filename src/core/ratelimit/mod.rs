@@ -29,6 +29,7 @@ use crate::core::command::Script;
 pub mod decision;
 pub mod deny;
 pub mod headers;
+pub mod lease;
 pub mod model;
 pub mod policy;
 pub mod tiers;
