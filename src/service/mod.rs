@@ -3,10 +3,12 @@
 
 pub mod counters;
 pub mod deny;
+pub mod leases;
 pub mod limiter;
 
 pub use counters::Counters;
 pub use deny::DenyList;
+pub use leases::{ConcurrencyLimiter, LeaseFailure};
 pub use limiter::{LimitError, RateLimiter};
 
 use crate::store::StoreError;
