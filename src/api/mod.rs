@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod config;
 pub mod counters;
+pub mod leases;
 #[cfg(feature = "management")]
 pub mod limit_admin;
 pub mod limits;
@@ -36,6 +37,10 @@ pub struct Platform {
     /// Unicode upper-casing (`for-the-badge` badges). The worker uses the JavaScript engine's
     /// `toUpperCase`: Rust's case tables would add ~16 KB to the wasm.
     pub uppercase: fn(&str) -> String,
+    /// Fills the buffer with cryptographically secure random bytes (lease ids); false when the
+    /// platform has none. The worker calls the runtime's `crypto.getRandomValues` itself:
+    /// `getrandom`'s JavaScript backend would add ~1.7 KB to the gzipped wasm.
+    pub random: fn(&mut [u8]) -> bool,
 }
 
 impl Platform {
@@ -49,6 +54,7 @@ impl Platform {
                     .unwrap_or_default()
             },
             uppercase: str::to_uppercase,
+            random: |buffer| getrandom::getrandom(buffer).is_ok(),
         }
     }
 }
@@ -227,6 +233,9 @@ impl<S: Store> Api<S> {
             ["deny", target @ ..] => {
                 limit_admin::deny_route(store, &self.config, target, call).await
             }
+            ["lease", rest @ ..] => {
+                leases::route(store, &self.config, self.platform, rest, call).await
+            }
             ["batch"] => counters::batch(&self.counters, call).await,
             #[cfg(feature = "management")]
             [first, ..] if MANAGEMENT_ROUTES.contains(first) => {
@@ -330,7 +339,7 @@ pub fn is_management_path(path: &str) -> bool {
 }
 
 /// First path segments of the other API routes.
-const SERVICE_ROUTES: &[&str] = &["batch", "healthz", "limit"];
+const SERVICE_ROUTES: &[&str] = &["batch", "healthz", "limit", "lease"];
 
 /// Every first path segment the API answers (static files aside): gateway mode forwards every
 /// other path to the origin, and the OpenAPI document must describe each.
