@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use crate::support::edge::{Edge, Kind, ADMIN_TOKEN};
 use crate::support::redis_server::Snapshot;
 
+mod leases;
 mod limits;
+pub use leases::*;
 pub use limits::*;
 
 /// Generate one `#[tokio::test]` per case for a front end.
@@ -68,6 +70,13 @@ macro_rules! all_api_cases {
             bad_deny_entries_are_refused_and_change_nothing,
             shadow_policies_decide_and_report_but_never_refuse,
             each_policy_fails_its_own_way_without_redis,
+            lease_acquire_renew_release,
+            lease_refuses_at_the_limit_with_retry_after,
+            lease_ids_of_others_release_and_renew_nothing,
+            lease_errors_are_clear_and_never_reach_redis,
+            lease_deny_list_and_shadow_policies,
+            lease_fail_modes_when_redis_is_unreachable,
+            lease_exactness_under_500_concurrent_http_acquirers,
         );
     };
 }
