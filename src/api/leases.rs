@@ -29,9 +29,14 @@ const FAIL_MODE: HeaderName = HeaderName::from_static(FAIL_MODE_HEADER);
 
 impl From<LeaseError> for ApiError {
     fn from(e: LeaseError) -> Self {
+        // Fixed messages: the error's `Display` would cost the worker's wasm more.
         match e {
             LeaseError::Limit(e) => e.into(),
-            other => ApiError::new(other.status(), other.to_string()),
+            LeaseError::InvalidLease => ApiError::bad_request(lease::INVALID_LEASE),
+            LeaseError::Random => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no randomness for a lease id",
+            ),
         }
     }
 }
@@ -45,9 +50,11 @@ pub async fn route<S: Store>(
     call: &Call<'_>,
 ) -> Result<ApiResponse<S::Messages>, ApiError> {
     // Only the store call is awaited: the checks before and the answer after are plain
-    // functions, which keeps this future (and the worker's wasm) small.
+    // functions, which keeps this future small.
     let (policy, op, lease, script) = prepare(config, platform, rest, call)?;
-    let reply = store.run(&script).await;
+    // Through `&S`, as the rate limiter runs its script: one instance of the store's script
+    // call in the wasm instead of two (0.2 KB of gzipped wasm).
+    let reply = Store::run(&store, &script).await;
     settle(config, platform, policy, op, lease, reply)
 }
 

@@ -33,6 +33,10 @@ pub const LEASE_ID_BYTES: usize = 16;
 /// Characters of a lease id: [`LEASE_ID_BYTES`] in URL-safe base64 without padding.
 pub const LEASE_ID_LEN: usize = 22;
 
+/// Why a lease id is refused.
+pub const INVALID_LEASE: &str =
+    "invalid lease id: expected 22 characters of URL-safe base64 (16 bytes)";
+
 /// The lease script (`scripts/lease.lua` as minified by `build.rs`).
 pub fn script() -> &'static Script {
     static SCRIPT: Script = crate::embedded_script!("lease");
@@ -46,7 +50,7 @@ pub enum LeaseError {
     #[error(transparent)]
     Limit(#[from] RateLimitError),
     /// A lease id that this service could not have handed out.
-    #[error("invalid lease id: expected {LEASE_ID_LEN} characters of URL-safe base64 ({LEASE_ID_BYTES} bytes)")]
+    #[error("{}", INVALID_LEASE)]
     InvalidLease,
     /// The platform gave no random bytes.
     #[error("no randomness for a lease id")]
@@ -257,16 +261,17 @@ pub fn parse_lease(
     lease: &LeaseId,
     reply: &Reply,
 ) -> Result<LeaseDecision, LeaseError> {
-    let bad = |why: String| RateLimitError::BadReply(format!("{why}: {reply}"));
-    let items = reply.as_array().map_err(|e| bad(e.to_string()))?;
+    // The script only answers six non-negative integers: anything else is reported whole.
+    let bad = || RateLimitError::BadReply(reply.to_string());
+    let items = reply.as_array().map_err(|_| bad())?;
     if items.len() != FIELDS {
-        return Err(bad(format!("expected {FIELDS} integers")).into());
+        return Err(bad().into());
     }
     let mut n = [0u64; FIELDS];
     for (slot, item) in n.iter_mut().zip(items) {
         *slot = match item.as_i64() {
             Ok(v) if v >= 0 => v as u64,
-            _ => return Err(bad(format!("{item} is not a non-negative integer")).into()),
+            _ => return Err(bad().into()),
         };
     }
     let [now_ms, ok, denied, holders, earliest_expiry_ms, expires_ms] = n;
