@@ -149,7 +149,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_breaking_the_document(
             ("EDGECOUNT_UNIQUES_SECRET", "openapi-uniques"),
             (
                 "EDGECOUNT_RATE_LIMITS",
-                "api=sliding:100/60s; burst=gcra:5/1s",
+                "api=sliding:100/60s; burst=gcra:5/1s; exports=concurrency:3/30s",
             ),
             ("EDGECOUNT_ABUSE_LIMIT", "0"),
         ],
