@@ -24,7 +24,7 @@ ESBUILD="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 # Newest date the pinned workerd supports (tests/support/workerd.rs, wrangler.toml).
 WORKERD_COMPAT_DATE="2026-07-30"
 BENCH_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
-BENCH_RATE_LIMITS="fixed=fixed:1000000/1h; sliding=sliding:1000000/1h; token=token:1000000/1h; gcra=gcra:1000000/1h"
+BENCH_RATE_LIMITS="fixed=fixed:1000000/1h; sliding=sliding:1000000/1h; token=token:1000000/1h; gcra=gcra:1000000/1h; conc=concurrency:1000000/1h"
 BENCH_ADMIN_TOKEN="bench-admin-token"
 
 # admin_put URL: an admin PUT (override, deny entry) that must succeed.
@@ -104,6 +104,14 @@ start_js_worker() {
 ' "$@"
 }
 
+# The wrk script for URL: acquire/release pairs on /lease/…, a bodiless POST otherwise.
+wrk_script() {
+  case "$1" in
+    */lease/*) printf '%s' "$ROOT/scripts/bench/lease_pair.lua" ;;
+    *) printf '%s' "$ROOT/scripts/bench/worker_post.lua" ;;
+  esac
+}
+
 # REST requests the proxy has answered so far (its /_stats does not count itself).
 proxy_requests() {
   local body
@@ -149,13 +157,13 @@ measure_worker() {
   local w0 w1 p0 p1 r0 r1 rest0 rest1
   log "$name: wrk -t $THREADS -c $CONNECTIONS -d ${DURATION}s -s scripts/bench/worker_post.lua $url"
   EDGECOUNT_BENCH_UA="$BENCH_USER_AGENT" timeout 30 wrk -t "$THREADS" -c "$CONNECTIONS" -d 2s \
-    -s "$ROOT/scripts/bench/worker_post.lua" "$url" >/dev/null 2>&1 || true
+    -s "$(wrk_script "$url")" "$url" >/dev/null 2>&1 || true
   rest0="$(settled_proxy_requests)" || exit 1
   w0="$(cpu_ticks "$worker_pid")"
   p0="$(cpu_ticks "$PROXY_PID")"
   r0="$(cpu_ticks "$REDIS_PID")"
   EDGECOUNT_BENCH_UA="$BENCH_USER_AGENT" timeout $((DURATION + 30)) wrk -t "$THREADS" \
-    -c "$CONNECTIONS" -d "${DURATION}s" --latency -s "$ROOT/scripts/bench/worker_post.lua" "$url" \
+    -c "$CONNECTIONS" -d "${DURATION}s" --latency -s "$(wrk_script "$url")" "$url" \
     >"$out" 2>&1 || die "wrk failed for $name: $(cat "$out")"
   w1="$(cpu_ticks "$worker_pid")"
   p1="$(cpu_ticks "$PROXY_PID")"
@@ -196,7 +204,7 @@ alternate_rounds() {
       out="$WORK_DIR/wrk-round-$n-$side.txt"
       t0="$(cpu_ticks "$pid")"
       EDGECOUNT_BENCH_UA="$BENCH_USER_AGENT" timeout 40 wrk -t "$THREADS" -c "$CONNECTIONS" -d 5s \
-        -s "$ROOT/scripts/bench/worker_post.lua" "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+        -s "$(wrk_script "$url")" "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
       t1="$(cpu_ticks "$pid")"
       reqs="$(wrk_requests "$out")"
       [[ "$reqs" =~ ^[0-9]+$ && "$reqs" -gt 0 ]] || die "round $n: wrk completed no requests on $url"
@@ -291,6 +299,7 @@ bench_ratelimit() {
   local checked="/limit/sliding/bench-o?ip=198.51.100.200"
   expect_answer rl-wasm "$wasm_url$checked" '"limit":900000.*"reason":"override".* HTTP 200$'
   expect_answer rl-wasm "$wasm_url/limit/sliding/check-deny?ip=198.51.100.7" '"reason":"deny".* HTTP 403$'
+  expect_answer rl-wasm "$wasm_url/lease/conc/check" '"lease":".* HTTP 200$'
 
   local -A rps rest
   for policy in fixed sliding token gcra; do
@@ -301,6 +310,10 @@ bench_ratelimit() {
   measure_worker "ours: sliding, override + deny check" "$wasm_pid" "$wasm_url$checked"
   rps[checked]="$LAST_RPS"
   rest[checked]="$LAST_REST_PER_REQ"
+  # Lease pairs: every other request an acquire, the next its release (scripts/bench/lease_pair.lua).
+  measure_worker "ours: lease acquire + release" "$wasm_pid" "$wasm_url/lease/conc/bench"
+  rps[lease]="$LAST_RPS"
+  rest[lease]="$LAST_REST_PER_REQ"
   measure_worker "JS @upstash/ratelimit slidingWindow" "$js_pid" "$js_url/limit/bench"
   local js_rps="$LAST_RPS" js_rest="$LAST_REST_PER_REQ"
   local -A rounds
@@ -310,11 +323,15 @@ bench_ratelimit() {
   done
   alternate_rounds "$wasm_pid" "$wasm_url$checked" "$js_pid" "$js_url/limit/bench"
   rounds[checked]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
+  # Lease operations against our own decisions, in one worker: "each as fast as a decision".
+  alternate_rounds "$wasm_pid" "$wasm_url/lease/conc/bench" "$wasm_pid" "$wasm_url/limit/sliding/bench"
+  rounds[lease]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
 
   SECTION_NOTES=(
     "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**, sliding with an override and a deny-list check **$(ratio "${rps[checked]}" "$js_rps")**"
     "alternating rounds after the rows above (ours, JS, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}; **sliding with an override and a deny-list check** ${rounds[checked]}"
     "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}, sliding with an override and a deny-list check ${rest[checked]}; @upstash/ratelimit $js_rest"
+    "leases: ${rest[lease]} REST round trips per lease operation (so 2 per acquire + release pair); lease operations/s / our sliding decisions/s, alternating rounds in the one worker: median ${rounds[lease]}"
     "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts (Redis 7.0 answers \`ERR Unexpected flag in script shebang\`; hiett/serverless-redis-http#40 is the same problem). edgecount proxy drops that flag and maps the library's SHAs to the stripped scripts' (src/proxy/scripts.rs), so the library runs unmodified, one EVALSHA per decision; Redis runs the same script under its usual global script lock."
     "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis."
     "$(source_note); workerd $(node_pkg_version workerd), @upstash/ratelimit $(node_pkg_version @upstash/ratelimit), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
