@@ -164,6 +164,19 @@ report_sizes() {
     "$OUT_DIR/worker/management.mjs" "$(stat -c %s "$OUT_DIR/worker/management.mjs")" >&2
 }
 
+# The main module's budget, gzipped: every isolate loads it (README, "How the worker runs"). A
+# build over it fails: move rarer routes to the management module, or trim.
+MAIN_WASM_BUDGET=128000 # bytes (125 KiB)
+check_budget() {
+  [[ -z "${EDGECOUNT_WASM_NAMES:-}" ]] || return 0 # function names are extra bytes by request
+  local gz
+  gz=$(gzip -9 -c "$OUT_DIR/worker/index.wasm" | wc -c)
+  if ((gz > MAIN_WASM_BUDGET)); then
+    echo "[build-worker] $OUT_DIR/worker/index.wasm is $gz bytes gzipped, over its budget of $MAIN_WASM_BUDGET" >&2
+    exit 1
+  fi
+}
+
 # The files a complete build leaves in $OUT_DIR/worker.
 BUILT=(shim.mjs index.wasm management.mjs management.wasm)
 built() {
@@ -175,6 +188,7 @@ WANT="$(fingerprint)"
 if [[ -z "${EDGECOUNT_FORCE_BUILD:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] && built; then
   log "up to date"
   report_sizes
+  check_budget
   exit 0
 fi
 rm -f "$STAMP"
@@ -209,3 +223,4 @@ sed 's#"\./index\.wasm"#"./management.wasm"#' "$MANAGEMENT_DIR/worker/shim.mjs" 
 built || die "the build is incomplete: ${BUILT[*]} expected in $OUT_DIR/worker"
 printf '%s\n' "$WANT" >"$STAMP"
 report_sizes
+check_budget

@@ -5,7 +5,7 @@
 //! main wasm module, which every request starts in, leaves these routes out and hands them to a
 //! second module with them (`Handled::Delegate`), instantiated on the first management request of
 //! an isolate. The hot path — hits, reads, badges, streams, limits — stays small (the main module
-//! is held under 120 KB gzipped), and these rarer routes cost nothing until they are used.
+//! is held under 125 KiB gzipped), and these rarer routes cost nothing until they are used.
 
 use http::{header, HeaderValue, Method, StatusCode};
 
