@@ -10,41 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use edgecount::core::command::{Command, Reply};
+use edgecount::core::command::Command;
 use edgecount::core::ratelimit::lease::{lease_call, parse_lease, LeaseDecision, LeaseId, LeaseOp};
 use edgecount::core::ratelimit::{Policy, Reason};
+use support::direct::Conn;
 use support::RedisServer;
 
-/// One persistent connection to the test server.
-struct Conn(redis::Connection);
-
 impl Conn {
-    fn open(redis: &RedisServer) -> Conn {
-        let client = redis::Client::open(redis.url()).expect("redis url");
-        Conn(client.get_connection().expect("connect to test redis"))
-    }
-
-    fn run(&mut self, cmd: &Command) -> Result<Reply, String> {
-        let mut c = redis::cmd(cmd.name());
-        for arg in &cmd.parts()[1..] {
-            c.arg(arg.as_str());
-        }
-        c.query::<redis::Value>(&mut self.0)
-            .map(support::direct::to_reply)
-            .map_err(|e| match (e.code(), e.detail()) {
-                (Some(code), Some(detail)) => format!("{code} {detail}"),
-                _ => e.to_string(),
-            })
-    }
-
     /// One lease operation, EVALSHA falling back to EVAL on NOSCRIPT (as `Store::run` does).
     fn lease(&mut self, policy: &Policy, id: &str, op: LeaseOp, lease: &LeaseId) -> LeaseDecision {
         let call = lease_call(policy, id, op, lease).unwrap();
-        let reply = match self.run(&call.evalsha()) {
-            Err(e) if e.starts_with("NOSCRIPT") => self.run(&call.eval()),
-            other => other,
-        }
-        .unwrap_or_else(|e| panic!("lease script failed: {e}"));
+        let reply = self.eval(&call);
         parse_lease(policy, op, lease, &reply).unwrap()
     }
 
@@ -60,25 +36,8 @@ impl Conn {
         self.lease(policy, id, LeaseOp::Renew, lease)
     }
 
-    /// The leases live in `key` right now, read from the set itself against Redis's clock in one
-    /// transaction (`TIME` and `ZRANGE` see the same instant): members whose expiry is after now.
     fn live_holders(&mut self, key: &str) -> u64 {
-        let (time, members): (Vec<String>, Vec<(String, f64)>) = redis::pipe()
-            .atomic()
-            .cmd("TIME")
-            .cmd("ZRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query(&mut self.0)
-            .expect("MULTI TIME ZRANGE EXEC");
-        let now_ms =
-            time[0].parse::<u64>().unwrap() * 1000 + time[1].parse::<u64>().unwrap() / 1000;
-        members
-            .iter()
-            .filter(|(_, expiry)| *expiry > now_ms as f64)
-            .count() as u64
+        support::direct::live_leases(&mut self.0, key)
     }
 
     fn redis_time_ms(&mut self) -> u64 {

@@ -12,42 +12,12 @@ use edgecount::core::ratelimit::model::Model;
 use edgecount::core::ratelimit::tiers::{remove_override_command, set_override_command};
 use edgecount::core::ratelimit::{
     cost_refusal, decision_call, decision_call_at_test_time, parse_decision, Algorithm, Decision,
-    DenyTarget, LimitSource, Mode, Override, Policy, RateLimitError, Reason, ScriptCall, Subject,
-    Tiers,
+    DenyTarget, LimitSource, Mode, Override, Policy, RateLimitError, Reason, Subject, Tiers,
 };
+use support::direct::Conn;
 use support::RedisServer;
 
-/// One persistent connection (per-call connections would make sequences slow).
-struct Conn(redis::Connection);
-
 impl Conn {
-    fn open(redis: &RedisServer) -> Conn {
-        let client = redis::Client::open(redis.url()).expect("redis url");
-        Conn(client.get_connection().expect("connect to test redis"))
-    }
-
-    fn run(&mut self, cmd: &Command) -> Result<Reply, String> {
-        let mut c = redis::cmd(cmd.name());
-        for arg in &cmd.parts()[1..] {
-            c.arg(arg.as_str());
-        }
-        c.query::<redis::Value>(&mut self.0)
-            .map(support::direct::to_reply)
-            .map_err(|e| match (e.code(), e.detail()) {
-                (Some(code), Some(detail)) => format!("{code} {detail}"),
-                _ => e.to_string(),
-            })
-    }
-
-    /// EVALSHA, falling back to EVAL on NOSCRIPT, as `Store::eval` does.
-    fn eval(&mut self, call: &ScriptCall) -> Reply {
-        match self.run(&call.evalsha()) {
-            Err(e) if e.starts_with("NOSCRIPT") => self.run(&call.eval()),
-            other => other,
-        }
-        .unwrap_or_else(|e| panic!("script failed: {e}"))
-    }
-
     fn decide(&mut self, policies: &[Policy], id: &str, cost: u64, mode: Mode) -> Decision {
         let call = decision_call(policies, &Tiers::default(), id, cost, mode).unwrap();
         parse_decision(policies, &self.eval(&call)).unwrap()

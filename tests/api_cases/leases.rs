@@ -453,25 +453,6 @@ pub async fn lease_fail_modes_when_redis_is_unreachable(kind: Kind) {
     assert_eq!(status, 404);
 }
 
-/// Live leases in `key` now, read from the set against Redis's clock in one transaction.
-fn live_holders(conn: &mut redis::Connection, key: &str) -> u64 {
-    let (time, members): (Vec<String>, Vec<(String, f64)>) = redis::pipe()
-        .atomic()
-        .cmd("TIME")
-        .cmd("ZRANGE")
-        .arg(key)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query(conn)
-        .expect("MULTI TIME ZRANGE EXEC");
-    let now_ms = time[0].parse::<u64>().unwrap() * 1000 + time[1].parse::<u64>().unwrap() / 1000;
-    members
-        .iter()
-        .filter(|(_, expiry)| *expiry > now_ms as f64)
-        .count() as u64
-}
-
 /// Limit 10, 500 concurrent HTTP clients, each: acquire (a few tries), hold briefly, release.
 /// A watcher reads the lease set in Redis during the whole run: never more than 10 live.
 pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Kind) {
@@ -489,7 +470,7 @@ pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Kind) {
             let (mut max_seen, mut samples) = (0, 0u64);
             while !done.load(Ordering::Acquire) && Instant::now() < deadline && samples < 10_000_000
             {
-                let live = live_holders(&mut conn, key);
+                let live = crate::support::direct::live_leases(&mut conn, key);
                 assert!(live <= LIMIT, "{live} leases held at once (limit {LIMIT})");
                 max_seen = max_seen.max(live);
                 samples += 1;
@@ -571,5 +552,9 @@ pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Kind) {
         .unwrap()
         .get_connection()
         .unwrap();
-    assert_eq!(live_holders(&mut conn, key), 0, "every lease was released");
+    assert_eq!(
+        crate::support::direct::live_leases(&mut conn, key),
+        0,
+        "every lease was released"
+    );
 }
