@@ -272,6 +272,10 @@ pub fn address_text_hex(text: &str) -> Option<String> {
         }
         Some(out)
     }
+    // Most identities are not addresses: done before anything is allocated.
+    if !text.contains(['.', ':']) {
+        return None;
+    }
     if let Some(v4) = ipv4(text) {
         return Some(hex_digits('4', u128::from(v4), 8));
     }
