@@ -190,8 +190,9 @@ measure_worker() {
 }
 
 # alternate_rounds PID_A URL_A PID_B URL_B → after the main rows, ROUNDS (EDGECOUNT_BENCH_ROUNDS,
-# default 7) alternating wrk runs of 5 s, A then B, already warm. Sequential single runs favour
-# whichever ran while the machine was quieter; alternating runs see the same noise. Sets
+# default 7) alternating wrk runs of 5 s, already warm: A then B in even rounds, B then A in odd
+# ones, so neither side always runs first (or always right after the other). Sequential single
+# runs favour whichever ran while the machine was quieter; alternating runs see the same noise. Sets
 # LAST_ROUNDS (the median req/s ratio A/B) and LAST_ROUNDS_DETAIL (every round, and the median
 # workerd-CPU-per-request ratio B/A).
 alternate_rounds() {
@@ -199,7 +200,9 @@ alternate_rounds() {
   local -a rps_ratios=() cpu_ratios=()
   for ((n = 0; n < rounds; n++)); do
     local -A rps=() cpu=()
-    for side in a b; do
+    local order="a b"
+    ((n % 2 == 0)) || order="b a"
+    for side in $order; do
       if [[ "$side" == a ]]; then pid="$1" url="$2"; else pid="$3" url="$4"; fi
       out="$WORK_DIR/wrk-round-$n-$side.txt"
       t0="$(cpu_ticks "$pid")"
@@ -264,7 +267,7 @@ bench_worker() {
   js_gz="$(gzip_size "$WORK_DIR/js-script/worker.mjs")"
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
-    "alternating rounds after the rows above (ours, JS same script, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine): hits/s ours / JS median $hit_rounds"
+    "alternating rounds after the rows above (ours then JS same script, then JS then ours, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine): hits/s ours / JS median $hit_rounds"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
     "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see 'workerd CPU µs/req', which depends less on the machine's other load than req/s) bounds these rates"
     "wasm size: \`gzip -9 -c build/worker/index.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/worker/index.wasm") bytes, plus $(gzip_size "$ROOT/build/worker/shim.mjs") bytes gzipped JS entry + glue; the management module, loaded on an isolate's first management request: $(gzip_size "$ROOT/build/worker/management.wasm") bytes gzipped); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
@@ -329,7 +332,7 @@ bench_ratelimit() {
 
   SECTION_NOTES=(
     "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**, sliding with an override and a deny-list check **$(ratio "${rps[checked]}" "$js_rps")**"
-    "alternating rounds after the rows above (ours, JS, ours, JS, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}; **sliding with an override and a deny-list check** ${rounds[checked]}"
+    "alternating rounds after the rows above (ours then JS, then JS then ours, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}; **sliding with an override and a deny-list check** ${rounds[checked]}"
     "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}, sliding with an override and a deny-list check ${rest[checked]}; @upstash/ratelimit $js_rest"
     "leases: ${rest[lease]} REST round trips per lease operation (so 2 per acquire + release pair); lease operations/s / our sliding decisions/s, alternating rounds in the one worker: median ${rounds[lease]}"
     "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts (Redis 7.0 answers \`ERR Unexpected flag in script shebang\`; hiett/serverless-redis-http#40 is the same problem). edgecount proxy drops that flag and maps the library's SHAs to the stripped scripts' (src/proxy/scripts.rs), so the library runs unmodified, one EVALSHA per decision; Redis runs the same script under its usual global script lock."
