@@ -189,14 +189,14 @@ measure_worker() {
     "$(cpu_percent "$w0" "$w1" "$DURATION")" "$notes"
 }
 
-# alternate_rounds PID_A URL_A PID_B URL_B → after the main rows, ROUNDS (EDGECOUNT_BENCH_ROUNDS,
+# alternate_rounds PID_A URL_A PID_B URL_B [B_OVER_A_LABEL] → after the main rows, ROUNDS (EDGECOUNT_BENCH_ROUNDS,
 # default 7) alternating wrk runs of 5 s, already warm: A then B in even rounds, B then A in odd
 # ones, so neither side always runs first (or always right after the other). Sequential single
 # runs favour whichever ran while the machine was quieter; alternating runs see the same noise. Sets
 # LAST_ROUNDS (the median req/s ratio A/B) and LAST_ROUNDS_DETAIL (every round, and the median
 # workerd-CPU-per-request ratio B/A).
 alternate_rounds() {
-  local rounds="${EDGECOUNT_BENCH_ROUNDS:-7}" n side pid url out t0 t1 reqs
+  local rounds="${EDGECOUNT_BENCH_ROUNDS:-7}" label="${5:-JS / ours}" n side pid url out t0 t1 reqs
   local -a rps_ratios=() cpu_ratios=()
   for ((n = 0; n < rounds; n++)); do
     local -A rps=() cpu=()
@@ -220,7 +220,7 @@ alternate_rounds() {
   done
   median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
   LAST_ROUNDS="$(median "${rps_ratios[@]}")"
-  LAST_ROUNDS_DETAIL="rounds: ${rps_ratios[*]}; workerd CPU per request JS / ours: median $(median "${cpu_ratios[@]}"), rounds ${cpu_ratios[*]}"
+  LAST_ROUNDS_DETAIL="rounds: ${rps_ratios[*]}; workerd CPU per request $label: median $(median "${cpu_ratios[@]}"), rounds ${cpu_ratios[*]}"
 }
 
 gzip_size() { gzip -9 -c "$1" | wc -c; }
@@ -327,7 +327,8 @@ bench_ratelimit() {
   alternate_rounds "$wasm_pid" "$wasm_url$checked" "$js_pid" "$js_url/limit/bench"
   rounds[checked]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
   # Lease operations against our own decisions, in one worker: "each as fast as a decision".
-  alternate_rounds "$wasm_pid" "$wasm_url/lease/conc/bench" "$wasm_pid" "$wasm_url/limit/sliding/bench"
+  alternate_rounds "$wasm_pid" "$wasm_url/lease/conc/bench" "$wasm_pid" "$wasm_url/limit/sliding/bench" \
+    "decision / lease operation"
   rounds[lease]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
 
   SECTION_NOTES=(
