@@ -10,7 +10,7 @@ use http::StatusCode;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
-use crate::api::{Api, ApiError, Config, Extra, Platform};
+use crate::api::{Api, ApiError, Config, Platform};
 use crate::driver::{self, Driver};
 use crate::store::fetch::{self, FetchRestStore};
 
@@ -83,9 +83,13 @@ pub fn begin(env: Env, method: &str, url: &str, headers: &str, body: Option<Vec<
     let api = match API.get_or_init(|| configure(&env)) {
         Ok(api) => api,
         Err(e) => {
+            // The detail is for the operator (the runtime's log, `wrangler tail`), not for
+            // whoever sent the request: it names variables and may quote their values.
             console_error(&format!("edgecount is misconfigured: {e}"));
-            let e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker misconfigured")
-                .with("detail", Extra::Text(e.clone()));
+            let e = ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "worker misconfigured (the worker's log says what is wrong)",
+            );
             return driver::error_step(0, e);
         }
     };
