@@ -20,6 +20,7 @@ pub use crate::core::headers::RequestHeaders;
 use crate::service::Counters;
 use crate::store::Store;
 pub use assets::Asset;
+use config::AllowedOrigins;
 pub use config::{Config, FailMode};
 pub use response::{ApiBody, ApiError, ApiResponse, Extra, Field};
 
@@ -194,8 +195,8 @@ impl<S: Store> Api<S> {
                 }
             }
         };
+        let headers = response.headers_mut();
         if let Some(allow) = self.config.allowed_origins.allow(origin.as_deref()) {
-            let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
             }
@@ -203,9 +204,12 @@ impl<S: Store> Api<S> {
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static(EXPOSED_HEADERS),
             );
-            if allow != "*" {
-                headers.append(header::VARY, HeaderValue::from_static("Origin"));
-            }
+        }
+        // With an allow-list the answer depends on Origin whether or not this one was allowed:
+        // a shared cache must not hand an answer without the CORS headers (or with another
+        // origin's) to an allowed origin.
+        if matches!(self.config.allowed_origins, AllowedOrigins::List(_)) {
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
         response
     }

@@ -619,12 +619,25 @@ pub async fn cors_preflight_and_jsonp(kind: Kind) {
     )
     .await;
     assert_eq!(headers["access-control-allow-origin"], "https://my.site");
+    let varies_on_origin = |headers: &reqwest::header::HeaderMap| {
+        headers
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Origin"))
+    };
+    assert!(varies_on_origin(&headers), "{headers:?}");
     let (_, headers, _) = send(
         edge.post("/hit/blog/home")
             .header("origin", "https://evil.example"),
     )
     .await;
     assert!(headers.get("access-control-allow-origin").is_none());
+    // Refused or absent, the origin still decided the answer: every answer says so.
+    assert!(varies_on_origin(&headers), "{headers:?}");
+    let (_, headers, _) = send(edge.get("/get/blog/home")).await;
+    assert!(varies_on_origin(&headers), "{headers:?}");
+    let (_, headers, _) = send(edge.get("/no/such/route")).await;
+    assert!(varies_on_origin(&headers), "{headers:?}");
 
     let response = edge
         .get("/get/blog/home?callback=show.count")
