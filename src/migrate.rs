@@ -20,7 +20,7 @@ const CONCURRENCY: usize = 4;
 /// Counters per `POST /import` (bodies stay small; the destination checks each whole).
 const IMPORT_BATCH: usize = 500;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct MigrateArgs {
     /// The service to copy from, e.g. `https://api.countapi.xyz` or `https://abacus.jasoncameron.dev`.
     #[arg(long)]
@@ -51,6 +51,25 @@ pub struct MigrateArgs {
     /// The namespace at the destination [default: the same].
     #[arg(long)]
     pub to_namespace: Option<String>,
+}
+
+/// The admin token never reaches a log line, not even through `{:?}`.
+impl std::fmt::Debug for MigrateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateArgs")
+            .field("from", &self.from)
+            .field("namespace", &self.namespace)
+            .field("keys", &self.keys)
+            .field("keys_file", &self.keys_file)
+            .field("to", &self.to)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("out", &self.out)
+            .field("to_namespace", &self.to_namespace)
+            .finish()
+    }
 }
 
 /// Everything that can stop a migration before or while it runs.
@@ -282,5 +301,39 @@ pub async fn run(args: MigrateArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         let keys: Vec<&str> = outcome.failed.iter().map(|(k, _)| k.as_str()).collect();
         Err(format!("could not read {} of them: {}", keys.len(), keys.join(", ")).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_admin_token() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: MigrateArgs,
+        }
+        let cli = Cli::parse_from([
+            "x",
+            "--from",
+            "https://api.countapi.xyz",
+            "--namespace",
+            "site",
+            "--keys",
+            "home",
+            "--to",
+            "http://127.0.0.1:8787",
+            "--admin-token",
+            "admin-Zq81",
+        ]);
+        let shown = format!("{:?}", cli.args);
+        assert!(!shown.contains("admin-Zq81"), "{shown}");
+        assert!(
+            shown.contains("countapi") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

@@ -15,9 +15,10 @@ use crate::api::assets::ASSETS;
 use crate::api::{
     Api, ApiError, ApiRequest, Asset, Client, Config, Forward, Handled, Platform, MAX_BODY,
 };
+use crate::proxy::redact_url;
 use crate::store::http_native::NativeRestStore;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "EDGECOUNT_LISTEN", default_value = "127.0.0.1:8787")]
@@ -31,6 +32,18 @@ pub struct ServeArgs {
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
     #[arg(long, env = "EDGECOUNT_TRUST_FORWARDED")]
     pub trust_forwarded: bool,
+}
+
+/// The REST token never reaches a log line, not even through `{:?}`; the URL loses any password.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .field("rest_url", &redact_url(&self.rest_url))
+            .field("rest_token", &"<redacted>")
+            .field("trust_forwarded", &self.trust_forwarded)
+            .finish()
+    }
 }
 
 struct ServeState {
@@ -225,7 +238,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
-    tracing::info!(%addr, rest_url = %args.rest_url, "serving the counter API");
+    tracing::info!(%addr, rest_url = %redact_url(&args.rest_url), "serving the counter API");
     axum::serve(
         listener,
         app(api, args.trust_forwarded).into_make_service_with_connect_info::<SocketAddr>(),
@@ -233,4 +246,32 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(crate::shutdown::signal())
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token_and_the_url_password() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let cli = Cli::parse_from([
+            "x",
+            "--rest-url",
+            "https://user:pw-Zq81@rest.example",
+            "--rest-token",
+            "tok-Kx42",
+        ]);
+        let shown = format!("{:?}", cli.args);
+        assert!(
+            !shown.contains("pw-Zq81") && !shown.contains("tok-Kx42"),
+            "{shown}"
+        );
+        assert!(shown.contains("rest.example"), "{shown}");
+    }
 }

@@ -164,7 +164,7 @@ fn rate_limits_only(policies: &PolicySet, list: &str) -> Result<(), String> {
 }
 
 /// Everything the API needs besides the store. Built with [`Config::from_lookup`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// `EDGECOUNT_ADMIN_TOKEN`: admin over every counter and limit.
     pub admin_token: Option<String>,
@@ -195,6 +195,27 @@ pub struct Config {
     /// the runtime gives none (a bare workerd has no `CF-Connecting-IP`), so uniques and the abuse
     /// limit work in `./scripts/dev.sh`. Never set it in production: every visitor would be one.
     pub dev_client_ip: Option<String>,
+}
+
+/// The admin token and the uniques secret never reach a log line, not even through `{:?}`.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("uniques_secret", &redacted(&self.uniques_secret))
+            .field("allowed_origins", &self.allowed_origins)
+            .field("rate_limits", &self.rate_limits)
+            .field("tiers", &self.tiers)
+            .field("fail_mode", &self.fail_mode)
+            .field("origin", &self.origin)
+            .field("gateway_routes", &self.gateway_routes)
+            .field("gateway_key", &self.gateway_key)
+            .field("abuse_limit", &self.abuse_limit)
+            .field("abuse_window", &self.abuse_window)
+            .field("dev_client_ip", &self.dev_client_ip)
+            .finish()
+    }
 }
 
 /// A configuration value that does not parse.
@@ -339,6 +360,25 @@ mod tests {
         assert_eq!(c.allowed_origins, AllowedOrigins::Any);
         assert_eq!(c.abuse_limit, 120);
         assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secrets() {
+        let c = config(&[
+            ("EDGECOUNT_ADMIN_TOKEN", "admin-Zq81"),
+            ("EDGECOUNT_UNIQUES_SECRET", "uniq-Kx42"),
+            ("EDGECOUNT_RATE_LIMITS", "api=sliding:5/1s"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(
+            !shown.contains("admin-Zq81") && !shown.contains("uniq-Kx42"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("<redacted>") && shown.contains("api"),
+            "{shown}"
+        );
     }
 
     #[test]

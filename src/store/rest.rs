@@ -21,13 +21,31 @@ use super::{EntryResult, Store, StoreError};
 use crate::core::command::{Command, Reply};
 
 /// One HTTP request to the REST endpoint, fully described; transports only move it.
-#[derive(Debug)]
 pub struct RestRequest {
     pub url: String,
     /// Header name/value pairs to send as they are (auth, encoding, sync token, accept).
     pub headers: Vec<(&'static str, String)>,
     /// JSON body (`None` for `/subscribe`, which has none).
     pub body: Option<String>,
+}
+
+/// The `Authorization` header's value never reaches a log line, not even through `{:?}`.
+impl std::fmt::Debug for RestRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| match *name {
+                "authorization" => (*name, "<redacted>"),
+                _ => (*name, value.as_str()),
+            })
+            .collect();
+        f.debug_struct("RestRequest")
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 /// The answer to a [`RestRequest`]: status, the sync token header if any, and the whole body.
@@ -476,5 +494,23 @@ mod tests {
         assert!(!format!("{c:?}").contains("secret"));
         assert!(RestConfig::new("ftp://x", "t").is_err());
         assert!(RestConfig::new("http://x", "").is_err());
+    }
+
+    #[test]
+    fn requests_hide_the_authorization_header() {
+        let request = RestRequest {
+            url: "https://x.upstash.io".into(),
+            headers: vec![
+                ("authorization", "Bearer tok-Zq81".into()),
+                ("upstash-encoding", "base64".into()),
+            ],
+            body: Some(r#"["PING"]"#.into()),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("tok-Zq81"), "{shown}");
+        assert!(
+            shown.contains("upstash-encoding") && shown.contains("PING"),
+            "{shown}"
+        );
     }
 }
