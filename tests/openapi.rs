@@ -91,6 +91,7 @@ async fn the_proxy_document_describes_its_endpoints_and_is_served_without_a_toke
         "/psubscribe/{pattern}",
         "/monitor",
         "/_stats",
+        "/metrics",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
     }

@@ -34,10 +34,13 @@
 //! - `GET /_stats` (an extension; no Redis command starts with `_`) answers `{"requests": N}`,
 //!   the REST requests answered so far, so tests and benchmarks can count round trips.
 //! - `GET /openapi.json` (no token needed) answers this API's OpenAPI 3.1 description.
+//! - `GET /metrics` (authenticated, like `/_stats`) answers the proxy's figures as OpenMetrics
+//!   text for Prometheus ([`metrics`]); no Redis command is named `METRICS`.
 
 pub mod backend;
 pub mod commands;
 pub mod error;
+pub mod metrics;
 pub mod reply;
 pub mod request;
 pub mod scripts;
@@ -65,6 +68,9 @@ use reply::Encoding;
 
 /// `GET /_stats` (authenticated): `{"requests": N}`, the REST requests answered so far.
 pub const STATS_PATH: &str = "/_stats";
+
+/// `GET /metrics` (authenticated): [`metrics::Metrics`] as OpenMetrics text.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// `GET /openapi.json` (no token needed): [`OPENAPI`].
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -247,6 +253,7 @@ pub struct ProxyState {
     shutdown: watch::Sender<bool>,
     /// Original → rewritten sha of scripts whose shebang lost a flag ([`scripts`]).
     scripts: scripts::ScriptMap,
+    metrics: metrics::Metrics,
 }
 
 impl ProxyState {
@@ -281,6 +288,7 @@ impl ProxyState {
             requests: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
             scripts: scripts::ScriptMap::default(),
+            metrics: metrics::Metrics::default(),
         })
     }
 
@@ -365,19 +373,31 @@ pub fn app_with(state: Arc<ProxyState>) -> Router {
 }
 
 async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let sync = state.sync.fetch_add(1, Ordering::Relaxed) + 1;
+    let endpoint = metrics::Endpoint::of(request.uri().path());
     if request.uri().path() != STATS_PATH {
         state.requests.fetch_add(1, Ordering::Relaxed);
     }
     let mut response = match dispatch(&state, request).await {
         Ok(r) => r,
         Err(e) => {
+            match &e {
+                ProxyError::Unavailable(_) => {
+                    state.metrics.redis_failure(metrics::Failure::Unavailable)
+                }
+                ProxyError::Redis(_) => state.metrics.redis_failure(metrics::Failure::ErrorReply),
+                _ => {}
+            }
             if e.status().is_server_error() {
                 tracing::warn!(error = %e, "request failed");
             }
             e.into_response()
         }
     };
+    state
+        .metrics
+        .request(endpoint, response.status().as_u16(), started.elapsed());
     response
         .headers_mut()
         .insert(SYNC_TOKEN.clone(), HeaderValue::from(sync));
@@ -433,6 +453,7 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
                 first == "psubscribe",
                 state.heartbeat,
                 state.shutdown.subscribe(),
+                state.metrics.stream_opened(),
             )
             .await
         }
@@ -442,13 +463,24 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
             let body = format!(r#"{{"requests":{requests}}}"#);
             Ok(([(header::CONTENT_TYPE, APPLICATION_JSON.clone())], body).into_response())
         }
+        "metrics" if rest.is_empty() && matches!(method, Method::GET | Method::HEAD) => Ok((
+            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+            state.metrics.render(),
+        )
+            .into_response()),
         "monitor" if rest.is_empty() => {
             if access == commands::Access::ReadOnly {
                 return Err(ProxyError::NoPerm(
                     "NOPERM this token is read-only and has no permissions to run the 'monitor' command".into(),
                 ));
             }
-            sse::monitor(&state.backend, state.heartbeat, state.shutdown.subscribe()).await
+            sse::monitor(
+                &state.backend,
+                state.heartbeat,
+                state.shutdown.subscribe(),
+                state.metrics.stream_opened(),
+            )
+            .await
         }
         _ => {
             let body = if has_body {
@@ -523,6 +555,7 @@ async fn single(
         commands::Action::ReplyOk => Value::Okay,
         commands::Action::Forward => {
             let (cmd, fix) = state.scripts.prepare(cmd);
+            state.metrics.commands(1);
             fix.apply(state.backend.query(&cmd).await?)
         }
     };
@@ -585,6 +618,7 @@ async fn pipeline(
             Err(e) => slots.push(Slot::Local(error_reply(&e))),
         }
     }
+    state.metrics.commands(remote.len());
     let mut replies = if remote.is_empty() {
         Vec::new()
     } else {
@@ -627,6 +661,7 @@ async fn multi_exec(
             }
         }
     }
+    state.metrics.commands(remote.len());
     let exec = if remote.is_empty() {
         Value::Array(Vec::new())
     } else {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::backend::Backend;
 use super::error::ProxyError;
+use super::metrics::StreamGuard;
 
 /// `subscribe,<ch>,<count>` / `psubscribe,<pat>,<count>`.
 pub fn confirmation(pattern: bool, name: &[u8], count: usize) -> String {
@@ -51,13 +52,16 @@ fn sse_response(
     events: impl Stream<Item = String> + Send + 'static,
     heartbeat: Duration,
     mut shutdown: watch::Receiver<bool>,
+    open: StreamGuard,
 ) -> Response {
     let stop = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
-    let events = events
-        .take_until(stop)
-        .map(|line| Ok::<_, Infallible>(Event::default().data(line)));
+    // The guard lives as long as the stream: the open-stream gauge drops when the body does.
+    let events = events.take_until(stop).map(move |line| {
+        let _ = &open;
+        Ok::<_, Infallible>(Event::default().data(line))
+    });
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat))
         .into_response()
@@ -70,6 +74,7 @@ pub async fn subscribe(
     pattern: bool,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
+    open: StreamGuard,
 ) -> Result<Response, ProxyError> {
     if names.is_empty() {
         return Err(ProxyError::bad_request(
@@ -96,6 +101,7 @@ pub async fn subscribe(
         stream::iter(confirmations).chain(messages),
         heartbeat,
         shutdown,
+        open,
     ))
 }
 
@@ -104,6 +110,7 @@ pub async fn monitor(
     backend: &Backend,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
+    open: StreamGuard,
 ) -> Result<Response, ProxyError> {
     // The connection has already sent MONITOR and read its OK.
     let monitor = backend.monitor().await?;
@@ -112,6 +119,7 @@ pub async fn monitor(
         stream::iter([String::from("\"OK\"")]).chain(lines),
         heartbeat,
         shutdown,
+        open,
     ))
 }
 

@@ -1,0 +1,212 @@
+//! `GET /metrics` on the proxy binary: behind the token, parseable by a Prometheus text parser
+//! that is not ours (`prometheus-parse`), and every figure moves by exactly what the traffic
+//! between two scrapes did.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use support::proxy::spawn_proxy;
+use support::RedisServer;
+
+const TOKEN: &str = "metrics-test-token";
+
+/// One scrape, parsed: sample name + sorted labels → value.
+struct Scrape(Vec<prometheus_parse::Sample>);
+
+impl Scrape {
+    async fn take(http: &reqwest::Client, base: &str) -> Scrape {
+        let response = http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        let text = response.text().await.unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let parsed =
+            prometheus_parse::Scrape::parse(lines).expect("a Prometheus text parser reads it");
+        assert!(!parsed.samples.is_empty(), "{text}");
+        Scrape(parsed.samples)
+    }
+
+    /// The value of the sample `name` whose labels include `labels` (0 when absent: a counter
+    /// that has not moved yet is not listed).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(ref buckets) => {
+                    buckets.last().map(|b| b.count).unwrap_or(0.0)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            })
+            .collect();
+        assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
+        matching.first().copied().unwrap_or(0.0)
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, token: &str, body: &str) -> StatusCode {
+    http.post(url)
+        .bearer_auth(token)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_authenticated_parseable_and_move_with_traffic() {
+    let mut redis = RedisServer::start();
+    let proxy = spawn_proxy(&redis, TOKEN);
+    let base = proxy.url().to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    let anonymous = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let before = Scrape::take(&http, &base).await;
+    for _ in 0..7 {
+        assert_eq!(
+            post(&http, &format!("{base}/"), TOKEN, r#"["INCR","m"]"#).await,
+            200
+        );
+    }
+    for _ in 0..2 {
+        let three = r#"[["INCR","m"],["GET","m"],["CONFIG","GET","*"]]"#;
+        assert_eq!(
+            post(&http, &format!("{base}/pipeline"), TOKEN, three).await,
+            200
+        );
+    }
+    let error_reply = post(&http, &format!("{base}/"), TOKEN, r#"["INCR","m","x"]"#).await;
+    assert_eq!(error_reply, 400);
+    assert_eq!(
+        post(&http, &format!("{base}/"), "wrong", r#"["GET","m"]"#).await,
+        401
+    );
+    let path_form = http
+        .get(format!("{base}/get/m"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(path_form.status(), 200);
+
+    // An open subscription is an open stream until its client goes away.
+    let subscription = http
+        .get(format!("{base}/subscribe/news"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subscription.status(), 200);
+    let during = Scrape::take(&http, &base).await;
+    assert_eq!(during.value("edgecount_proxy_event_streams", &[]), 1.0);
+    drop(subscription);
+
+    let after = Scrape::take(&http, &base).await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    let requests = "edgecount_proxy_requests_total";
+    assert_eq!(
+        moved(requests, &[("endpoint", "command"), ("status", "200")]),
+        7.0
+    );
+    assert_eq!(
+        moved(requests, &[("endpoint", "pipeline"), ("status", "200")]),
+        2.0
+    );
+    assert_eq!(
+        moved(requests, &[("endpoint", "command"), ("status", "400")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("endpoint", "command"), ("status", "401")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("endpoint", "path"), ("status", "200")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("endpoint", "subscribe"), ("status", "200")]),
+        1.0
+    );
+    // The scrapes themselves: `before`'s own request is counted after it was rendered.
+    assert_eq!(
+        moved(requests, &[("endpoint", "own"), ("status", "200")]),
+        2.0
+    );
+    // 7 single commands, 2 × 2 pipeline entries (CONFIG is refused by the proxy, not sent),
+    // the failing INCR and the path-form GET.
+    assert_eq!(moved("edgecount_proxy_commands_total", &[]), 13.0);
+    assert_eq!(
+        moved(
+            "edgecount_proxy_redis_failures_total",
+            &[("kind", "error-reply")]
+        ),
+        1.0
+    );
+    let latency = "edgecount_proxy_request_duration_seconds";
+    assert_eq!(
+        moved(&format!("{latency}_count"), &[("endpoint", "command")]),
+        9.0
+    );
+    assert!(moved(&format!("{latency}_sum"), &[("endpoint", "command")]) > 0.0);
+
+    // The stream's end reaches the gauge once the proxy notices the client left (its next
+    // heartbeat write fails; 1 s by default).
+    let mut streams = after.value("edgecount_proxy_event_streams", &[]);
+    for _ in 0..50 {
+        if streams == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        streams = Scrape::take(&http, &base)
+            .await
+            .value("edgecount_proxy_event_streams", &[]);
+    }
+    assert_eq!(streams, 0.0);
+
+    // Redis gone: the failure is counted as unavailable.
+    let before = Scrape::take(&http, &base).await;
+    redis.kill();
+    assert_eq!(
+        post(&http, &format!("{base}/"), TOKEN, r#"["GET","m"]"#).await,
+        503
+    );
+    let after = Scrape::take(&http, &base).await;
+    assert_eq!(
+        after.value(
+            "edgecount_proxy_redis_failures_total",
+            &[("kind", "unavailable")]
+        ) - before.value(
+            "edgecount_proxy_redis_failures_total",
+            &[("kind", "unavailable")]
+        ),
+        1.0
+    );
+}
