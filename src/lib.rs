@@ -10,7 +10,7 @@
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
 //! - `migrate` (native): copies counters from CountAPI- or Abacus-compatible services.
 //!
-//! Target-specific code stays in the adapters: `worker.rs` for wasm, `serve.rs`, `proxy/` and
+//! Target-specific code stays in the adapters: `worker.rs` for wasm, `serve/`, `proxy/` and
 //! `store/http_native.rs` natively; the module declarations here and in `store/mod.rs` choose
 //! between them.
 

@@ -1,6 +1,6 @@
 //! The counter and rate-limit HTTP API, free of any HTTP framework: an [`ApiRequest`] in, an
 //! `http::Response` out, given a [`Store`]. The worker (`driver.rs`) and `edgecount serve`
-//! (`serve.rs`) only adapt their runtime's types to these.
+//! (`serve/`) only adapt their runtime's types to these.
 
 pub mod assets;
 pub mod config;

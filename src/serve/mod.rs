@@ -1,6 +1,8 @@
 //! `edgecount serve`: the counter and rate-limit API natively, on axum, with the reqwest REST
 //! transport — the same [`Api`] the worker runs, so self-hosters get the same answers.
 
+pub mod metrics;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -51,6 +53,7 @@ struct ServeState {
     trust_forwarded: bool,
     /// Forwards gateway-mode requests to `EDGECOUNT_ORIGIN`.
     origin_client: reqwest::Client,
+    metrics: metrics::Metrics,
 }
 
 /// The axum app: every path goes to the shared API.
@@ -61,10 +64,79 @@ pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
             api,
             trust_forwarded,
             origin_client: reqwest::Client::new(),
+            metrics: metrics::Metrics::default(),
         }))
 }
 
+/// `GET /metrics` (serve's own, not the API's): behind the admin token.
+const METRICS_PATH: &str = "/metrics";
+
 async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
+    let path = request.uri().path();
+    let route = metrics::route_of(path, state.api.config().origin.is_some());
+    let mut response = if path == METRICS_PATH {
+        metrics_answer(&state, &request)
+    } else {
+        answer(&state, request).await
+    };
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request(route, status, response.headers(), started.elapsed());
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streaming {
+        // The gauge counts the stream until its body is dropped (the client left or it ended).
+        let open = state.metrics.stream_opened();
+        let body = std::mem::take(response.body_mut()).into_data_stream();
+        *response.body_mut() =
+            Body::from_stream(futures_util::StreamExt::map(body, move |chunk| {
+                let _ = &open;
+                chunk
+            }));
+    }
+    response
+}
+
+fn metrics_answer(state: &ServeState, request: &Request) -> Response {
+    let refuse = |e: ApiError| (e.status, axum::Json(e.body())).into_response();
+    if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+        return refuse(ApiError::method_not_allowed(&[
+            http::Method::GET,
+            http::Method::HEAD,
+        ]));
+    }
+    let Some(expected) = state.api.config().admin_token.as_deref() else {
+        return refuse(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "/metrics needs EDGECOUNT_ADMIN_TOKEN to be configured",
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented,
+        expected.as_bytes(),
+    )) {
+        return refuse(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "admin token required (Authorization: Bearer …)",
+        ));
+    }
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn answer(state: &ServeState, request: Request) -> Response {
     // Absent when the app is driven without a socket (tests with `oneshot`).
     let peer = request
         .extensions()
@@ -124,12 +196,12 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
 /// The files of `web/`, embedded in the binary so `edgecount serve` is one file to deploy.
 fn embedded(file: &str) -> Option<&'static [u8]> {
     Some(match file {
-        "index.html" => include_bytes!("../web/index.html"),
-        "dashboard.js" => include_bytes!("../web/dashboard.js"),
-        "dashboard.css" => include_bytes!("../web/dashboard.css"),
-        "favicon.svg" => include_bytes!("../web/favicon.svg"),
-        "embed.js" => include_bytes!("../web/embed.js"),
-        "openapi.json" => include_bytes!("../web/openapi.json"),
+        "index.html" => include_bytes!("../../web/index.html"),
+        "dashboard.js" => include_bytes!("../../web/dashboard.js"),
+        "dashboard.css" => include_bytes!("../../web/dashboard.css"),
+        "favicon.svg" => include_bytes!("../../web/favicon.svg"),
+        "embed.js" => include_bytes!("../../web/embed.js"),
+        "openapi.json" => include_bytes!("../../web/openapi.json"),
         _ => return None,
     })
 }

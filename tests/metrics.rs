@@ -1,13 +1,13 @@
-//! `GET /metrics` on the proxy binary: behind the token, parseable by a Prometheus text parser
-//! that is not ours (`prometheus-parse`), and every figure moves by exactly what the traffic
-//! between two scrapes did.
+//! `GET /metrics` on the proxy and on `edgecount serve` (the binaries): behind their tokens,
+//! parseable by a Prometheus text parser that is not ours (`prometheus-parse`), and every figure
+//! moves by exactly what the traffic between two scrapes did.
 
 mod support;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use support::proxy::spawn_proxy;
+use support::proxy::{spawn_proxy, spawn_serve};
 use support::RedisServer;
 
 const TOKEN: &str = "metrics-test-token";
@@ -17,9 +17,13 @@ struct Scrape(Vec<prometheus_parse::Sample>);
 
 impl Scrape {
     async fn take(http: &reqwest::Client, base: &str) -> Scrape {
+        Scrape::take_with(http, base, TOKEN).await
+    }
+
+    async fn take_with(http: &reqwest::Client, base: &str, token: &str) -> Scrape {
         let response = http
             .get(format!("{base}/metrics"))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
@@ -209,4 +213,162 @@ async fn metrics_are_authenticated_parseable_and_move_with_traffic() {
         ),
         1.0
     );
+}
+
+const ADMIN_TOKEN: &str = "metrics-admin-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_counts_requests_decisions_and_live_streams() {
+    let redis = RedisServer::start();
+    let proxy = spawn_proxy(&redis, TOKEN);
+    let serve = spawn_serve(
+        proxy.url(),
+        TOKEN,
+        &[
+            ("EDGECOUNT_ADMIN_TOKEN", ADMIN_TOKEN),
+            (
+                "EDGECOUNT_RATE_LIMITS",
+                "api=fixed:3/1h; soft=fixed:1/1h shadow",
+            ),
+        ],
+    );
+    let base = serve.url().to_owned();
+    let http = reqwest::Client::builder()
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    let anonymous = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let rest_token = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest_token.status(), StatusCode::UNAUTHORIZED);
+
+    let take = || Scrape::take_with(&http, &base, ADMIN_TOKEN);
+    let before = take().await;
+    for _ in 0..4 {
+        let hit = http
+            .post(format!("{base}/hit/docs/home"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hit.status(), 200);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let decision = http
+            .post(format!("{base}/limit/api/user-1"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(decision.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // A shadow policy over its limit: allowed, reason shadow.
+    for _ in 0..2 {
+        let decision = http
+            .post(format!("{base}/limit/soft/user-2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(decision.status(), 200);
+    }
+    let deny = http
+        .put(format!("{base}/deny/user:bad"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deny.status(), 200);
+    let denied = http
+        .post(format!("{base}/limit/api/user:bad"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let unknown = http
+        .get(format!("{base}/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let stream = http
+        .get(format!("{base}/stream/docs/home"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let during = take().await;
+    assert_eq!(during.value("edgecount_live_streams", &[]), 1.0);
+    drop(stream);
+
+    let after = take().await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    let requests = "edgecount_requests_total";
+    assert_eq!(moved(requests, &[("route", "hit"), ("status", "200")]), 4.0);
+    assert_eq!(
+        moved(requests, &[("route", "limit"), ("status", "200")]),
+        5.0
+    );
+    assert_eq!(
+        moved(requests, &[("route", "limit"), ("status", "429")]),
+        2.0
+    );
+    assert_eq!(
+        moved(requests, &[("route", "limit"), ("status", "403")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("route", "deny"), ("status", "200")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("route", "other"), ("status", "404")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("route", "stream"), ("status", "200")]),
+        1.0
+    );
+    assert_eq!(
+        moved(requests, &[("route", "metrics"), ("status", "200")]),
+        2.0
+    );
+    let decisions = "edgecount_rate_decisions_total";
+    assert_eq!(
+        moved(decisions, &[("policy", "api"), ("reason", "limit")]),
+        5.0
+    );
+    assert_eq!(
+        moved(decisions, &[("policy", "soft"), ("reason", "shadow")]),
+        1.0
+    );
+    assert_eq!(
+        moved(decisions, &[("policy", "soft"), ("reason", "limit")]),
+        1.0
+    );
+    assert_eq!(moved(decisions, &[("reason", "deny")]), 1.0);
+    let latency = "edgecount_request_duration_seconds";
+    assert_eq!(
+        moved(&format!("{latency}_count"), &[("route", "limit")]),
+        8.0
+    );
+
+    let mut streams = after.value("edgecount_live_streams", &[]);
+    for _ in 0..100 {
+        if streams == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        streams = take().await.value("edgecount_live_streams", &[]);
+    }
+    assert_eq!(streams, 0.0, "the stream's end reaches the gauge");
 }
