@@ -369,7 +369,10 @@ pub fn app(state: ProxyState) -> Router {
 
 /// Like [`app`], sharing a state the caller keeps (to begin shutdown).
 pub fn app_with(state: Arc<ProxyState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .fallback(handle)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
 }
 
 async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Response {

@@ -66,6 +66,7 @@ pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
             origin_client: reqwest::Client::new(),
             metrics: metrics::Metrics::default(),
         }))
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
 }
 
 /// `GET /metrics` (serve's own, not the API's): behind the admin token.
