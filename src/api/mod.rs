@@ -178,7 +178,8 @@ impl<S: Store> Api<S> {
             };
             // The callback is part of the request: checked before the route runs, so a refused
             // request has changed nothing.
-            match unique_parameters(&call.query).and_then(|()| jsonp_callback(&call)) {
+            let allowed = &self.config.allowed_origins;
+            match unique_parameters(&call.query).and_then(|()| jsonp_callback(&call, allowed)) {
                 Err(e) => refuse(e),
                 Ok(callback) => {
                     let routed = if Asset::at(request.path()).is_some() {
@@ -392,19 +393,46 @@ fn unique_parameters(query: &[(String, String)]) -> Result<(), ApiError> {
 }
 
 /// `?callback=` of a `GET` (JSONP), validated; other methods answer plain JSON.
-fn jsonp_callback<'a>(call: &'a Call<'_>) -> Result<Option<&'a str>, ApiError> {
+/// With an allow-list, a JSONP answer (which a `<script>` of any site can load: CORS does not
+/// apply to it) goes only to the sites the list names, known by `Origin` or else by `Referer`; a
+/// request that says neither is refused too (`Referrer-Policy: no-referrer` sites can use `fetch`
+/// with CORS instead).
+fn jsonp_callback<'a>(
+    call: &'a Call<'_>,
+    allowed: &AllowedOrigins,
+) -> Result<Option<&'a str>, ApiError> {
     match call.query("callback") {
         Some(callback) if call.method == Method::GET => {
-            if response::valid_callback(callback) {
-                Ok(Some(callback))
-            } else {
-                Err(ApiError::bad_request(
+            if !response::valid_callback(callback) {
+                return Err(ApiError::bad_request(
                     "callback must be a JavaScript identifier",
-                ))
+                ));
             }
+            if let AllowedOrigins::List(_) = allowed {
+                let site = call
+                    .header("origin")
+                    .or_else(|| call.header("referer").and_then(referer_origin));
+                if allowed.allow(site).is_none() {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "JSONP is answered only for the sites EDGECOUNT_ALLOWED_ORIGINS lists \
+                         (by Origin or Referer)",
+                    ));
+                }
+            }
+            Ok(Some(callback))
         }
         _ => Ok(None),
     }
+}
+
+/// `https://site.example:8443/page?x` → `https://site.example:8443`.
+fn referer_origin(referer: &str) -> Option<&str> {
+    let authority = referer.find("://")? + 3;
+    let end = referer[authority..]
+        .find(['/', '?', '#'])
+        .map_or(referer.len(), |i| authority + i);
+    Some(&referer[..end])
 }
 
 /// Headers a browser script may read from our answers.
@@ -446,4 +474,23 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_referer_gives_its_origin() {
+        assert_eq!(
+            referer_origin("https://my.site/blog/post?x=1"),
+            Some("https://my.site")
+        );
+        assert_eq!(
+            referer_origin("http://my.site:8443?x"),
+            Some("http://my.site:8443")
+        );
+        assert_eq!(referer_origin("https://my.site"), Some("https://my.site"));
+        assert_eq!(referer_origin("my.site/page"), None);
+    }
 }

@@ -639,8 +639,11 @@ pub async fn cors_preflight_and_jsonp(kind: Kind) {
     let (_, headers, _) = send(edge.get("/no/such/route")).await;
     assert!(varies_on_origin(&headers), "{headers:?}");
 
+    // JSONP escapes CORS (any site's <script> loads it), so with an allow-list only the listed
+    // sites get it, known by Referer (a classic script sends no Origin).
     let response = edge
         .get("/get/blog/home?callback=show.count")
+        .header("referer", "https://my.site/blog/home")
         .send()
         .await
         .unwrap();
@@ -652,8 +655,24 @@ pub async fn cors_preflight_and_jsonp(kind: Kind) {
         response.text().await.unwrap(),
         r#"/**/show.count({"value":2});"#
     );
-    let (status, _, _) = send(edge.get("/get/blog/home?callback=alert(1)")).await;
+    let (status, _, _) = send(
+        edge.get("/get/blog/home?callback=alert(1)")
+            .header("referer", "https://my.site/"),
+    )
+    .await;
     assert_eq!(status, 400);
+    for referer in [Some("https://evil.example/page"), None] {
+        // A counting JSONP request from elsewhere is refused before it counts.
+        let mut request = edge.get("/hit/blog/home?callback=show.count");
+        if let Some(referer) = referer {
+            request = request.header("referer", referer);
+        }
+        let (status, _, body) = send(request).await;
+        assert_eq!(status, 403, "{referer:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("JSONP"), "{body}");
+    }
+    let (_, _, body) = send(edge.get("/get/blog/home")).await;
+    assert_eq!(body["value"], 2, "refused JSONP requests counted nothing");
 }
 
 pub async fn abuse_limit_stops_one_client_inflating_a_counter(kind: Kind) {
