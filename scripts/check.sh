@@ -11,8 +11,9 @@ cd "$ROOT"
 
 step() { printf '\n[check] %s\n' "$*"; }
 
-step "cargo fmt --check"
+step "cargo fmt --check (and the fuzz targets' own workspace)"
 cargo fmt --all --check
+cargo fmt --all --check --manifest-path fuzz/Cargo.toml
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings

@@ -11,7 +11,8 @@
 #           webdis + wrk (scripts/bench.sh), curl (dev.sh examples, health checks), bc (build-worker.sh),
 #           the linter for our scripts (check.sh runs it: package shellcheck), chromium (tests/browser)
 #   rustup: rustfmt, clippy, the wasm32-unknown-unknown target (the edge worker)
-#   cargo:  worker-build 0.8.7, wasm-bindgen-cli at exactly the version Cargo.lock resolves
+#   cargo:  worker-build 0.8.7, wasm-bindgen-cli at exactly the version Cargo.lock resolves,
+#           cargo-fuzz (scripts/fuzz.sh) with the nightly toolchain it needs (rustup)
 #   npm:    `npm ci` from package-lock.json (workerd, wrangler, @upstash/redis for client tests...)
 #   python: ./.venv with tests/clients/python/requirements.txt (upstash-redis, pytest)
 set -euo pipefail
@@ -22,6 +23,7 @@ cd "$ROOT"
 source "$ROOT/scripts/lib/cargo-lock.sh"
 
 WORKER_BUILD_VERSION="0.8.7"
+CARGO_FUZZ_VERSION="0.13.2"
 APT_PACKAGES=(redis-server redis-tools webdis wrk curl bc shellcheck chromium)
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -118,6 +120,20 @@ ensure_wasm_tools() {
   log "wasm tools: ok (worker-build $WORKER_BUILD_VERSION, wasm-bindgen ${wbg:-none})"
 }
 
+# cargo fuzz builds with nightly-only flags (sanitizers); the project itself builds on stable.
+ensure_fuzz_tools() {
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    log "rustup: installing the nightly toolchain (cargo fuzz)"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if [[ "$(cargo fuzz --version 2>/dev/null || true)" != *"$CARGO_FUZZ_VERSION"* ]]; then
+    log "cargo: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force ||
+      cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --force
+  fi
+  log "fuzz tools: ok (nightly, cargo-fuzz $CARGO_FUZZ_VERSION)"
+}
+
 hash_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # `npm ci` wipes and reinstalls node_modules, so run it only when node_modules is missing or was
@@ -164,6 +180,7 @@ main() {
   ensure_apt_packages "${APT_PACKAGES[@]}"
   ensure_rust
   ensure_wasm_tools
+  ensure_fuzz_tools
   ensure_node_modules
   ensure_python_venv
   log "done"

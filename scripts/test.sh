@@ -3,7 +3,8 @@
 #
 #   setup.sh → check.sh → cargo build → build-worker.sh (when present) → cargo test (all targets,
 #   then doc tests) → official-client suites (node @upstash/redis, python upstash-redis) → real-browser
-#   tests of the dashboard (tests/browser, Debian's chromium)
+#   tests of the dashboard (tests/browser, Debian's chromium) → a bounded fuzzing pass
+#   (scripts/fuzz.sh, EDGECOUNT_FUZZ_SECONDS per target, default 20; 0 skips it)
 #
 # Each client suite starts its own private redis-server (free port, temp dir, never 6379) and the
 # real proxy binary (target/debug/edgecount; `cargo test` builds the binary with the same dev
@@ -121,6 +122,10 @@ count_results() {
       # A failed before() hook cancels the tests under it: those count as failures too.
       f="$(grep -Eo '^(# |ℹ )(fail|cancelled) [0-9]+' "$log" | awk '{s += $NF} END {print s + 0}')"
       ;;
+    fuzz)
+      p="$(grep -Ec '^\[fuzz\] [a-z_]+: ok' "$log" || true)"
+      f="$(grep -Ec '^\[fuzz\] [a-z_]+: FAILED' "$log" || true)"
+      ;;
     pytest)
       local last
       last="$(grep -E '[0-9]+ (passed|failed|error)' "$log" | tail -n 1 || true)"
@@ -184,6 +189,11 @@ main() {
     run_stage python-clients 600 .venv/bin/python -m pytest -q -p no:cacheprovider tests/clients/python ||
       record_failure python-clients
     count_results pytest python-clients
+  fi
+
+  if [[ -z "${EDGECOUNT_ONLY_CLIENTS:-}" && "${EDGECOUNT_FUZZ_SECONDS:-20}" != 0 ]]; then
+    run_stage fuzz 1800 ./scripts/fuzz.sh "${EDGECOUNT_FUZZ_SECONDS:-20}" || record_failure fuzz
+    count_results fuzz fuzz
   fi
 
   local took=$(($(date +%s) - STARTED_AT))
