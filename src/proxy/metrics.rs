@@ -36,7 +36,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint of a request path, as [`super::dispatch`] routes it.
+    /// The endpoint of a request path, as the proxy routes it.
     pub fn of(path: &str) -> Endpoint {
         let trimmed = path.trim_start_matches('/');
         let (first, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
