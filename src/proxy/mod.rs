@@ -248,7 +248,8 @@ pub struct ProxyState {
     max_body: usize,
     heartbeat: Duration,
     sync: AtomicU64,
-    /// REST requests answered, `/_stats` excepted (so a client can count its own round trips).
+    /// REST requests answered, `/_stats` and `/metrics` excepted (so a client can count its own
+    /// round trips while being watched).
     requests: AtomicU64,
     shutdown: watch::Sender<bool>,
     /// Original → rewritten sha of scripts whose shebang lost a flag ([`scripts`]).
@@ -379,7 +380,7 @@ async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Respo
     let started = std::time::Instant::now();
     let sync = state.sync.fetch_add(1, Ordering::Relaxed) + 1;
     let endpoint = metrics::Endpoint::of(request.uri().path());
-    if request.uri().path() != STATS_PATH {
+    if !matches!(request.uri().path(), STATS_PATH | METRICS_PATH) {
         state.requests.fetch_add(1, Ordering::Relaxed);
     }
     let mut response = match dispatch(&state, request).await {
