@@ -21,6 +21,8 @@ pub mod service;
 pub mod store;
 
 #[cfg(not(target_arch = "wasm32"))]
+mod metrics;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod migrate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;

@@ -6,19 +6,17 @@
 //! Recording is a few atomic operations per request (the label sets are small and fixed), so
 //! it stays on in every build.
 
-use std::time::Duration;
-
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The `Content-Type` of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use crate::metrics::{StreamGuard, CONTENT_TYPE};
 
 /// Which REST endpoint a request went to (a small, fixed set: safe as a label).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -124,11 +122,9 @@ impl Default for Metrics {
             "REST requests answered, by endpoint and HTTP status",
             requests.clone(),
         );
-        // 100 µs … ~6.5 s: a loopback INCR is ~0.1–1 ms, a slow Redis hits the upper buckets
-        // before the 10 s reply timeout turns it into a 503.
-        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
-        });
+        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            crate::metrics::latency_histogram,
+        );
         registry.register(
             "request_duration_seconds",
             "Time from the request's arrival to its answer's headers, by endpoint",
@@ -187,25 +183,12 @@ impl Metrics {
 
     /// Counts an event stream as open until the returned guard is dropped.
     pub fn stream_opened(&self) -> StreamGuard {
-        self.streams.inc();
-        StreamGuard(self.streams.clone())
+        StreamGuard::open(&self.streams)
     }
 
     /// The OpenMetrics text of every figure.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
-        text
-    }
-}
-
-/// Held by an open event stream; dropping it (the stream ended) decrements the gauge.
-pub struct StreamGuard(Gauge);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.dec();
+        crate::metrics::render(&self.registry)
     }
 }
 

@@ -10,13 +10,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::{self, Asset};
 
-/// The `Content-Type` of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use crate::metrics::{StreamGuard, CONTENT_TYPE};
 
 /// The route label of a request path: the API's first path segment (`hit`, `limit`, …),
 /// `static` for the embedded files, `metrics`, `gateway` for what gateway mode forwards, or
@@ -77,10 +76,9 @@ impl Default for Metrics {
             "Requests answered, by route and HTTP status",
             requests.clone(),
         );
-        // 100 µs … ~6.5 s: one REST round trip is ~1 ms on loopback, tens of ms to Upstash.
-        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
-        });
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            crate::metrics::latency_histogram,
+        );
         registry.register(
             "request_duration_seconds",
             "Time from the request's arrival to its answer's headers, by route",
@@ -145,25 +143,12 @@ impl Metrics {
 
     /// Counts a live stream as open until the returned guard is dropped.
     pub fn stream_opened(&self) -> StreamGuard {
-        self.streams.inc();
-        StreamGuard(self.streams.clone())
+        StreamGuard::open(&self.streams)
     }
 
     /// The OpenMetrics text of every figure.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
-        text
-    }
-}
-
-/// Held by an open live stream's body; dropping it (the stream ended) decrements the gauge.
-pub struct StreamGuard(Gauge);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.dec();
+        crate::metrics::render(&self.registry)
     }
 }
 
