@@ -38,3 +38,26 @@ impl Drop for StreamGuard {
         self.0.dec();
     }
 }
+
+/// `--metrics-listen`: `GET /metrics` alone, without a token, on an address of its own (keep it
+/// private: loopback or an internal network), until the process exits.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    use axum::response::IntoResponse;
+    let scrape = move || {
+        let render = render.clone();
+        async move { ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], render()) }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .fallback(|| async {
+            (
+                http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": "only GET /metrics is served here"})),
+            )
+                .into_response()
+        });
+    axum::serve(listener, app).await
+}

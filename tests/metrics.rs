@@ -372,3 +372,76 @@ async fn serve_counts_requests_decisions_and_live_streams() {
     }
     assert_eq!(streams, 0.0, "the stream's end reaches the gauge");
 }
+
+/// The `… metrics on URL` line a process printed (its stdout is in its log).
+async fn metrics_url(process: &support::proxy::ProxyProcess) -> String {
+    for _ in 0..100 {
+        if let Some(url) = process.log().lines().find_map(|line| {
+            line.split_once(" metrics on ")
+                .map(|(_, url)| url.trim().to_owned())
+        }) {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no metrics address printed:\n{}", process.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_metrics_address_needs_no_token_and_serves_nothing_else() {
+    let redis = RedisServer::start();
+    let proxy = support::proxy::spawn_proxy_with(
+        &[redis.url()],
+        TOKEN,
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let serve = spawn_serve(
+        proxy.url(),
+        TOKEN,
+        &[
+            ("EDGECOUNT_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("EDGECOUNT_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let http = reqwest::Client::builder()
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let hit = http
+        .post(format!("{}/hit/docs/home", serve.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hit.status(), StatusCode::OK);
+
+    for (process, figure, labels) in [
+        (
+            &proxy,
+            "edgecount_proxy_requests_total",
+            ("endpoint", "command"),
+        ),
+        (&serve, "edgecount_requests_total", ("route", "hit")),
+    ] {
+        let url = metrics_url(process).await;
+        assert!(url.ends_with("/metrics"), "{url}");
+        let answer = http.get(&url).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let text = answer.text().await.unwrap();
+        let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("a Prometheus text parser reads it");
+        let moved = parsed
+            .samples
+            .iter()
+            .any(|s| s.metric == figure && s.labels.get(labels.0) == Some(labels.1));
+        assert!(moved, "{figure} with {labels:?} in:\n{text}");
+        // Nothing but /metrics there: not the API, not Redis.
+        let other = http
+            .get(url.replace("/metrics", "/get/docs/home"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    }
+}

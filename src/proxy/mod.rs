@@ -138,6 +138,9 @@ pub struct ProxyArgs {
     /// SWAPDB, CLUSTER MEET, …), refused by default. Never for the read-only token.
     #[arg(long, env = "EDGECOUNT_ALLOW_ADMIN_COMMANDS")]
     pub allow_admin_commands: bool,
+    /// Also serve `GET /metrics` without a token on this address (keep it private).
+    #[arg(long, env = "EDGECOUNT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Tokens never reach a log line, not even through `{:?}`.
@@ -166,6 +169,7 @@ impl fmt::Debug for ProxyArgs {
             .field("sse_heartbeat_ms", &self.sse_heartbeat_ms)
             .field("threads", &self.threads)
             .field("allow_admin_commands", &self.allow_admin_commands)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -212,6 +216,7 @@ impl ProxyArgs {
             sse_heartbeat_ms: 1000,
             threads: None,
             allow_admin_commands: false,
+            metrics_listen: None,
         }
     }
 
@@ -701,6 +706,17 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
             "--allow-admin-commands is on: whoever holds the token can administer Redis \
              (SHUTDOWN, CONFIG, REPLICAOF, ACL, MIGRATE, …)"
         );
+    }
+    if let Some(metrics_addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+        println!(
+            "edgecount proxy metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let state = state.clone();
+        tokio::spawn(crate::metrics::serve_on(listener, move || {
+            state.metrics.render()
+        }));
     }
     let shutdown_state = state.clone();
     let mut stopping = state.shutdown.subscribe();

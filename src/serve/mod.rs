@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
     #[arg(long, env = "EDGECOUNT_TRUST_FORWARDED")]
     pub trust_forwarded: bool,
+    /// Also serve `GET /metrics` without a token on this address (keep it private).
+    #[arg(long, env = "EDGECOUNT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The REST token never reaches a log line, not even through `{:?}`; the URL loses any password.
@@ -44,6 +47,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("rest_url", &redact_url(&self.rest_url))
             .field("rest_token", &"<redacted>")
             .field("trust_forwarded", &self.trust_forwarded)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -53,18 +57,27 @@ struct ServeState {
     trust_forwarded: bool,
     /// Forwards gateway-mode requests to `EDGECOUNT_ORIGIN`.
     origin_client: reqwest::Client,
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// The axum app: every path goes to the shared API.
 pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
+    app_with(api, trust_forwarded, Arc::default())
+}
+
+/// Like [`app`], with figures the caller also reads (`--metrics-listen`).
+fn app_with(
+    api: Api<NativeRestStore>,
+    trust_forwarded: bool,
+    metrics: Arc<metrics::Metrics>,
+) -> Router {
     Router::new()
         .fallback(handle)
         .with_state(Arc::new(ServeState {
             api,
             trust_forwarded,
             origin_client: reqwest::Client::new(),
-            metrics: metrics::Metrics::default(),
+            metrics,
         }))
         .layer(axum::middleware::from_fn(crate::request_id::layer))
 }
@@ -312,9 +325,20 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
     tracing::info!(%addr, rest_url = %redact_url(&args.rest_url), "serving the counter API");
+    let figures = Arc::new(metrics::Metrics::default());
+    if let Some(metrics_addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+        println!(
+            "edgecount serve metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let figures = figures.clone();
+        tokio::spawn(crate::metrics::serve_on(listener, move || figures.render()));
+    }
     axum::serve(
         listener,
-        app(api, args.trust_forwarded).into_make_service_with_connect_info::<SocketAddr>(),
+        app_with(api, args.trust_forwarded, figures)
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(crate::shutdown::signal())
     .await?;

@@ -70,6 +70,7 @@ const OWN_VARIABLES: &[&str] = &[
     "EDGECOUNT_GATEWAY_KEY",
     "EDGECOUNT_ORIGIN",
     "EDGECOUNT_TRUST_FORWARDED",
+    "EDGECOUNT_METRICS_LISTEN",
 ];
 
 /// `edgecount <subcommand> --listen 127.0.0.1:0 <args>` in its own process group, its URL read
