@@ -46,42 +46,10 @@ GROUPS_STARTED=()
 log() { printf '[soak] %s\n' "$*" >&2; }
 die() { printf '[soak] error: %s\n' "$*" >&2; exit 1; }
 
-cleanup() {
-  local status=$? pgid
-  trap - EXIT INT TERM
-  for pgid in "${GROUPS_STARTED[@]+"${GROUPS_STARTED[@]}"}"; do
-    kill -TERM -- "-$pgid" 2>/dev/null || true
-  done
-  sleep 0.3
-  for pgid in "${GROUPS_STARTED[@]+"${GROUPS_STARTED[@]}"}"; do
-    kill -KILL -- "-$pgid" 2>/dev/null || true
-  done
-  rm -rf "$WORK_DIR"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=scripts/lib/process-groups.sh
+source "$ROOT/scripts/lib/process-groups.sh"
 
-# start_group NAME CMD… → in its own session (pid = group id), output to $WORK_DIR/NAME.log.
-start_group() {
-  local name="$1"
-  shift
-  setsid "$@" </dev/null >"$WORK_DIR/$name.log" 2>&1 &
-  LAST_PID=$!
-  GROUPS_STARTED+=("$LAST_PID")
-}
-
-free_port() {
-  local port n
-  for ((n = 0; n < 100; n++)); do
-    port=$((20000 + RANDOM % 12000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-  die "no free port found"
-}
-
-# wait_line NAME PATTERN → the first URL on the log line matching PATTERN (20 s at most).
+# wait_url NAME PATTERN → the first URL on the log line matching PATTERN (20 s at most).
 wait_url() {
   local name="$1" pattern="$2" n
   for ((n = 0; n < 200; n++)); do
