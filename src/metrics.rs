@@ -39,9 +39,24 @@ impl Drop for StreamGuard {
     }
 }
 
-/// `--metrics-listen`: `GET /metrics` alone, without a token, on an address of its own (keep it
-/// private: loopback or an internal network), until the process exits.
-pub async fn serve_on(
+/// `--metrics-listen`: binds `addr`, says where on stdout (`edgecount <server> metrics on URL`)
+/// and serves `GET /metrics` alone there, without a token, until the process exits (keep the
+/// address private: loopback or an internal network).
+pub async fn listen(
+    addr: std::net::SocketAddr,
+    server: &str,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!(
+        "edgecount {server} metrics on http://{}/metrics",
+        listener.local_addr()?
+    );
+    tokio::spawn(serve_on(listener, render));
+    Ok(())
+}
+
+async fn serve_on(
     listener: tokio::net::TcpListener,
     render: impl Fn() -> String + Clone + Send + Sync + 'static,
 ) -> std::io::Result<()> {

@@ -708,15 +708,8 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
         );
     }
     if let Some(metrics_addr) = args.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
-        println!(
-            "edgecount proxy metrics on http://{}/metrics",
-            listener.local_addr()?
-        );
         let state = state.clone();
-        tokio::spawn(crate::metrics::serve_on(listener, move || {
-            state.metrics.render()
-        }));
+        crate::metrics::listen(metrics_addr, "proxy", move || state.metrics.render()).await?;
     }
     let shutdown_state = state.clone();
     let mut stopping = state.shutdown.subscribe();

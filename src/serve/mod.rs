@@ -327,13 +327,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(%addr, rest_url = %redact_url(&args.rest_url), "serving the counter API");
     let figures = Arc::new(metrics::Metrics::default());
     if let Some(metrics_addr) = args.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
-        println!(
-            "edgecount serve metrics on http://{}/metrics",
-            listener.local_addr()?
-        );
         let figures = figures.clone();
-        tokio::spawn(crate::metrics::serve_on(listener, move || figures.render()));
+        crate::metrics::listen(metrics_addr, "serve", move || figures.render()).await?;
     }
     axum::serve(
         listener,
