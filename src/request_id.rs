@@ -1,6 +1,8 @@
 //! `X-Request-Id` for the native servers (proxy and serve): the client's id when it sent a sane
 //! one, else a fresh one; echoed on the answer, and every log line written while the request is
-//! handled carries it (a `request{id=…}` span).
+//! handled carries it (a `request{id=…}` span). While a request is handled its id is also
+//! [`current`], so `edgecount serve` passes it on to the REST endpoint and one id follows a hit
+//! through serve and the proxy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -12,6 +14,15 @@ use http::{HeaderName, HeaderValue};
 use tracing::Instrument;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static CURRENT: HeaderValue;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current() -> Option<HeaderValue> {
+    CURRENT.try_with(HeaderValue::clone).ok()
+}
 
 /// Longest client id kept; a longer one (or one with other characters than
 /// [`is_sane`] allows) is replaced, so an id cannot flood or forge log lines.
@@ -52,7 +63,9 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), id.clone());
     let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = CURRENT
+        .scope(id.clone(), next.run(request).instrument(span))
+        .await;
     response.headers_mut().insert(X_REQUEST_ID.clone(), id);
     response
 }

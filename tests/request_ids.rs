@@ -1,11 +1,12 @@
 //! `X-Request-Id` on the proxy and `edgecount serve` (the binaries): a sane client id is kept and
-//! echoed, others are replaced by fresh ones, and the log lines a request causes carry its id.
+//! echoed, others are replaced by fresh ones, and the log lines a request causes carry its id —
+//! serve passes its id on to the REST endpoint, so one id follows a hit through both.
 
 mod support;
 
 use std::time::Duration;
 
-use support::proxy::{spawn_proxy, spawn_serve, ProxyProcess};
+use support::proxy::{spawn_proxy, spawn_proxy_with, spawn_serve, ProxyProcess};
 use support::RedisServer;
 
 const TOKEN: &str = "request-id-token";
@@ -84,7 +85,8 @@ async fn the_proxy_keeps_echoes_and_logs_request_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_keeps_echoes_and_logs_request_ids() {
     let redis = RedisServer::start();
-    let proxy = spawn_proxy(&redis, TOKEN);
+    // At debug level the proxy logs every request it is sent.
+    let proxy = spawn_proxy_with(&[redis.url()], TOKEN, &[], &[("RUST_LOG", "debug")]);
     // Gateway mode towards a port nothing listens on: forwarding fails and is logged.
     let serve = spawn_serve(
         proxy.url(),
@@ -103,6 +105,20 @@ async fn serve_keeps_echoes_and_logs_request_ids() {
     assert_eq!((status, id.as_str()), (404, "page-view-9"));
     let (_, fresh) = id_of(http.get(format!("{}/healthz", serve.url()))).await;
     assert!(is_fresh(&fresh), "{fresh}");
+
+    // The REST request serve makes for a request goes out under that request's id.
+    let (status, _) = id_of(
+        http.post(format!("{}/hit/docs/home", serve.url()))
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Firefox/133.0",
+            )
+            .header("x-request-id", "hop-to-proxy-3"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let line = log_line_with(&proxy, ["hop-to-proxy-3", "method=POST"]).await;
+    assert!(line.contains("request{id=hop-to-proxy-3}"), "{line}");
 
     let (status, _) = id_of(
         http.get(format!("{}/some/page", serve.url()))

@@ -33,6 +33,10 @@ impl ReqwestTransport {
         for (name, value) in request.headers {
             builder = builder.header(name, value);
         }
+        // Inside a request of `edgecount serve`: the REST endpoint logs under the same id.
+        if let Some(id) = crate::request_id::current() {
+            builder = builder.header(&crate::request_id::X_REQUEST_ID, id);
+        }
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
