@@ -2,14 +2,21 @@
 //! connections, or a Redis Cluster through the redis crate's async cluster client. The handlers
 //! only see [`Backend`].
 //!
+//! Two options add commands behind a request's own, on the same connection and in the same
+//! round trip: with `--replica-url`, `ROLE` (the primary's replication offset, which becomes the
+//! answer's sync token, see [`super::replicas`]) and reads go to replicas; with
+//! `--durable-writes`, `WAIT` (the write is confirmed by that many replicas before it is
+//! acknowledged). Without them a request is sent exactly as before.
+//!
 //! Every connection speaks RESP2 whatever the URL says (floats stay strings, HGETALL stays a flat
 //! array). Each operation is bounded by the response timeout; a refused or dropped connection
 //! surfaces at once as [`ProxyError::Unavailable`] (503) and the connection manager reconnects on
 //! the next request, so the proxy heals by itself when Redis comes back.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster::ClusterClientBuilder;
@@ -18,6 +25,7 @@ use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, 
 use tokio::sync::OnceCell;
 
 use super::error::ProxyError;
+use super::replicas::{self, Freshness};
 
 /// The text Redis sends when EXEC finds a transaction spoiled at queue time.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -31,6 +39,122 @@ pub struct BackendConfig {
     pub connections: usize,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Replicas of a standalone primary that serve reads (read-your-writes by sync token).
+    pub replica_urls: Vec<String>,
+    pub durable_writes: Option<DurableWrites>,
+}
+
+/// `--durable-writes N[/MS]`: a write is acknowledged only once `replicas` replicas have it
+/// (Redis `WAIT`, at most `timeout`); else the client gets a 503 saying so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableWrites {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+impl std::str::FromStr for DurableWrites {
+    type Err = String;
+
+    /// `N` or `N/MS` (default 1000 ms).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (n, ms) = s.split_once('/').unwrap_or((s, "1000"));
+        let replicas = n
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{n:?}: the number of replicas must be a whole number ≥ 1"))?;
+        let ms = ms
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms > 0)
+            .ok_or_else(|| format!("{ms:?}: the timeout must be a whole number of ms ≥ 1"))?;
+        Ok(DurableWrites {
+            replicas,
+            timeout: Duration::from_millis(ms),
+        })
+    }
+}
+
+/// What a request does, which decides where it may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Only commands a replica can answer ([`super::commands::reads_from_replica`]), with what
+    /// the client's sync token asks of the data.
+    Read(Freshness),
+    /// Anything else: the primary.
+    Write,
+}
+
+/// How a read that could have gone to a replica was served (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadOutcome {
+    /// A replica answered.
+    Replica,
+    /// The replica asked had not caught up with the token (or lost its primary): the primary
+    /// answered.
+    Behind,
+    /// The replica asked failed or timed out: the primary answered (that replica is skipped for
+    /// a second).
+    ReplicaFailed,
+}
+
+/// Replies to a request, with where it stands in the primary's replication stream (with
+/// replicas: its sync token) and how a read was served.
+#[derive(Debug)]
+pub struct Served<T> {
+    pub value: T,
+    pub offset: Option<u64>,
+    pub read: Option<ReadOutcome>,
+}
+
+impl<T> Served<T> {
+    fn plain(value: T) -> Served<T> {
+        Served {
+            value,
+            offset: None,
+            read: None,
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Served<U> {
+        Served {
+            value: f(self.value),
+            offset: self.offset,
+            read: self.read,
+        }
+    }
+}
+
+fn push_wait(pipe: &mut Pipeline, durable: DurableWrites) {
+    pipe.cmd("WAIT")
+        .arg(durable.replicas)
+        .arg(durable.timeout.as_millis() as u64);
+}
+
+/// `WAIT`'s reply: enough replicas have the write, or the client hears that they do not.
+fn confirm_durable(reply: Option<Value>, durable: DurableWrites) -> Result<(), ProxyError> {
+    match reply {
+        Some(Value::Int(acked)) if acked >= i64::from(durable.replicas) => Ok(()),
+        Some(Value::Int(acked)) => Err(ProxyError::Unavailable(format!(
+            "ERR written on the primary, but only {acked} of the {} replicas --durable-writes asks for confirmed it within {} ms: it may be lost if the primary fails now",
+            durable.replicas,
+            durable.timeout.as_millis()
+        ))),
+        other => Err(ProxyError::Unavailable(format!(
+            "ERR the write could not be confirmed by replicas (WAIT answered {other:?})"
+        ))),
+    }
+}
+
+/// How long a replica that failed is left alone.
+const REPLICA_BACKOFF: Duration = Duration::from_secs(1);
+
+struct Replica {
+    conn: ConnectionManager,
+    /// Milliseconds since [`Inner::epoch`] before which this replica is not asked.
+    skip_until_ms: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -44,6 +168,10 @@ struct Inner {
     client: redis::Client,
     connect_timeout: Duration,
     response_timeout: Duration,
+    replicas: Vec<Replica>,
+    next_replica: AtomicUsize,
+    durable_writes: Option<DurableWrites>,
+    epoch: Instant,
 }
 
 enum Kind {
@@ -93,7 +221,31 @@ impl Backend {
             redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis URL"))
         })?;
         let client = redis::Client::open(resp2_info(first)?)?;
-        let kind = if config.cluster || config.urls.len() > 1 {
+        let clustered = config.cluster || config.urls.len() > 1;
+        if clustered && !config.replica_urls.is_empty() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "replica URLs are for a standalone primary; a Redis Cluster has its own replicas",
+            )));
+        }
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            // `Backend::bounded` times every operation; one timer per request is enough.
+            .set_response_timeout(None)
+            // Fail fast while Redis is down; the next request tries again.
+            .set_number_of_retries(0);
+        let replicas = config
+            .replica_urls
+            .iter()
+            .map(|url| {
+                let client = redis::Client::open(resp2_info(url)?)?;
+                Ok(Replica {
+                    conn: ConnectionManager::new_lazy_with_config(client, manager_config.clone())?,
+                    skip_until_ms: AtomicU64::new(0),
+                })
+            })
+            .collect::<Result<Vec<_>, redis::RedisError>>()?;
+        let kind = if clustered {
             let infos = config
                 .urls
                 .iter()
@@ -110,12 +262,6 @@ impl Backend {
                 conn: OnceCell::new(),
             }
         } else {
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                // `Backend::bounded` times every operation; one timer per request is enough.
-                .set_response_timeout(None)
-                // Fail fast while Redis is down; the next request tries again.
-                .set_number_of_retries(0);
             let conns = (0..config.connections.max(1))
                 .map(|_| {
                     ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
@@ -132,12 +278,26 @@ impl Backend {
                 client,
                 connect_timeout: config.connect_timeout,
                 response_timeout: config.response_timeout,
+                replicas,
+                next_replica: AtomicUsize::new(0),
+                durable_writes: config.durable_writes,
+                epoch: Instant::now(),
             }),
         })
     }
 
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.kind, Kind::Cluster { .. })
+    }
+
+    /// Whether reads may go to replicas (and answers carry replication offsets as sync tokens).
+    pub fn has_replicas(&self) -> bool {
+        !self.inner.replicas.is_empty()
+    }
+
+    /// Whether requests carry `ROLE` or `WAIT` behind their commands.
+    pub fn adds_commands(&self) -> bool {
+        self.has_replicas() || self.inner.durable_writes.is_some()
     }
 
     fn manager(&self) -> Option<ConnectionManager> {
@@ -169,7 +329,16 @@ impl Backend {
         &self,
         fut: impl std::future::Future<Output = Result<T, ProxyError>>,
     ) -> Result<T, ProxyError> {
-        let limit = self.inner.response_timeout + self.inner.connect_timeout;
+        self.bounded_plus(Duration::ZERO, fut).await
+    }
+
+    /// Like [`Self::bounded`], allowing `extra` on top (a `WAIT`'s own timeout).
+    async fn bounded_plus<T>(
+        &self,
+        extra: Duration,
+        fut: impl std::future::Future<Output = Result<T, ProxyError>>,
+    ) -> Result<T, ProxyError> {
+        let limit = self.inner.response_timeout + self.inner.connect_timeout + extra;
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => Err(ProxyError::Unavailable(format!(
@@ -180,7 +349,11 @@ impl Backend {
     }
 
     /// One command; error replies come back as `Value::ServerError`.
-    pub async fn query(&self, cmd: &Cmd) -> Result<Value, ProxyError> {
+    pub async fn query(&self, cmd: &Cmd, intent: Intent) -> Result<Served<Value>, ProxyError> {
+        if self.adds_commands() {
+            let served = self.exchange(std::slice::from_ref(cmd), intent).await?;
+            return Ok(served.map(|values| values.into_iter().next().unwrap_or(Value::Nil)));
+        }
         self.bounded(async {
             match self.manager() {
                 Some(mut conn) => entry_or_fail(conn.send_packed_command(cmd).await),
@@ -193,12 +366,21 @@ impl Backend {
             }
         })
         .await
+        .map(Served::plain)
     }
 
     /// Several commands in order, not atomic; one value (or error reply) per command.
-    pub async fn pipeline(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, ProxyError> {
+    pub async fn pipeline(
+        &self,
+        cmds: Vec<Cmd>,
+        intent: Intent,
+    ) -> Result<Served<Vec<Value>>, ProxyError> {
         let n = cmds.len();
-        self.bounded(async {
+        if self.adds_commands() && !self.is_cluster() {
+            return self.exchange(&cmds, intent).await;
+        }
+        let durable = self.inner.durable_writes;
+        self.bounded_plus(durable.map_or(Duration::ZERO, |d| d.timeout), async {
             match self.manager() {
                 Some(mut conn) => {
                     let mut pipe = Pipeline::with_capacity(n);
@@ -211,16 +393,31 @@ impl Backend {
                 }
                 None => {
                     // Keys of one pipeline may live on different nodes: route each command on its
-                    // own. All futures are polled in order on the first poll, so commands for one
+                    // own (with durable writes, each write followed by its `WAIT` on its node).
+                    // All futures are polled in order on the first poll, so commands for one
                     // node are queued in request order.
                     let conn = self.cluster().await?;
-                    let results = futures_util::future::join_all(cmds.iter().map(|cmd| {
+                    let results = futures_util::future::join_all(cmds.into_iter().map(|cmd| {
                         let mut conn = conn.clone();
                         async move {
-                            entry_or_fail(
-                                redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd)
-                                    .await,
+                            let wait =
+                                durable.filter(|_| !super::commands::reads_from_replica(&cmd));
+                            let Some(durable) = wait else {
+                                return entry_or_fail(
+                                    redis::aio::ConnectionLike::req_packed_command(&mut conn, &cmd)
+                                        .await,
+                                );
+                            };
+                            let mut pipe = Pipeline::with_capacity(2);
+                            pipe.add_command(cmd);
+                            push_wait(&mut pipe, durable);
+                            let mut replies = redis::aio::ConnectionLike::req_packed_commands(
+                                &mut conn, &pipe, 0, 2,
                             )
+                            .await
+                            .map_err(|e| ProxyError::from_redis(&e))?;
+                            confirm_durable(replies.pop(), durable)?;
+                            Ok(replies.pop().unwrap_or(Value::Nil))
                         }
                     }))
                     .await;
@@ -229,6 +426,137 @@ impl Backend {
             }
         })
         .await
+        .map(Served::plain)
+    }
+
+    /// `cmds` with `ROLE`/`WAIT` as configured: a read from a replica that may answer it, else
+    /// from the primary.
+    async fn exchange(
+        &self,
+        cmds: &[Cmd],
+        intent: Intent,
+    ) -> Result<Served<Vec<Value>>, ProxyError> {
+        let mut read = None;
+        if let Intent::Read(freshness) = intent {
+            match self.ask_replica(cmds, freshness).await {
+                Ok((value, offset)) => {
+                    return Ok(Served {
+                        value,
+                        offset: Some(offset),
+                        read: Some(ReadOutcome::Replica),
+                    })
+                }
+                Err(outcome) => read = outcome,
+            }
+        }
+        let mut pipe = Pipeline::with_capacity(cmds.len() + 2);
+        for cmd in cmds {
+            pipe.add_command(cmd.clone());
+        }
+        let (value, offset) = self
+            .on_primary(pipe, cmds.len(), intent == Intent::Write)
+            .await?;
+        Ok(Served {
+            value,
+            offset,
+            read,
+        })
+    }
+
+    /// Ask one replica (round robin, leaving out any that failed in the last second) for `ROLE`
+    /// and then `cmds`, in one round trip. The replies when the replica may answer; else why not
+    /// (`None`: no replica to ask).
+    async fn ask_replica(
+        &self,
+        cmds: &[Cmd],
+        freshness: Freshness,
+    ) -> Result<(Vec<Value>, u64), Option<ReadOutcome>> {
+        let replicas = &self.inner.replicas;
+        if replicas.is_empty() || freshness == Freshness::PrimaryOnly {
+            return Err(None);
+        }
+        let now_ms = self.inner.epoch.elapsed().as_millis() as u64;
+        let start = self.inner.next_replica.fetch_add(1, Ordering::Relaxed);
+        let replica = (0..replicas.len())
+            .map(|i| &replicas[(start + i) % replicas.len()])
+            .find(|r| r.skip_until_ms.load(Ordering::Relaxed) <= now_ms)
+            .ok_or(None)?;
+        let mut pipe = Pipeline::with_capacity(cmds.len() + 1);
+        pipe.cmd("ROLE");
+        for cmd in cmds {
+            pipe.add_command(cmd.clone());
+        }
+        let mut conn = replica.conn.clone();
+        let replies = self
+            .bounded(async {
+                conn.send_packed_commands(&pipe, 0, cmds.len() + 1)
+                    .await
+                    .map_err(|e| ProxyError::from_redis(&e))
+            })
+            .await;
+        let mut replies = match replies {
+            Ok(replies) => replies,
+            Err(e) => {
+                tracing::warn!(error = %e, "a replica failed; reading from the primary");
+                replica.skip_until_ms.store(
+                    now_ms + REPLICA_BACKOFF.as_millis() as u64,
+                    Ordering::Relaxed,
+                );
+                return Err(Some(ReadOutcome::ReplicaFailed));
+            }
+        };
+        let offset = replies.first().and_then(replicas::replica_offset);
+        match offset {
+            Some(offset) if freshness.satisfied_by(Some(offset)) => {
+                replies.remove(0);
+                Ok((replies, offset))
+            }
+            _ => Err(Some(ReadOutcome::Behind)),
+        }
+    }
+
+    /// `pipe` (whose first `n` commands are the request's) on the primary, followed by `WAIT`
+    /// for a write with durable writes and by `ROLE` with replicas. The request's replies and the
+    /// primary's offset after them.
+    async fn on_primary(
+        &self,
+        mut pipe: Pipeline,
+        n: usize,
+        write: bool,
+    ) -> Result<(Vec<Value>, Option<u64>), ProxyError> {
+        let wait = self.inner.durable_writes.filter(|_| write);
+        if let Some(durable) = wait {
+            push_wait(&mut pipe, durable);
+        }
+        let role = self.has_replicas();
+        if role {
+            pipe.cmd("ROLE");
+        }
+        let count = n + usize::from(wait.is_some()) + usize::from(role);
+        let mut replies = self
+            .bounded_plus(wait.map_or(Duration::ZERO, |d| d.timeout), async {
+                match self.manager() {
+                    Some(mut conn) => conn.send_packed_commands(&pipe, 0, count).await,
+                    None => {
+                        // Routed as a whole to the node owning the first keyed command: `WAIT`
+                        // asks the node that took the write.
+                        let mut conn = self.cluster().await?;
+                        redis::aio::ConnectionLike::req_packed_commands(&mut conn, &pipe, 0, count)
+                            .await
+                    }
+                }
+                .map_err(|e| ProxyError::from_redis(&e))
+            })
+            .await?;
+        let offset = if role {
+            replies.pop().as_ref().and_then(replicas::primary_offset)
+        } else {
+            None
+        };
+        if let Some(durable) = wait {
+            confirm_durable(replies.pop(), durable)?;
+        }
+        Ok((replies, offset))
     }
 
     /// `MULTI`, the commands, `EXEC`, written as one contiguous block on one connection. A
@@ -237,46 +565,62 @@ impl Backend {
     /// connection leaves every transaction as it entered it. Returns EXEC's reply (an array with
     /// inline error replies) or, when the transaction was discarded at queue time, the EXECABORT
     /// error followed by the first queue-time error.
-    pub async fn transaction(&self, cmds: Vec<Cmd>) -> Result<Value, ProxyError> {
+    pub async fn transaction(&self, cmds: Vec<Cmd>) -> Result<Served<Value>, ProxyError> {
         let n = cmds.len();
-        let mut pipe = Pipeline::with_capacity(n + 2);
+        let mut pipe = Pipeline::with_capacity(n + 4);
         pipe.cmd("MULTI");
         for cmd in cmds {
             pipe.add_command(cmd);
         }
         pipe.cmd("EXEC");
-        let replies = self
-            .bounded(async {
-                match self.manager() {
-                    Some(mut conn) => conn.send_packed_commands(&pipe, 0, n + 2).await,
-                    None => {
-                        // Routed as a whole to the node owning the first keyed command; keys on
-                        // other slots fail at queue time (CROSSSLOT) and abort the transaction.
-                        let mut conn = self.cluster().await?;
-                        redis::aio::ConnectionLike::req_packed_commands(&mut conn, &pipe, 0, n + 2)
+        let (replies, offset) = if self.adds_commands() {
+            self.on_primary(pipe, n + 2, true).await?
+        } else {
+            let replies = self
+                .bounded(async {
+                    match self.manager() {
+                        Some(mut conn) => conn.send_packed_commands(&pipe, 0, n + 2).await,
+                        None => {
+                            // Routed as a whole to the node owning the first keyed command; keys
+                            // on other slots fail at queue time (CROSSSLOT) and abort the
+                            // transaction.
+                            let mut conn = self.cluster().await?;
+                            redis::aio::ConnectionLike::req_packed_commands(
+                                &mut conn,
+                                &pipe,
+                                0,
+                                n + 2,
+                            )
                             .await
+                        }
                     }
-                }
-                .map_err(|e| ProxyError::from_redis(&e))
-            })
-            .await?;
+                    .map_err(|e| ProxyError::from_redis(&e))
+                })
+                .await?;
+            (replies, None)
+        };
         let queue_error = replies[..replies.len().saturating_sub(1)]
             .iter()
             .find_map(|v| match v {
                 Value::ServerError(e) => Some(super::reply::error_text(e)),
                 _ => None,
             });
-        match replies.into_iter().last() {
+        let value = match replies.into_iter().last() {
             Some(Value::ServerError(e)) => {
                 let text = super::reply::error_text(&e);
-                Err(ProxyError::Redis(match queue_error {
+                return Err(ProxyError::Redis(match queue_error {
                     Some(cause) if text.starts_with("EXECABORT") => format!("{text} ({cause})"),
                     _ => text,
-                }))
+                }));
             }
-            Some(Value::Nil) | None => Err(ProxyError::Redis(EXECABORT.to_string())),
-            Some(v) => Ok(v),
-        }
+            Some(Value::Nil) | None => return Err(ProxyError::Redis(EXECABORT.to_string())),
+            Some(v) => v,
+        };
+        Ok(Served {
+            value,
+            offset,
+            read: None,
+        })
     }
 
     /// A dedicated connection for SUBSCRIBE/PSUBSCRIBE; dropping it closes the socket. On a
@@ -324,6 +668,31 @@ mod tests {
             super::super::reply::error_text(&e),
             "WRONGTYPE Operation against a key"
         );
+    }
+
+    #[test]
+    fn durable_writes_parse() {
+        let d: DurableWrites = "2/250".parse().unwrap();
+        assert_eq!((d.replicas, d.timeout), (2, Duration::from_millis(250)));
+        let d: DurableWrites = "1".parse().unwrap();
+        assert_eq!((d.replicas, d.timeout), (1, Duration::from_secs(1)));
+        for bad in ["0", "-1", "x", "1/0", "1/x", "1/", ""] {
+            assert!(bad.parse::<DurableWrites>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unconfirmed_writes_are_503s_that_say_so() {
+        let d = DurableWrites {
+            replicas: 2,
+            timeout: Duration::from_millis(300),
+        };
+        assert!(confirm_durable(Some(Value::Int(2)), d).is_ok());
+        assert!(confirm_durable(Some(Value::Int(3)), d).is_ok());
+        let e = confirm_durable(Some(Value::Int(1)), d).unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.to_string().contains("only 1 of the 2"), "{e}");
+        assert!(confirm_durable(None, d).is_err());
     }
 
     #[test]

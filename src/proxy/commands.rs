@@ -242,6 +242,29 @@ fn noperm(name: &str) -> ProxyError {
     ))
 }
 
+/// Whether a replica may answer `cmd` (with `--replica-url`): the read commands of the
+/// read-only token's list, except those whose answer is the primary's own — scripts (a replica
+/// does not have the scripts loaded on its primary), `PUBSUB` (subscribers are on the primary),
+/// server and connection commands.
+pub fn reads_from_replica(cmd: &Cmd) -> bool {
+    let Some(name) = simple_args(cmd).next().and_then(Name::of) else {
+        return false;
+    };
+    !matches!(
+        name.as_bytes(),
+        b"EVAL_RO"
+            | b"EVALSHA_RO"
+            | b"FCALL_RO"
+            | b"SCRIPT"
+            | b"PUBSUB"
+            | b"PING"
+            | b"ECHO"
+            | b"TIME"
+            | b"LASTSAVE"
+            | b"COMMAND"
+    ) && is_read_command(&name, cmd)
+}
+
 fn is_read_command(name: &Name, cmd: &Cmd) -> bool {
     match name.as_bytes() {
         // Strings and bits
@@ -308,6 +331,35 @@ mod tests {
             c.arg(*a);
         }
         c
+    }
+
+    #[test]
+    fn replicas_answer_plain_reads_only() {
+        for args in [
+            &["GET", "k"][..],
+            &["get", "k"],
+            &["HGETALL", "h"],
+            &["MGET", "a", "b"],
+            &["PFCOUNT", "u"],
+            &["ZRANGE", "z", "0", "-1"],
+            &["OBJECT", "ENCODING", "k"],
+        ] {
+            assert!(reads_from_replica(&cmd(args)), "{args:?}");
+        }
+        for args in [
+            &["SET", "k", "v"][..],
+            &["INCR", "k"],
+            &["EVALSHA_RO", "abc", "0"],
+            &["EVAL", "return 1", "0"],
+            &["PUBSUB", "NUMSUB", "c"],
+            &["SCRIPT", "EXISTS", "abc"],
+            &["PING"],
+            &["TIME"],
+            &["NOSUCHCOMMAND"],
+            &["OBJECT", "HELP"],
+        ] {
+            assert!(!reads_from_replica(&cmd(args)), "{args:?}");
+        }
     }
 
     #[test]

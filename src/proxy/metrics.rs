@@ -18,6 +18,8 @@ use prometheus_client::registry::Registry;
 
 pub use crate::metrics::{StreamGuard, CONTENT_TYPE};
 
+use super::backend::ReadOutcome;
+
 /// Which REST endpoint a request went to (a small, fixed set: safe as a label).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Endpoint {
@@ -103,6 +105,21 @@ struct FailureLabels {
     kind: Failure,
 }
 
+impl EncodeLabelValue for ReadOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            ReadOutcome::Replica => "replica",
+            ReadOutcome::Behind => "primary-replica-behind",
+            ReadOutcome::ReplicaFailed => "primary-replica-failed",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabels {
+    served_by: ReadOutcome,
+}
+
 /// Everything `/metrics` reports.
 pub struct Metrics {
     registry: Registry,
@@ -110,6 +127,7 @@ pub struct Metrics {
     duration: Family<EndpointLabels, Histogram>,
     commands: Counter,
     redis_failures: Family<FailureLabels, Counter>,
+    replica_reads: Family<ReadLabels, Counter>,
     streams: Gauge,
 }
 
@@ -142,6 +160,13 @@ impl Default for Metrics {
             "Requests failed by Redis: unavailable (refused, dropped, timed out) or an error reply",
             redis_failures.clone(),
         );
+        let replica_reads = Family::<ReadLabels, Counter>::default();
+        registry.register(
+            "replica_reads",
+            "With --replica-url: reads a replica could answer, by who did (the primary when the \
+             replica asked was behind the client's sync token, or failed)",
+            replica_reads.clone(),
+        );
         let streams = Gauge::default();
         registry.register(
             "event_streams",
@@ -154,6 +179,7 @@ impl Default for Metrics {
             duration,
             commands,
             redis_failures,
+            replica_reads,
             streams,
         }
     }
@@ -178,6 +204,12 @@ impl Metrics {
     pub fn redis_failure(&self, kind: Failure) {
         self.redis_failures
             .get_or_create(&FailureLabels { kind })
+            .inc();
+    }
+
+    pub fn replica_read(&self, served_by: ReadOutcome) {
+        self.replica_reads
+            .get_or_create(&ReadLabels { served_by })
             .inc();
     }
 

@@ -41,6 +41,7 @@ pub mod backend;
 pub mod commands;
 pub mod error;
 pub mod metrics;
+pub mod replicas;
 pub mod reply;
 pub mod request;
 pub mod scripts;
@@ -62,7 +63,8 @@ use redis::{Cmd, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-pub use backend::{Backend, BackendConfig};
+use backend::Intent;
+pub use backend::{Backend, BackendConfig, DurableWrites};
 pub use error::ProxyError;
 use reply::Encoding;
 
@@ -99,6 +101,21 @@ pub struct ProxyArgs {
     /// Treat the Redis URL(s) as seeds of a Redis Cluster.
     #[arg(long, env = "EDGECOUNT_REDIS_CLUSTER")]
     pub cluster: bool,
+    /// Replicas of the (standalone) primary that serve reads: give one or more. A read that
+    /// presents an `Upstash-Sync-Token` is answered by a replica only once it has caught up
+    /// with that token (the primary's replication offset after the client's last write), else
+    /// by the primary.
+    #[arg(
+        long = "replica-url",
+        env = "EDGECOUNT_REPLICA_URLS",
+        value_delimiter = ','
+    )]
+    pub replica_url: Vec<String>,
+    /// `N` or `N/MS`: acknowledge a write only once N replicas have it (Redis WAIT, at most MS
+    /// milliseconds, default 1000); else answer 503 saying it is not confirmed. For counters that
+    /// are money: a failover then loses no acknowledged write.
+    #[arg(long, env = "EDGECOUNT_DURABLE_WRITES")]
+    pub durable_writes: Option<DurableWrites>,
     /// Address to listen on (port 0 picks a free one; the startup line tells which).
     #[arg(long, env = "EDGECOUNT_LISTEN", default_value = "127.0.0.1:8079")]
     pub listen: SocketAddr,
@@ -156,6 +173,15 @@ impl fmt::Debug for ProxyArgs {
                     .collect::<Vec<_>>(),
             )
             .field("cluster", &self.cluster)
+            .field(
+                "replica_url",
+                &self
+                    .replica_url
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("durable_writes", &self.durable_writes)
             .field("listen", &self.listen)
             .field("token", &"<redacted>")
             .field(
@@ -206,6 +232,8 @@ impl ProxyArgs {
         ProxyArgs {
             redis_url: vec![redis_url.into()],
             cluster: false,
+            replica_url: Vec::new(),
+            durable_writes: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8079)),
             token: token.into(),
             read_only_token: None,
@@ -239,6 +267,8 @@ impl ProxyArgs {
                 .unwrap_or_else(|| self.worker_threads()),
             connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms.max(1)),
             response_timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+            replica_urls: self.replica_url.clone(),
+            durable_writes: self.durable_writes,
         }
     }
 }
@@ -252,7 +282,11 @@ pub struct ProxyState {
     token_access: commands::Access,
     max_body: usize,
     heartbeat: Duration,
+    /// Sync tokens without replicas: a counter (reads all go to the one server anyway).
     sync: AtomicU64,
+    /// Sync tokens with replicas: the highest replication offset seen, for answers that did not
+    /// reach Redis.
+    offset: AtomicU64,
     /// REST requests answered, `/_stats` and `/metrics` excepted (so a client can count its own
     /// round trips while being watched).
     requests: AtomicU64,
@@ -291,6 +325,7 @@ impl ProxyState {
             max_body: args.max_body,
             heartbeat: Duration::from_millis(args.sse_heartbeat_ms.max(10)),
             sync: AtomicU64::new(start),
+            offset: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
             scripts: scripts::ScriptMap::default(),
@@ -407,9 +442,56 @@ async fn handle(State(state): State<Arc<ProxyState>>, request: Request) -> Respo
     state
         .metrics
         .request(endpoint, response.status().as_u16(), started.elapsed());
+    // Answers from Redis carry their offset already when there are replicas.
+    if !response.headers().contains_key(&SYNC_TOKEN) {
+        let token = if state.backend.has_replicas() {
+            state.offset.load(Ordering::Relaxed)
+        } else {
+            sync
+        };
+        response
+            .headers_mut()
+            .insert(SYNC_TOKEN.clone(), HeaderValue::from(token));
+    }
     response
-        .headers_mut()
-        .insert(SYNC_TOKEN.clone(), HeaderValue::from(sync));
+}
+
+impl ProxyState {
+    /// Where the commands of one request may go, given the client's sync token.
+    fn intent<'a>(&self, cmds: impl IntoIterator<Item = &'a Cmd>, headers: &HeaderMap) -> Intent {
+        if !self.backend.adds_commands() {
+            // Nothing to choose: the request goes as it is.
+            return Intent::Write;
+        }
+        let mut cmds = cmds.into_iter().peekable();
+        if cmds.peek().is_some() && cmds.all(commands::reads_from_replica) {
+            Intent::Read(replicas::Freshness::of(
+                headers.get(&SYNC_TOKEN).map(HeaderValue::as_bytes),
+            ))
+        } else {
+            Intent::Write
+        }
+    }
+
+    /// Records how a request was served; its replies and, with replicas, the sync token its
+    /// answer carries (the offset).
+    fn served<T>(&self, served: backend::Served<T>) -> (T, Option<HeaderValue>) {
+        if let Some(outcome) = served.read {
+            self.metrics.replica_read(outcome);
+        }
+        let token = served.offset.map(|offset| {
+            self.offset.fetch_max(offset, Ordering::Relaxed);
+            HeaderValue::from(offset)
+        });
+        (served.value, token)
+    }
+}
+
+/// `response` with the sync token of the Redis exchange behind it, when it has one.
+fn with_token(mut response: Response, token: Option<HeaderValue>) -> Response {
+    if let Some(token) = token {
+        response.headers_mut().insert(SYNC_TOKEN.clone(), token);
+    }
     response
 }
 
@@ -438,12 +520,12 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
         "" => {
             let body = read_body(body, state.max_body).await?;
             let cmd = request::parse_command(&body)?;
-            single(state, cmd, access, format).await
+            single(state, cmd, access, format, &parts.headers).await
         }
         "pipeline" if rest.is_empty() => {
             let body = read_body(body, state.max_body).await?;
             let cmds = request::parse_pipeline(&body)?;
-            pipeline(state, cmds, access, format).await
+            pipeline(state, cmds, access, format, &parts.headers).await
         }
         "multi-exec" if rest.is_empty() => {
             let body = read_body(body, state.max_body).await?;
@@ -498,7 +580,7 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
                 None
             };
             let cmd = request::parse_path(path, query, body.as_deref())?;
-            single(state, cmd, access, format).await
+            single(state, cmd, access, format, &parts.headers).await
         }
     }
 }
@@ -559,13 +641,16 @@ async fn single(
     cmd: Cmd,
     access: commands::Access,
     format: Format,
+    headers: &HeaderMap,
 ) -> Result<Response, ProxyError> {
-    let value = match commands::check(&cmd, access)? {
-        commands::Action::ReplyOk => Value::Okay,
+    let (value, token) = match commands::check(&cmd, access)? {
+        commands::Action::ReplyOk => (Value::Okay, None),
         commands::Action::Forward => {
             let (cmd, fix) = state.scripts.prepare(cmd);
             state.metrics.commands(1);
-            fix.apply(state.backend.query(&cmd).await?)
+            let intent = state.intent([&cmd], headers);
+            let (value, token) = state.served(state.backend.query(&cmd, intent).await?);
+            (fix.apply(value), token)
         }
     };
     if format.resp2 {
@@ -576,10 +661,10 @@ async fn single(
         };
         let mut out = Vec::new();
         reply::write_resp2(&value, &mut out);
-        return Ok(resp2_response(status, out));
+        return Ok(with_token(resp2_response(status, out), token));
     }
     reply::single(&value, format.encoding)
-        .map(json_response)
+        .map(|body| with_token(json_response(body), token))
         .map_err(ProxyError::Redis)
 }
 
@@ -613,6 +698,7 @@ async fn pipeline(
     cmds: Vec<Cmd>,
     access: commands::Access,
     format: Format,
+    headers: &HeaderMap,
 ) -> Result<Response, ProxyError> {
     let mut slots = Vec::with_capacity(cmds.len());
     let mut remote = Vec::with_capacity(cmds.len());
@@ -628,21 +714,24 @@ async fn pipeline(
         }
     }
     state.metrics.commands(remote.len());
-    let mut replies = if remote.is_empty() {
-        Vec::new()
+    let (replies, token) = if remote.is_empty() {
+        (Vec::new(), None)
     } else {
-        state.backend.pipeline(remote).await?
-    }
-    .into_iter();
-    let values = Slot::fill(slots, &mut replies);
+        let intent = state.intent(&remote, headers);
+        state.served(state.backend.pipeline(remote, intent).await?)
+    };
+    let values = Slot::fill(slots, &mut replies.into_iter());
     if format.resp2 {
         let mut out = Vec::new();
         for v in &values {
             reply::write_resp2(v, &mut out);
         }
-        return Ok(resp2_response(StatusCode::OK, out));
+        return Ok(with_token(resp2_response(StatusCode::OK, out), token));
     }
-    Ok(json_response(reply::entries(&values, format.encoding)))
+    Ok(with_token(
+        json_response(reply::entries(&values, format.encoding)),
+        token,
+    ))
 }
 
 async fn multi_exec(
@@ -671,10 +760,10 @@ async fn multi_exec(
         }
     }
     state.metrics.commands(remote.len());
-    let exec = if remote.is_empty() {
-        Value::Array(Vec::new())
+    let (exec, token) = if remote.is_empty() {
+        (Value::Array(Vec::new()), None)
     } else {
-        state.backend.transaction(remote).await?
+        state.served(state.backend.transaction(remote).await?)
     };
     let Value::Array(replies) = exec else {
         return Err(ProxyError::Internal(format!(
@@ -683,7 +772,10 @@ async fn multi_exec(
     };
     let mut replies = replies.into_iter();
     let values = Slot::fill(slots, &mut replies);
-    Ok(json_response(reply::entries(&values, encoding)))
+    Ok(with_token(
+        json_response(reply::entries(&values, encoding)),
+        token,
+    ))
 }
 
 /// Serve until SIGINT/SIGTERM, then finish open requests (SSE streams are ended) and return.
