@@ -1,58 +1,14 @@
-//! `edgecount proxy` in front of a 3-master Redis Cluster (private redis-servers on free ports).
+//! `edgecount proxy` in front of a Redis Cluster of 3 masters and 3 replicas (private
+//! redis-servers, `support::cluster`).
 //! Run: `cargo test --test proxy_cluster`.
 
 mod support;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
+use support::cluster::RedisCluster;
 use support::proxy::spawn_proxy_with;
-use support::RedisServer;
 
 const TOKEN: &str = "cluster-token-81";
-
-fn start_cluster() -> Vec<RedisServer> {
-    let nodes: Vec<RedisServer> = (0..3)
-        .map(|_| {
-            RedisServer::with_args(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port()))
-        .collect();
-    let out = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(
-        out.status.success(),
-        "cluster create failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ok = nodes
-            .iter()
-            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "cluster did not become ok");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    nodes
-}
 
 async fn post(http: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
     let r = http
@@ -68,9 +24,8 @@ async fn post(http: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn commands_pipelines_and_transactions_on_a_cluster() {
-    let nodes = start_cluster();
-    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
-    let proxy = spawn_proxy_with(&urls, TOKEN, &[], &[]);
+    let cluster = RedisCluster::start();
+    let proxy = spawn_proxy_with(&cluster.urls(), TOKEN, &[], &[]);
     let http = reqwest::Client::new();
     let base = proxy.url().to_string();
     let pipeline = format!("{base}/pipeline");
@@ -81,7 +36,8 @@ async fn commands_pipelines_and_transactions_on_a_cluster() {
         let (status, body) = post(&http, &base, json!(["SET", format!("key{i}"), i])).await;
         assert_eq!((status, body), (200, json!({"result": "OK"})));
     }
-    let per_node: Vec<i64> = nodes
+    let per_node: Vec<i64> = cluster
+        .masters()
         .iter()
         .map(|n| n.cli(&["DBSIZE"]).parse().unwrap())
         .collect();

@@ -30,15 +30,21 @@ impl RedisServer {
 
     /// Start with extra `redis-server` arguments (e.g. `["--appendonly", "yes"]`).
     pub fn with_args(extra: &[&str]) -> Self {
+        Self::with_args_on(extra, free_port)
+    }
+
+    /// Start with extra arguments on a port `pick` chooses (e.g. one whose cluster bus port,
+    /// port + 10000, is valid and free too). Another process can take the port between the
+    /// probe and redis binding it (or its bus port): each failed start picks again.
+    pub fn with_args_on(extra: &[&str], mut pick: impl FnMut() -> u16) -> Self {
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir: tempfile::tempdir().expect("temp dir for redis"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
-        // Another process can take the port between our probe and redis binding it: retry.
         for _ in 0..10 {
-            server.port = free_port();
+            server.port = pick();
             if server.spawn() {
                 return server;
             }
