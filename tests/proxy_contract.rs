@@ -862,7 +862,7 @@ async fn subscribe_streams_messages_and_releases_the_connection_on_disconnect() 
         read_data_lines(&mut stream, &mut buf, 2).await,
         ["message,news,a,b,c", "message,sport,{\"x\":1}"]
     );
-    // The client goes away: the dedicated Redis connection is released within a heartbeat or two.
+    // The client goes away: its subscription is released within a heartbeat or two.
     drop(stream);
     wait_until("PUBSUB NUMSUB news to drop to 0", || {
         numsub(&redis, "news") == "0"
@@ -895,6 +895,171 @@ async fn psubscribe_streams_pattern_messages() {
     );
     drop(stream);
     wait_until("PUBSUB NUMPAT to drop to 0", || numpat(&redis) == "0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_a_channel_share_one_subscription() {
+    let (redis, _proxy, api) = setup();
+    let clients_before: i64 = connected_clients(&redis);
+    let mut readers = Vec::new();
+    for _ in 0..100 {
+        let resp = api
+            .request(Method::POST, "/subscribe/live")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut stream = Box::pin(resp.bytes_stream());
+        let mut buf = String::new();
+        assert_eq!(
+            read_data_lines(&mut stream, &mut buf, 1).await,
+            ["subscribe,live,1"]
+        );
+        readers.push((stream, buf));
+    }
+    // One subscription, one connection (beside the proxy's command connection), for 100 readers.
+    assert_eq!(numsub(&redis, "live"), "1");
+    assert!(connected_clients(&redis) <= clients_before + 1);
+    // Every reader gets every message, in order. Redis counts one receiver: the proxy.
+    for i in 0..20 {
+        let r = api.cmd(json!(["PUBLISH", "live", format!("m{i}")])).await;
+        assert_eq!(r.result(), json!(1));
+    }
+    let want: Vec<String> = (0..20).map(|i| format!("message,live,m{i}")).collect();
+    for (stream, buf) in &mut readers {
+        assert_eq!(read_data_lines(stream, buf, 20).await, want);
+    }
+    // All but one leave: the subscription stays for the last reader.
+    let (mut last, mut last_buf) = readers.pop().unwrap();
+    drop(readers);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(numsub(&redis, "live"), "1");
+    api.cmd(json!(["PUBLISH", "live", "still"])).await.result();
+    assert_eq!(
+        read_data_lines(&mut last, &mut last_buf, 1).await,
+        ["message,live,still"]
+    );
+    // The last one leaves: unsubscribed; a new reader subscribes again.
+    drop(last);
+    wait_until("PUBSUB NUMSUB live to drop to 0", || {
+        numsub(&redis, "live") == "0"
+    })
+    .await;
+    let resp = api
+        .request(Method::POST, "/subscribe/live")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = Box::pin(resp.bytes_stream());
+    let mut buf = String::new();
+    assert_eq!(
+        read_data_lines(&mut stream, &mut buf, 1).await,
+        ["subscribe,live,1"]
+    );
+    api.cmd(json!(["PUBLISH", "live", "again"])).await.result();
+    assert_eq!(
+        read_data_lines(&mut stream, &mut buf, 1).await,
+        ["message,live,again"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_when_redis_goes_and_subscribe_works_when_it_is_back() {
+    let (mut redis, _proxy, api) = setup();
+    let resp = api
+        .request(Method::POST, "/subscribe/gone")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = Box::pin(resp.bytes_stream());
+    let mut buf = String::new();
+    assert_eq!(
+        read_data_lines(&mut stream, &mut buf, 1).await,
+        ["subscribe,gone,1"]
+    );
+    redis.restart();
+    // The stream ends (the client reconnects, as EventSource does).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end when Redis went away");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let resp = loop {
+        let resp = api
+            .request(Method::POST, "/subscribe/gone")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK {
+            break resp;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no subscription after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stream = Box::pin(resp.bytes_stream());
+    let mut buf = String::new();
+    assert_eq!(
+        read_data_lines(&mut stream, &mut buf, 1).await,
+        ["subscribe,gone,1"]
+    );
+    api.cmd(json!(["PUBLISH", "gone", "back"])).await.result();
+    assert_eq!(
+        read_data_lines(&mut stream, &mut buf, 1).await,
+        ["message,gone,back"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_holds_bounded_memory() {
+    let (_redis, proxy, api) = setup();
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid().unwrap()))
+            .expect("the proxy's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    };
+    let resp = api
+        .request(Method::POST, "/subscribe/firehose")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = Box::pin(resp.bytes_stream());
+    let mut buf = String::new();
+    read_data_lines(&mut stream, &mut buf, 1).await;
+    let before = rss();
+    // 64 MB of messages to a reader that reads none of them.
+    let payload = "x".repeat(2048);
+    for _ in 0..64 {
+        let batch: Vec<Value> = (0..500)
+            .map(|_| json!(["PUBLISH", "firehose", payload]))
+            .collect();
+        let r = api.post("/pipeline", Value::Array(batch).to_string()).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown_kib = rss().saturating_sub(before);
+    println!("64 MB published to a reader that reads nothing: the proxy grew by {grown_kib} KiB");
+    // The socket buffers and the subscription's backlog of 1024 messages (~1 MB): far below the
+    // 64 MB published.
+    assert!(grown_kib < 24 * 1024, "the proxy grew by {grown_kib} KiB");
+    drop(stream);
+}
+
+fn connected_clients(redis: &RedisServer) -> i64 {
+    redis
+        .cli(&["INFO", "clients"])
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients")
 }
 
 // §9 refused commands ----------------------------------------------------------------------------

@@ -40,6 +40,7 @@
 pub mod backend;
 pub mod commands;
 pub mod error;
+pub mod hub;
 pub mod metrics;
 pub mod replicas;
 pub mod reply;
@@ -291,6 +292,8 @@ pub struct ProxyState {
     /// round trips while being watched).
     requests: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// The one pub/sub connection every `/subscribe` stream shares.
+    hub: Arc<hub::Hub>,
     /// Original → rewritten sha of scripts whose shebang lost a flag ([`scripts`]).
     scripts: scripts::ScriptMap,
     metrics: metrics::Metrics,
@@ -328,6 +331,7 @@ impl ProxyState {
             offset: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
+            hub: Arc::default(),
             scripts: scripts::ScriptMap::default(),
             metrics: metrics::Metrics::default(),
         })
@@ -539,6 +543,7 @@ async fn dispatch(state: &ProxyState, request: Request) -> Result<Response, Prox
                 .map(|s| percent_encoding::percent_decode_str(s).collect())
                 .collect();
             sse::subscribe(
+                &state.hub,
                 &state.backend,
                 names,
                 first == "psubscribe",

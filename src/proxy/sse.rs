@@ -1,20 +1,22 @@
 //! Pub/sub and MONITOR over Server-Sent Events (UPSTASH-REST.md §8).
 //!
-//! Each stream owns a dedicated Redis connection. The stream ends (and the connection is closed)
-//! when the client goes away — noticed at the latest on the next heartbeat comment, which fails
-//! to write — when Redis drops the connection, or when the proxy shuts down.
+//! Subscriptions share one Redis connection ([`super::hub`]); `/monitor` owns a dedicated one. A
+//! stream ends (and gives back its subscriptions, or closes its MONITOR connection) when the
+//! client goes away — noticed at the latest on the next heartbeat comment, which fails to write —
+//! when Redis drops the connection, or when the proxy shuts down.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use redis::Msg;
 use tokio::sync::watch;
 
 use super::backend::Backend;
 use super::error::ProxyError;
+use super::hub::Hub;
 use super::metrics::StreamGuard;
 
 /// `subscribe,<ch>,<count>` / `psubscribe,<pat>,<count>`.
@@ -42,14 +44,8 @@ pub fn message_line(pattern: Option<&[u8]>, channel: &[u8], payload: &[u8]) -> S
     }
 }
 
-fn msg_line(msg: &Msg) -> String {
-    let channel: Vec<u8> = msg.get_channel().unwrap_or_default();
-    let pattern: Option<Vec<u8>> = msg.get_pattern().unwrap_or_default();
-    message_line(pattern.as_deref(), &channel, msg.get_payload_bytes())
-}
-
-fn sse_response(
-    events: impl Stream<Item = String> + Send + 'static,
+fn sse_response<Line: AsRef<str>>(
+    events: impl Stream<Item = Line> + Send + 'static,
     heartbeat: Duration,
     mut shutdown: watch::Receiver<bool>,
     open: StreamGuard,
@@ -69,6 +65,7 @@ fn sse_response(
 
 /// `/subscribe/<ch>…` or `/psubscribe/<pattern>…`.
 pub async fn subscribe(
+    hub: &Arc<Hub>,
     backend: &Backend,
     names: Vec<Vec<u8>>,
     pattern: bool,
@@ -81,22 +78,14 @@ pub async fn subscribe(
             "ERR give at least one channel: /subscribe/<channel>[/<channel>…]",
         ));
     }
-    let mut pubsub = backend.pubsub().await?;
-    for name in &names {
-        let result = if pattern {
-            pubsub.psubscribe(name.as_slice()).await
-        } else {
-            pubsub.subscribe(name.as_slice()).await
-        };
-        result.map_err(|e| ProxyError::from_redis(&e))?;
-    }
-    // A fresh connection: the subscription count after the i-th confirmation is i + 1.
-    let confirmations: Vec<String> = names
+    // Counted per stream, as if each had a connection of its own: after the i-th confirmation
+    // the stream is subscribed to i + 1 names.
+    let confirmations: Vec<Arc<str>> = names
         .iter()
         .enumerate()
-        .map(|(i, name)| confirmation(pattern, name, i + 1))
+        .map(|(i, name)| confirmation(pattern, name, i + 1).into())
         .collect();
-    let messages = pubsub.into_on_message().map(|msg| msg_line(&msg));
+    let messages = hub.subscribe(backend, names, pattern).await?;
     Ok(sse_response(
         stream::iter(confirmations).chain(messages),
         heartbeat,

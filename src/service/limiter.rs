@@ -1,9 +1,18 @@
 //! [`RateLimiter`]: decide, peek, refund and reset over one or more policies, in one atomic
-//! script call and one store round trip per decision.
+//! script call and one store round trip per decision (on Redis Cluster, two for a decision that
+//! checks a client address against the deny list's ranges).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::core::ratelimit::tiers::{self, Override, Tiers};
 use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError, Subject};
 use crate::store::{Store, StoreError};
+
+/// Set when a decision met Redis Cluster (the ranges hash in another slot: `CROSSSLOT`); from then
+/// on, in this process (in the worker, this isolate), decisions with a client address ask the
+/// ranges apart first ([`ratelimit::ranges_call`]) instead of sending a call Redis refuses. On a
+/// standalone Redis it stays unset: one round trip per decision.
+static RANGES_APART: AtomicBool = AtomicBool::new(false);
 
 /// Why a decision could not be made: a rule (unknown policy, bad id, cost above the limit) or
 /// the store.
@@ -90,7 +99,20 @@ impl<S: Store> RateLimiter<S> {
         mode: Mode,
     ) -> Result<Decision, LimitError> {
         let call = ratelimit::decision_call(&self.policies, &self.tiers, subject, cost, mode)?;
-        let reply = match self.store.run(&call).await {
+        let reply = match ratelimit::ranges_call(&call) {
+            None => self.store.run(&call).await,
+            Some(ranges) if RANGES_APART.load(Ordering::Relaxed) => {
+                self.decide_apart(call, ranges).await
+            }
+            Some(ranges) => match self.store.run(&call).await {
+                Err(StoreError::Redis(m)) if m.starts_with("CROSSSLOT") => {
+                    RANGES_APART.store(true, Ordering::Relaxed);
+                    self.decide_apart(call, ranges).await
+                }
+                other => other,
+            },
+        };
+        let reply = match reply {
             Err(StoreError::Redis(message)) => {
                 return Err(
                     match ratelimit::cost_refusal(&message, &self.policies, cost) {
@@ -102,6 +124,18 @@ impl<S: Store> RateLimiter<S> {
             other => other?,
         };
         Ok(ratelimit::parse_decision(&self.policies, &reply)?)
+    }
+
+    /// On Redis Cluster (see [`ratelimit::ranges_call`]): the deny list's ranges, then the
+    /// decision told their answer.
+    async fn decide_apart(
+        &self,
+        call: ratelimit::ScriptCall,
+        ranges: ratelimit::ScriptCall,
+    ) -> Result<crate::core::command::Reply, StoreError> {
+        let denied = self.store.run(&ranges).await?.as_i64()? == 1;
+        let call = ratelimit::with_ranges_answer(call, denied);
+        self.store.run(&call).await
     }
 
     /// Give `id` other limits under `policy` (one of this limiter's), from the next decision on,

@@ -9,9 +9,12 @@
 //!   whatever the number of entries. A single address is the range of its full length.
 //!
 //! The range hash is one key for every client, so a decision that checks an address touches a
-//! second Cluster slot: on Redis Cluster, where a script may only use the keys of one slot,
-//! identity entries work as everywhere and address checks need the hash in the identity's slot
-//! (not done yet; see the README's Cluster notes).
+//! second Cluster slot. On a standalone Redis (and Upstash) the decision script reads it in its
+//! one call; on Redis Cluster, where a script may only use the keys of one slot, Redis refuses
+//! that call (`CROSSSLOT`) and the limiter asks the ranges apart first (one read of the hash in
+//! its own slot), then decides in the identity's slot with the answer: see
+//! [`super::ranges_call`]. Copying the ranges into every identity's slot would keep one round
+//! trip there too, but every deny-list change would have to reach all 16,384 slots.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

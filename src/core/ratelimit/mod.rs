@@ -296,6 +296,32 @@ pub(crate) fn checked_cost(
     Ok(cost)
 }
 
+/// On Redis Cluster: the deny list's ranges ([`deny::NETWORKS_KEY`], one hash for every client)
+/// are in another slot than the identity's keys, so a `decision` that checks a client address in
+/// its one script call is refused (`CROSSSLOT`). There the ranges are asked apart first, by this
+/// call (the same script in mode `ranges`, on the hash alone, changing nothing), and the decision
+/// then runs without the hash, told the answer ([`with_ranges_answer`]): two round trips instead
+/// of one, and a range added between the two applies from the next decision. `None` when the
+/// decision has no address to check.
+pub fn ranges_call(decision: &ScriptCall) -> Option<ScriptCall> {
+    let ranges = decision.keys.get(2)?;
+    let mut args = decision.args[..5].to_vec();
+    args[0] = "ranges".to_owned();
+    Some(ScriptCall {
+        script: decision.script,
+        keys: vec![ranges.clone()],
+        args,
+    })
+}
+
+/// `decision` without the ranges hash, told whether the ranges hold its client address (the
+/// answer of [`ranges_call`]): a denied decision still consumes nothing.
+pub fn with_ranges_answer(mut decision: ScriptCall, denied: bool) -> ScriptCall {
+    decision.keys.truncate(2);
+    decision.args[4] = if denied { "-" } else { "" }.to_owned();
+    decision
+}
+
 /// The script's refusal of a cost above a policy's limit for this identity (an override or
 /// tier made it smaller than the cost), as the error it is; other Redis errors are not ours.
 pub fn cost_refusal(message: &str, policies: &[Policy], cost: u64) -> Option<RateLimitError> {
@@ -404,6 +430,17 @@ mod tests {
             ["rl:{user:42}:o", "rl:{user:42}:deny", "rl:deny:net"]
         );
         assert_eq!(call.args[4], "4cb007107");
+        // On Redis Cluster: the ranges alone first, then the decision told the answer.
+        let ranges = ranges_call(&call).unwrap();
+        assert_eq!(ranges.keys, ["rl:deny:net"]);
+        assert_eq!(ranges.args, ["ranges", "1", "user:42", "", "4cb007107"]);
+        let apart = with_ranges_answer(call.clone(), true);
+        assert_eq!(apart.keys, ["rl:{user:42}:o", "rl:{user:42}:deny"]);
+        assert_eq!(apart.args[..5], ["consume", "1", "user:42", "", "-"]);
+        assert_eq!(apart.args[5..], call.args[5..]);
+        assert_eq!(with_ranges_answer(call, false).args[4], "");
+        let without = decision_call(&[api()], &Tiers::default(), "user:42", 1, Mode::Consume);
+        assert!(ranges_call(&without.unwrap()).is_none());
         let error = decision_call(
             &[api()],
             &Tiers::default(),

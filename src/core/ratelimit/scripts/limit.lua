@@ -4,7 +4,9 @@ KEYS[1]  rl:{<id>}:o     the identity's overrides: a hash, field = policy name, 
                          window ms) or "tier:<name>"
 KEYS[2]  rl:{<id>}:deny  exists while the identity is on the deny list
 KEYS[3]  rl:deny:net     (only when ARGV[5] gives the client's address) the denied addresses and
-                         ranges, see deny_networks.lua
+                         ranges, see deny_networks.lua. It has a slot of its own: on Redis Cluster
+                         the caller asks it apart first (mode 'ranges') and passes the answer in
+                         ARGV[5] ('-' denied, '' not), without KEYS[3].
          Both carry the identity's hash tag {<id>}. Native state keys are derived here from it
          (the window index comes from Redis TIME, the limit and window may come from an
          override), keeping the tag, so they live in the same Cluster slot:
@@ -15,12 +17,14 @@ KEYS[3]  rl:deny:net     (only when ARGV[5] gives the client's address) the deni
          The upstash-* policies use @upstash/ratelimit's own keys instead (<prefix>:<id>:<window
          index>, <prefix>:<id>), which carry no hash tag: like that library, they need a Redis
          that is not a Cluster (or one slot).
-ARGV[1]  mode: consume | peek | refund | reset
+ARGV[1]  mode: consume | peek | refund | reset, or ranges: KEYS[1] is rl:deny:net alone, ARGV[5]
+         the client's address; returns 1 when a live range holds it, else 0 (changes nothing)
 ARGV[2]  cost, integer >= 0 (Rust checked it against every configured limit for consume and peek)
 ARGV[3]  the identity as given (the upstash-* keys hold it verbatim)
 ARGV[4]  '' in production. Tests only: "now" in ms replacing Redis TIME.
 ARGV[5]  the client's address, '' when the decision has none: the family (4, 6) and every bit of
-         the address in hex ("4cb007107" is 203.0.113.7)
+         the address in hex ("4cb007107" is 203.0.113.7); '-' when the ranges were asked apart
+         and hold it
 then 8 per policy i (i = 1..n), from ARGV[6 + 8(i-1)]:
          name, algorithm, limit L, window W (ms), shadow ('1' decides and reports, never refuses),
          tiers ("<tier>=<algorithm>:<L>:<W>,…": the tiers that set this policy), upstash key
@@ -489,7 +493,8 @@ local algorithms = {
 local native = { fixed = true, sliding = true, token = true, gcra = true }
 
 local mode = ARGV[1]
-if mode ~= 'consume' and mode ~= 'peek' and mode ~= 'refund' and mode ~= 'reset' then
+if mode ~= 'consume' and mode ~= 'peek' and mode ~= 'refund' and mode ~= 'reset'
+  and mode ~= 'ranges' then
   return redis.error_reply('ERR edgecount: unknown rate-limit mode ' .. tostring(mode))
 end
 local cost = tonumber(ARGV[2])
@@ -511,9 +516,10 @@ end
 -- 'rl:{<id>}' from KEYS[1] = 'rl:{<id>}:o'.
 local prefix = string.sub(KEYS[1], 1, -3)
 -- Whether a live range of the deny list holds the client's address (ARGV[5]).
+local ranges = mode == 'ranges' and KEYS[1] or KEYS[3]
 local function address_denied(address)
   local family, hex = string.sub(address, 1, 1), string.sub(address, 2)
-  local lengths = redis.call('HGET', KEYS[3], '#' .. family)
+  local lengths = redis.call('HGET', ranges, '#' .. family)
   if not lengths then
     return false
   end
@@ -533,7 +539,7 @@ local function address_denied(address)
   if #fields == 0 then
     return false
   end
-  for _, expiry in ipairs(redis.call('HMGET', KEYS[3], unpack(fields))) do
+  for _, expiry in ipairs(redis.call('HMGET', ranges, unpack(fields))) do
     if expiry and (expiry == '0' or tonumber(expiry) > now) then
       return true
     end
@@ -541,9 +547,14 @@ local function address_denied(address)
   return false
 end
 
+if mode == 'ranges' then
+  return address_denied(ARGV[5]) and 1 or 0
+end
+
 local denied = false
 if mode == 'consume' or mode == 'peek' then
-  denied = redis.call('EXISTS', KEYS[2]) == 1 or (ARGV[5] ~= '' and address_denied(ARGV[5]))
+  denied = redis.call('EXISTS', KEYS[2]) == 1 or ARGV[5] == '-'
+    or (ARGV[5] ~= '' and address_denied(ARGV[5]))
 end
 local names = {}
 for i = 1, n do
