@@ -11,13 +11,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{header, send};
-use crate::support::edge::{Edge, Kind};
+use crate::support::edge::{Edge, Stack};
 
 /// The policies of these cases (the `/limit` ones of the other cases are not needed here).
 const POLICIES: &str = "api=sliding:3/1h; exports=concurrency:3/30s; \
 soft=concurrency:1/30s shadow; strict=concurrency:1/30s fail=closed; burst=concurrency:10/30s";
 
-async fn start(kind: Kind) -> Edge {
+async fn start(kind: Stack) -> Edge {
     Edge::start(kind, &[("EDGECOUNT_RATE_LIMITS", POLICIES)]).await
 }
 
@@ -43,7 +43,7 @@ fn redis_now_ms(edge: &Edge) -> u64 {
     lines.next().unwrap() * 1000 + lines.next().unwrap() / 1000
 }
 
-pub async fn lease_acquire_renew_release(kind: Kind) {
+pub async fn lease_acquire_renew_release(kind: Stack) {
     let edge = start(kind).await;
     let before = redis_now_ms(&edge);
     let (status, headers, body) = send(edge.post("/lease/exports/user-1")).await;
@@ -137,7 +137,7 @@ pub async fn lease_acquire_renew_release(kind: Kind) {
     }
 }
 
-pub async fn lease_refuses_at_the_limit_with_retry_after(kind: Kind) {
+pub async fn lease_refuses_at_the_limit_with_retry_after(kind: Stack) {
     let edge = start(kind).await;
     let mut leases = Vec::new();
     for remaining in [2, 1, 0] {
@@ -188,7 +188,7 @@ pub async fn lease_refuses_at_the_limit_with_retry_after(kind: Kind) {
     assert_eq!((status.as_u16(), body["holders"].as_u64()), (200, Some(3)));
 }
 
-pub async fn lease_ids_of_others_release_and_renew_nothing(kind: Kind) {
+pub async fn lease_ids_of_others_release_and_renew_nothing(kind: Stack) {
     let edge = start(kind).await;
     let (_, _, body) = send(edge.post("/lease/exports/owner")).await;
     let mine = lease_of(&body);
@@ -234,7 +234,7 @@ pub async fn lease_ids_of_others_release_and_renew_nothing(kind: Kind) {
 }
 
 /// Every malformed lease request is answered without asking Redis (and changes nothing).
-pub async fn lease_errors_are_clear_and_never_reach_redis(kind: Kind) {
+pub async fn lease_errors_are_clear_and_never_reach_redis(kind: Stack) {
     let edge = start(kind).await;
     let (_, _, body) = send(edge.post("/lease/exports/u")).await;
     let lease = lease_of(&body);
@@ -349,7 +349,7 @@ pub async fn lease_errors_are_clear_and_never_reach_redis(kind: Kind) {
     );
 }
 
-pub async fn lease_deny_list_and_shadow_policies(kind: Kind) {
+pub async fn lease_deny_list_and_shadow_policies(kind: Stack) {
     let edge = start(kind).await;
     edge.redis
         .cli(&["SET", "rl:{blocked}:deny", "1", "EX", "60"]);
@@ -397,7 +397,7 @@ pub async fn lease_deny_list_and_shadow_policies(kind: Kind) {
     assert!(headers.get("retry-after").is_none());
 }
 
-pub async fn lease_fail_modes_when_redis_is_unreachable(kind: Kind) {
+pub async fn lease_fail_modes_when_redis_is_unreachable(kind: Stack) {
     let mut edge = start(kind).await;
     edge.redis.kill();
     // `exports` fails open (the default): a lease nobody holds, and the answer says so.
@@ -455,7 +455,7 @@ pub async fn lease_fail_modes_when_redis_is_unreachable(kind: Kind) {
 
 /// Limit 10, 500 concurrent HTTP clients, each: acquire (a few tries), hold briefly, release.
 /// A watcher reads the lease set in Redis during the whole run: never more than 10 live.
-pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Kind) {
+pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Stack) {
     const LIMIT: u64 = 10;
     const ACQUIRERS: usize = 500;
     const TRIES: usize = 4;
@@ -463,7 +463,7 @@ pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Kind) {
     let key = "rl:{crowd}:burst:lease";
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (url, done) = (edge.redis.url(), done.clone());
+        let (url, done) = (edge.redis.url_for_key(key), done.clone());
         std::thread::spawn(move || {
             let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
             let deadline = Instant::now() + Duration::from_secs(240);
@@ -548,7 +548,7 @@ pub async fn lease_exactness_under_500_concurrent_http_acquirers(kind: Kind) {
         "the watcher read during the run ({samples} reads)"
     );
     assert_eq!(max_seen, LIMIT, "the slots were all in use at some point");
-    let mut conn = redis::Client::open(edge.redis.url())
+    let mut conn = redis::Client::open(edge.redis.url_for_key(key))
         .unwrap()
         .get_connection()
         .unwrap();

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{header, send};
-use crate::support::edge::{Edge, Kind, ADMIN_TOKEN};
+use crate::support::edge::{Edge, Stack, ADMIN_TOKEN};
 
 /// Policies and tiers for these cases (`api` as in the base configuration: 3 per hour).
 const LIMITS: &str = "api=sliding:3/1h; burst=gcra:50/1s; daily=fixed:5/1d; \
@@ -14,7 +14,7 @@ soft=fixed:2/1h shadow; login=fixed:5/1m fail=closed; page=fixed:100/1m fail=ope
 conc=concurrency:2/30s";
 const TIERS: &str = "pro: api=sliding:10/1h; pro: daily=fixed:50/1d; free: api=fixed:1/1h";
 
-async fn edge(kind: Kind) -> Edge {
+async fn edge(kind: Stack) -> Edge {
     Edge::start(
         kind,
         &[
@@ -54,7 +54,7 @@ async fn problem(request: reqwest::RequestBuilder, status: u16, needle: &str) {
     assert_eq!(body["detail"], body["error"]);
 }
 
-pub async fn overrides_and_tiers_take_effect_on_the_next_decision(kind: Kind) {
+pub async fn overrides_and_tiers_take_effect_on_the_next_decision(kind: Stack) {
     let edge = edge(kind).await;
     // Admin only.
     problem(
@@ -148,7 +148,7 @@ pub async fn overrides_and_tiers_take_effect_on_the_next_decision(kind: Kind) {
     );
 }
 
-pub async fn bad_overrides_are_refused_and_change_nothing(kind: Kind) {
+pub async fn bad_overrides_are_refused_and_change_nothing(kind: Stack) {
     let edge = edge(kind).await;
     send(admin(edge.request(
         Method::PUT,
@@ -225,7 +225,7 @@ pub async fn bad_overrides_are_refused_and_change_nothing(kind: Kind) {
     assert!(edge.redis.snapshot() == before, "a refused request wrote");
 }
 
-pub async fn denied_identities_and_ranges_get_403_and_consume_nothing(kind: Kind) {
+pub async fn denied_identities_and_ranges_get_403_and_consume_nothing(kind: Stack) {
     let edge = edge(kind).await;
     problem(
         edge.request(Method::PUT, "/deny/mallory"),
@@ -334,7 +334,7 @@ pub async fn denied_identities_and_ranges_get_403_and_consume_nothing(kind: Kind
     assert!(!body.to_string().contains("brief"), "{body}");
 }
 
-pub async fn bad_deny_entries_are_refused_and_change_nothing(kind: Kind) {
+pub async fn bad_deny_entries_are_refused_and_change_nothing(kind: Stack) {
     let edge = edge(kind).await;
     send(admin(edge.request(Method::PUT, "/deny/keep"))).await;
     let before = edge.redis.snapshot();
@@ -386,7 +386,7 @@ pub async fn bad_deny_entries_are_refused_and_change_nothing(kind: Kind) {
     assert_eq!(send(edge.post("/limit/api/cafe:1")).await.0, 403);
 }
 
-pub async fn shadow_policies_decide_and_report_but_never_refuse(kind: Kind) {
+pub async fn shadow_policies_decide_and_report_but_never_refuse(kind: Stack) {
     let edge = edge(kind).await;
     // `soft` (2 per hour, shadow) beside `api` (3 per hour, enforcing).
     let mut reasons = Vec::new();
@@ -415,7 +415,7 @@ pub async fn shadow_policies_decide_and_report_but_never_refuse(kind: Kind) {
     );
 }
 
-pub async fn each_policy_fails_its_own_way_without_redis(kind: Kind) {
+pub async fn each_policy_fails_its_own_way_without_redis(kind: Stack) {
     let mut edge = edge(kind).await;
     edge.redis.kill();
     // The login policy fails closed, the page-view policy open, in one deployment.

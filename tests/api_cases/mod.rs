@@ -8,7 +8,8 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::edge::{Edge, Kind, ADMIN_TOKEN};
+use crate::support::backend::Backend;
+use crate::support::edge::{Edge, Kind, Stack, ADMIN_TOKEN};
 use crate::support::redis_server::Snapshot;
 
 mod leases;
@@ -16,14 +17,15 @@ mod limits;
 pub use leases::*;
 pub use limits::*;
 
-/// Generate one `#[tokio::test]` per case for a front end.
+/// Generate one `#[tokio::test]` per case for a front end (a `Kind`, over one redis-server) or a
+/// `Stack` (a front end over a backend).
 #[macro_export]
 macro_rules! api_cases {
     ($kind:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                api_cases::$case($kind).await;
+                api_cases::$case($kind.into()).await;
             }
         )*
     };
@@ -104,7 +106,7 @@ fn from_ip(request: reqwest::RequestBuilder, ip: &str) -> reqwest::RequestBuilde
     request.header("cf-connecting-ip", ip)
 }
 
-pub async fn hit_creates_counts_and_names_the_path(kind: Kind) {
+pub async fn hit_creates_counts_and_names_the_path(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     for expected in 1..=3 {
         let (status, headers, body) = send(edge.post("/hit/blog/home")).await;
@@ -122,7 +124,7 @@ pub async fn hit_creates_counts_and_names_the_path(kind: Kind) {
     assert_eq!(edge.redis.cli(&["GET", "ec:{blog:home}:v"]), "3");
 }
 
-pub async fn get_reads_without_changing_and_404s_as_json(kind: Kind) {
+pub async fn get_reads_without_changing_and_404s_as_json(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let (status, _, body) = send(edge.get("/get/blog/missing")).await;
     assert_eq!(status, 404);
@@ -137,7 +139,7 @@ pub async fn get_reads_without_changing_and_404s_as_json(kind: Kind) {
     assert_eq!(edge.redis.cli(&["EXISTS", "ec:{blog:missing}:v"]), "0");
 }
 
-pub async fn abacus_create_and_admin_lifecycle(kind: Kind) {
+pub async fn abacus_create_and_admin_lifecycle(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let (status, _, created) = send(edge.post("/create/shop/stock?initializer=10")).await;
     assert_eq!(status, 201, "{created}");
@@ -213,7 +215,7 @@ pub async fn abacus_create_and_admin_lifecycle(kind: Kind) {
     assert_eq!(status, 403);
 }
 
-pub async fn countapi_create_with_reset_and_bounds(kind: Kind) {
+pub async fn countapi_create_with_reset_and_bounds(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let (status, headers, body) = send(edge.get(
         "/create?namespace=site&key=visits&value=5&enable_reset=1&update_lowerbound=-2&update_upperbound=3",
@@ -253,7 +255,7 @@ pub async fn countapi_create_with_reset_and_bounds(kind: Kind) {
     assert_eq!(body["error"], "Malformed Namespace/Key");
 }
 
-pub async fn bad_names_and_numbers_are_json_400s(kind: Kind) {
+pub async fn bad_names_and_numbers_are_json_400s(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     for path in [
         "/hit/ab/home",
@@ -294,7 +296,7 @@ pub async fn bad_names_and_numbers_are_json_400s(kind: Kind) {
     assert_eq!(edge.redis.cli(&["GET", "ec:{blog:num}:v"]), "0");
 }
 
-pub async fn idempotent_retries_count_once(kind: Kind) {
+pub async fn idempotent_retries_count_once(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     send(edge.post("/hit/blog/idem")).await;
     let mut answers = Vec::new();
@@ -319,7 +321,7 @@ pub async fn idempotent_retries_count_once(kind: Kind) {
     assert_eq!(status, 400);
 }
 
-pub async fn bots_head_prefetch_and_owner_are_not_counted(kind: Kind) {
+pub async fn bots_head_prefetch_and_owner_are_not_counted(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     send(edge.post("/hit/blog/filter")).await;
     let bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
@@ -348,7 +350,7 @@ pub async fn bots_head_prefetch_and_owner_are_not_counted(kind: Kind) {
     assert_eq!(body["value"], 1);
 }
 
-pub async fn uniques_count_visitors_not_hits(kind: Kind) {
+pub async fn uniques_count_visitors_not_hits(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     // The worker reads CF-Connecting-IP; serve sees one socket peer, so there the user agent
     // tells the visitors apart.
@@ -370,18 +372,18 @@ pub async fn uniques_count_visitors_not_hits(kind: Kind) {
     assert_eq!(body["value"], 4);
     assert_eq!(body["today"], 4);
     let uniques = body["uniques_today"].as_i64().unwrap();
-    if kind == Kind::Worker {
+    if kind.front == Kind::Worker {
         // A (ip 1), B (ip 2), and A again without CF-Connecting-IP (not counted as a visitor).
         assert_eq!(uniques, 2, "{body}");
     } else {
         assert_eq!(uniques, 2, "{body}");
     }
     // No IP anywhere in Redis.
-    let keys = edge.redis.cli(&["KEYS", "*"]);
+    let keys = edge.redis.keys("*").join("\n");
     assert!(!keys.contains("198.51.100"), "{keys}");
 }
 
-pub async fn info_and_stats_describe_the_counter(kind: Kind) {
+pub async fn info_and_stats_describe_the_counter(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     for _ in 0..3 {
         send(edge.post("/hit/blog/stats")).await;
@@ -428,7 +430,7 @@ pub async fn info_and_stats_describe_the_counter(kind: Kind) {
     assert_eq!(status, 404);
 }
 
-pub async fn badge_renders_svg_and_can_count(kind: Kind) {
+pub async fn badge_renders_svg_and_can_count(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let response = edge
         .get("/badge/blog/badge.svg?label=readers&color=green&style=for-the-badge&count=1")
@@ -465,7 +467,7 @@ pub async fn badge_renders_svg_and_can_count(kind: Kind) {
     assert_eq!(status, 400);
 }
 
-pub async fn batch_runs_many_operations_with_per_index_results(kind: Kind) {
+pub async fn batch_runs_many_operations_with_per_index_results(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     send(edge.post("/create/shop/items")).await;
     let ops = json!([
@@ -519,7 +521,7 @@ pub async fn batch_runs_many_operations_with_per_index_results(kind: Kind) {
     assert_eq!(body["results"][499]["value"], 500);
 }
 
-pub async fn stream_sends_the_value_then_every_change(kind: Kind) {
+pub async fn stream_sends_the_value_then_every_change(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     send(edge.post("/hit/blog/live")).await;
     let response = edge.get("/stream/blog/live").send().await.unwrap();
@@ -557,19 +559,10 @@ pub async fn stream_sends_the_value_then_every_change(kind: Kind) {
 /// A reader that goes away must not keep a Redis subscription (a dedicated connection in the
 /// proxy) open: natively the server sees the socket close; the worker finds out on its next write,
 /// which its heartbeat comments make happen within seconds even on a counter nobody hits.
-pub async fn stream_lets_go_of_redis_when_its_client_leaves(kind: Kind) {
+pub async fn stream_lets_go_of_redis_when_its_client_leaves(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     send(edge.post("/hit/blog/quiet")).await;
-    let subscribers = || -> u64 {
-        let numsub = edge
-            .redis
-            .cli(&["PUBSUB", "NUMSUB", "ec:{blog:quiet}:live"]);
-        numsub
-            .lines()
-            .last()
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(u64::MAX)
-    };
+    let subscribers = || edge.redis.subscribers("ec:{blog:quiet}:live");
     let wait_for = async |wanted: u64, within: Duration| {
         let deadline = tokio::time::Instant::now() + within;
         while subscribers() != wanted {
@@ -595,7 +588,7 @@ pub async fn stream_lets_go_of_redis_when_its_client_leaves(kind: Kind) {
     wait_for(0, Duration::from_secs(20)).await;
 }
 
-pub async fn cors_preflight_and_jsonp(kind: Kind) {
+pub async fn cors_preflight_and_jsonp(kind: Stack) {
     let edge = Edge::start(kind, &[("EDGECOUNT_ALLOWED_ORIGINS", "https://my.site")]).await;
     let preflight = edge
         .request(Method::OPTIONS, "/hit/blog/home")
@@ -675,7 +668,7 @@ pub async fn cors_preflight_and_jsonp(kind: Kind) {
     assert_eq!(body["value"], 2, "refused JSONP requests counted nothing");
 }
 
-pub async fn abuse_limit_stops_one_client_inflating_a_counter(kind: Kind) {
+pub async fn abuse_limit_stops_one_client_inflating_a_counter(kind: Stack) {
     let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "3")]).await;
     // The limit counts per clock minute: all five hits in one.
     edge.redis.wait_clear_of_minute_boundary(10);
@@ -712,7 +705,7 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
         .unwrap()
 }
 
-pub async fn rate_limit_consumes_peeks_refunds_and_resets(kind: Kind) {
+pub async fn rate_limit_consumes_peeks_refunds_and_resets(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     for remaining in [2, 1, 0] {
         let (status, headers, body) = send(edge.post("/limit/api/user-1")).await;
@@ -786,7 +779,7 @@ pub async fn rate_limit_consumes_peeks_refunds_and_resets(kind: Kind) {
     }
 }
 
-pub async fn rate_limit_policies_combine_atomically(kind: Kind) {
+pub async fn rate_limit_policies_combine_atomically(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     // `daily` allows 5, `fixed` 3: the third consume exhausts `fixed`, the fourth is refused by
     // it, and `daily` must not have been charged for the refused one.
@@ -810,7 +803,7 @@ pub async fn rate_limit_policies_combine_atomically(kind: Kind) {
     );
 }
 
-pub async fn rate_limit_errors_are_clear(kind: Kind) {
+pub async fn rate_limit_errors_are_clear(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let (status, _, body) = send(edge.post("/limit/nope/u")).await;
     assert_eq!(status, 404, "{body}");
@@ -825,7 +818,7 @@ pub async fn rate_limit_errors_are_clear(kind: Kind) {
     assert_eq!(status, 405);
 }
 
-pub async fn concurrent_hits_are_all_counted(kind: Kind) {
+pub async fn concurrent_hits_are_all_counted(kind: Stack) {
     let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "0")]).await;
     const CLIENTS: usize = 50;
     const HITS_PER_CLIENT: usize = 100;
@@ -852,7 +845,7 @@ pub async fn concurrent_hits_are_all_counted(kind: Kind) {
     assert_eq!(body["value"], (CLIENTS * HITS_PER_CLIENT) as i64);
 }
 
-pub async fn healthz_reports_redis(kind: Kind) {
+pub async fn healthz_reports_redis(kind: Stack) {
     let mut edge = Edge::start(kind, &[]).await;
     let (status, _, body) = send(edge.get("/healthz")).await;
     assert_eq!((status.as_u16(), body), (200, json!({"ok": true})));
@@ -875,7 +868,7 @@ pub async fn healthz_reports_redis(kind: Kind) {
     }
 }
 
-pub async fn unknown_routes_and_methods_are_json_errors(kind: Kind) {
+pub async fn unknown_routes_and_methods_are_json_errors(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let (status, _, body) = send(edge.get("/nope")).await;
     assert_eq!(status, 404);
@@ -888,12 +881,17 @@ pub async fn unknown_routes_and_methods_are_json_errors(kind: Kind) {
     assert_eq!(status, 404);
 }
 
-pub async fn one_rest_request_per_hit_read_and_decision(kind: Kind) {
+pub async fn one_rest_request_per_hit_read_and_decision(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     // Warm the script cache: the first call of a script after a flush costs one extra round trip
     // (EVALSHA answers NOSCRIPT, then EVAL).
     send(edge.post("/hit/blog/warm")).await;
     send(edge.post("/limit/api+daily/warm")).await;
+    if edge.redis.backend() == Backend::Cluster {
+        // Each master has a script cache of its own: warm the one holding these keys too.
+        send(edge.post("/hit/blog/trips")).await;
+        send(edge.post("/limit/api+daily/trips")).await;
+    }
     let cases: [(Method, &str); 7] = [
         (Method::POST, "/hit/blog/trips"),
         (Method::GET, "/hit/blog/trips"),
@@ -923,7 +921,7 @@ pub async fn one_rest_request_per_hit_read_and_decision(kind: Kind) {
 
 /// The dashboard, the embed script and the OpenAPI document come from `web/` (embedded in serve,
 /// the ASSETS disk service in workerd) with the headers `src/api/assets.rs` gives them.
-pub async fn static_files_are_served_with_their_headers(kind: Kind) {
+pub async fn static_files_are_served_with_their_headers(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     for asset in edgecount::api::assets::ASSETS {
@@ -991,7 +989,7 @@ impl Events {
 
 /// Every refusal the API has, each checked against the whole keyspace: a refused request must
 /// leave Redis byte for byte as it was (values, encodings and expiry times alike).
-pub async fn refused_requests_change_nothing(kind: Kind) {
+pub async fn refused_requests_change_nothing(kind: Stack) {
     let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "2")]).await;
     // The abuse limit counts per clock minute: set it up and refuse within one.
     edge.redis.wait_clear_of_minute_boundary(20);
@@ -1159,7 +1157,7 @@ pub async fn refused_requests_change_nothing(kind: Kind) {
     }
 }
 
-pub async fn namespace_tokens_listings_and_live_changes(kind: Kind) {
+pub async fn namespace_tokens_listings_and_live_changes(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     // The first create in a namespace hands out its token (once); later ones do not.
     let (status, _, first) = send(edge.post("/create/site/home")).await;
@@ -1277,7 +1275,7 @@ fn history_line(key: &str, last_day: i64, days: i64) -> String {
     .to_string()
 }
 
-pub async fn export_then_import_round_trips_every_bucket(kind: Kind) {
+pub async fn export_then_import_round_trips_every_bucket(kind: Stack) {
     let source = Edge::start(kind, &[]).await;
     let today = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1380,7 +1378,7 @@ pub async fn export_then_import_round_trips_every_bucket(kind: Kind) {
     assert_eq!(export_again["count"], 3);
 }
 
-pub async fn badges_take_themes_abbreviation_and_a_sparkline(kind: Kind) {
+pub async fn badges_take_themes_abbreviation_and_a_sparkline(kind: Stack) {
     let edge = Edge::start(kind, &[("EDGECOUNT_ABUSE_LIMIT", "0")]).await;
     send(edge.post("/create/blog/popular?initializer=1233")).await;
     let svg = |path: &'static str| {
@@ -1425,7 +1423,7 @@ pub async fn badges_take_themes_abbreviation_and_a_sparkline(kind: Kind) {
     assert_eq!(body["value"], 1234);
 }
 
-pub async fn shields_endpoint_answers_shields_json(kind: Kind) {
+pub async fn shields_endpoint_answers_shields_json(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     send(edge.post("/create/blog/shield?initializer=4567")).await;
     let (status, headers, body) = send(edge.get("/shields/blog/shield.json")).await;
@@ -1448,7 +1446,7 @@ pub async fn shields_endpoint_answers_shields_json(kind: Kind) {
     assert_eq!(body["message"], "0");
 }
 
-pub async fn configured_policies_are_listed(kind: Kind) {
+pub async fn configured_policies_are_listed(kind: Stack) {
     let edge = Edge::start(
         kind,
         &[(
@@ -1472,7 +1470,7 @@ pub async fn configured_policies_are_listed(kind: Kind) {
 
 /// The embed script sends the page it runs on as `?page=` (a cross-origin Referer carries no
 /// path): `:HOST:` and `:PATH:` come from it.
-pub async fn the_page_parameter_names_the_counter(kind: Kind) {
+pub async fn the_page_parameter_names_the_counter(kind: Stack) {
     let edge = Edge::start(kind, &[]).await;
     let (status, headers, body) = send(
         edge.post("/hit/:HOST:/:PATH:?page=https%3A%2F%2Fblog.example%2Fposts%2Fhello%2F")

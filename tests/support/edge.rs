@@ -1,6 +1,7 @@
-//! The whole stack for API tests: a private redis-server, the real proxy binary in front of it,
-//! and in front of that either `edgecount serve` (the real axum app on a loopback socket, in this
-//! process) or the real wasm worker in workerd. The same cases run against both.
+//! The whole stack for API tests: a private redis-server (or a private Redis Cluster), the real
+//! proxy binary in front of it, and in front of that either `edgecount serve` (the real axum app on
+//! a loopback socket, in this process) or the real wasm worker in workerd. The same cases run
+//! against every combination.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,9 +11,9 @@ use reqwest::StatusCode;
 use edgecount::api::{Api, Config, Platform};
 use edgecount::store::http_native::NativeRestStore;
 
-use super::proxy::{spawn_proxy, ProxyProcess};
+use super::backend::{Backend, TestRedis};
+use super::proxy::{spawn_proxy_with, ProxyProcess};
 use super::workerd::{spawn_worker, WorkerProcess};
-use super::RedisServer;
 
 pub const TOKEN: &str = "edge-test-token-5b1f";
 pub const ADMIN_TOKEN: &str = "edge-admin-token-77c2";
@@ -25,13 +26,40 @@ pub enum Kind {
     Worker,
 }
 
+/// A front end over a backend: what [`Edge::start`] builds. A [`Kind`] alone is that front over
+/// one redis-server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stack {
+    pub front: Kind,
+    pub backend: Backend,
+}
+
+impl Stack {
+    /// `front` over a Redis Cluster (3 masters, 3 replicas).
+    pub fn cluster(front: Kind) -> Stack {
+        Stack {
+            front,
+            backend: Backend::Cluster,
+        }
+    }
+}
+
+impl From<Kind> for Stack {
+    fn from(front: Kind) -> Stack {
+        Stack {
+            front,
+            backend: Backend::Single,
+        }
+    }
+}
+
 enum Front {
     Serve(tokio::task::JoinHandle<()>),
     Worker(WorkerProcess),
 }
 
 pub struct Edge {
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub proxy: ProxyProcess,
     front: Front,
     url: String,
@@ -59,9 +87,22 @@ pub fn base_env() -> Vec<(&'static str, String)> {
 
 impl Edge {
     /// Start the stack with [`base_env`] plus `env` (later pairs win).
-    pub async fn start(kind: Kind, env: &[(&str, &str)]) -> Edge {
-        let redis = RedisServer::start();
-        let proxy = spawn_proxy(&redis, TOKEN);
+    pub async fn start(stack: impl Into<Stack>, env: &[(&str, &str)]) -> Edge {
+        Self::start_with(stack, env, &[]).await
+    }
+
+    /// [`Edge::start`] with extra flags for the proxy (e.g. `["--redis-timeout-ms", "500"]`).
+    pub async fn start_with(
+        stack: impl Into<Stack>,
+        env: &[(&str, &str)],
+        proxy_args: &[&str],
+    ) -> Edge {
+        let stack = stack.into();
+        // Six nodes and their handshakes block: off the runtime.
+        let redis = tokio::task::spawn_blocking(move || TestRedis::start(stack.backend))
+            .await
+            .expect("start redis");
+        let proxy = spawn_proxy_with(&redis.urls(), TOKEN, proxy_args, &[]);
         let mut vars: HashMap<String, String> = base_env()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -71,7 +112,7 @@ impl Edge {
         for (k, v) in env {
             vars.insert(k.to_string(), v.to_string());
         }
-        let (front, url) = match kind {
+        let (front, url) = match stack.front {
             Kind::Serve => {
                 let config = Config::from_lookup(|name| vars.get(name).cloned())
                     .expect("valid test configuration");

@@ -2,6 +2,7 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod cluster;
 pub mod direct;
 pub mod redis_server;
