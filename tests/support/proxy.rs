@@ -16,6 +16,15 @@ pub struct ProxyProcess {
     url: String,
     token: String,
     log: Arc<Mutex<Vec<u8>>>,
+    /// How it was started (subcommand, arguments, environment), for [`ProxyProcess::restart`].
+    launch: Launch,
+}
+
+#[derive(Clone)]
+struct Launch {
+    subcommand: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// Start the proxy for `redis` with `token` and default settings.
@@ -52,6 +61,12 @@ pub fn spawn_serve(rest_url: &str, token: &str, env: &[(&str, &str)]) -> ProxyPr
     serve
 }
 
+/// Start `edgecount serve` with exactly these arguments and environment: nothing is passed for
+/// it, so the REST endpoint and token may come from `UPSTASH_REDIS_REST_URL`/`…_TOKEN` alone.
+pub fn spawn_serve_with(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+    spawn("serve", args, env)
+}
+
 /// Variables of ours that must not leak from the test's own environment into a child.
 const OWN_VARIABLES: &[&str] = &[
     "UPSTASH_REDIS_REST_URL",
@@ -76,9 +91,32 @@ const OWN_VARIABLES: &[&str] = &[
 /// `edgecount <subcommand> --listen 127.0.0.1:0 <args>` in its own process group, its URL read
 /// from its startup line (`edgecount <subcommand> listening on URL`), its output captured.
 fn spawn(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+    let launch = Launch {
+        subcommand: subcommand.to_string(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    match start(&launch, "127.0.0.1:0", Arc::default()) {
+        Ok(process) => process,
+        Err(log) => panic!(
+            "edgecount {subcommand} did not print its listening line within 20 s; log:\n{log}"
+        ),
+    }
+}
+
+/// Start `launch` listening on `listen`, its output appended to `log`; on failure, the log.
+fn start(launch: &Launch, listen: &str, log: Arc<Mutex<Vec<u8>>>) -> Result<ProxyProcess, String> {
+    let Launch {
+        subcommand,
+        args,
+        env,
+    } = launch;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecount"));
     cmd.arg(subcommand)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -92,7 +130,6 @@ fn spawn(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> ProxyProcess 
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn the edgecount binary");
-    let log = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     {
@@ -133,18 +170,19 @@ fn spawn(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> ProxyProcess 
         url: String::new(),
         token: String::new(),
         log,
+        launch: launch.clone(),
     };
     match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(url) => process.url = url,
+        Ok(url) => {
+            process.url = url;
+            Ok(process)
+        }
         Err(_) => {
             let log = process.log();
             drop(process);
-            panic!(
-                "edgecount {subcommand} did not print its listening line within 20 s; log:\n{log}"
-            );
+            Err(log)
         }
     }
-    process
 }
 
 impl ProxyProcess {
@@ -187,6 +225,35 @@ impl ProxyProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// SIGKILL the process (if still running) and start it again with the same arguments and
+    /// environment on the same address, so its clients need no new URL. Retries for up to 5 s
+    /// while the port is not yet free again; the log continues the old one.
+    pub fn restart(&mut self) {
+        self.kill();
+        let listen = self
+            .url
+            .strip_prefix("http://")
+            .expect("an http:// URL")
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match start(&self.launch, &listen, self.log.clone()) {
+                Ok(mut process) => {
+                    assert_eq!(process.url, self.url, "restarted on another address");
+                    self.child = process.child.take();
+                    return;
+                }
+                Err(log) if Instant::now() >= deadline => {
+                    panic!(
+                        "edgecount {} did not restart on {listen}; log:\n{log}",
+                        self.launch.subcommand
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     pub fn kill(&mut self) {
