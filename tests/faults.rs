@@ -1,14 +1,24 @@
-//! Faults through the HTTP fronts (the binaries): a Redis that stops answering (`CLIENT PAUSE`)
-//! gives bounded answers — a 503, or the policy's fail mode — never a hung client, and the chain
-//! recovers without restarting anything.
+//! Faults through the HTTP fronts, each in its own process (the `edgecount serve` binary, the
+//! wasm worker in workerd, the proxy binary):
+//! - a Redis that stops answering (`CLIENT PAUSE`) gives bounded answers — a 503, or the
+//!   policy's fail mode — never a hung client;
+//! - a Redis SIGKILLed and restarted under hit load loses no acknowledged hit with AOF
+//!   (`always`, and measured with `everysec`) and invents none;
+//!
+//! and every time the chain recovers without restarting anything else.
+//!
+//! The figures (attempts, acknowledged, final value, statuses, recovery) go to stderr on lines
+//! starting `FIGURES` (`cargo test --test faults -- --nocapture`).
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::proxy::{spawn_proxy_with, spawn_serve};
+use support::proxy::{spawn_proxy_with, spawn_serve, ProxyProcess};
+use support::workerd::{spawn_worker, WorkerProcess};
 use support::RedisServer;
 
 const TOKEN: &str = "faults-token";
@@ -97,4 +107,351 @@ async fn a_paused_redis_gives_bounded_answers_and_the_chain_recovers() {
     let (status, body, _) = timed(http.post(format!("{}/limit/login/u1", serve.url()))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["reason"], "limit", "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fronts as processes, and hit load through them.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Serve,
+    Worker,
+}
+
+/// A front end in its own process: `edgecount serve` (the binary) or the wasm worker in workerd.
+enum Front {
+    Serve(ProxyProcess),
+    Worker(WorkerProcess),
+}
+
+impl Front {
+    /// Start `kind` in front of the REST endpoint `rest_url` with `TOKEN` and `env`
+    /// (`EDGECOUNT_*`): serve gets the endpoint as CLI flags, the worker as its bindings.
+    async fn start(kind: Kind, rest_url: &str, env: &[(&str, &str)]) -> Front {
+        let rest_url = rest_url.to_owned();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // Spawning blocks (and the first worker spawn builds the wasm): off the runtime.
+        tokio::task::spawn_blocking(move || {
+            let mut pairs: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            match kind {
+                Kind::Serve => Front::Serve(spawn_serve(&rest_url, TOKEN, &pairs)),
+                Kind::Worker => {
+                    pairs.push(("UPSTASH_REDIS_REST_URL", &rest_url));
+                    pairs.push(("UPSTASH_REDIS_REST_TOKEN", TOKEN));
+                    Front::Worker(spawn_worker(&pairs))
+                }
+            }
+        })
+        .await
+        .expect("start the front")
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Front::Serve(serve) => serve.url().to_owned(),
+            Front::Worker(worker) => worker.url(),
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Front::Serve(serve) => serve.log(),
+            Front::Worker(worker) => worker.log(),
+        }
+    }
+}
+
+/// What the load clients see: a browser (bots are not counted), each answer bounded far above
+/// what any answer may take (the tests assert a tighter bound on the measured times).
+fn load_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(BROWSER)
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+/// One hit as a load client saw it.
+struct Answer {
+    started: Instant,
+    took: Duration,
+    /// `None`: no answer (the request failed or timed out at the client).
+    status: Option<u16>,
+    body: Value,
+}
+
+/// The most hits one load client sends (the load is bounded by time first).
+const MAX_HITS_PER_CLIENT: usize = 20_000;
+
+/// `clients` concurrent clients POSTing `url` back to back until `until`.
+fn start_hit_load(
+    http: &reqwest::Client,
+    url: String,
+    clients: usize,
+    until: Instant,
+) -> tokio::task::JoinHandle<Vec<Answer>> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while Instant::now() < until && answers.len() < MAX_HITS_PER_CLIENT {
+                    let started = Instant::now();
+                    let (status, body) = match http.post(&url).send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            match response.bytes().await {
+                                Ok(bytes) => (
+                                    Some(status),
+                                    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                                        Value::String(format!(
+                                            "not JSON: {}",
+                                            String::from_utf8_lossy(&bytes)
+                                        ))
+                                    }),
+                                ),
+                                Err(e) => (None, Value::String(format!("body: {e}"))),
+                            }
+                        }
+                        Err(e) => (None, Value::String(format!("request: {e}"))),
+                    };
+                    answers.push(Answer {
+                        started,
+                        took: started.elapsed(),
+                        status,
+                        body,
+                    });
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::spawn(async move {
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("load client"));
+        }
+        all.sort_by_key(|a| a.started);
+        all
+    })
+}
+
+/// The hit load's answers, summed up and checked.
+#[derive(Debug)]
+struct Summary {
+    attempts: usize,
+    /// 200 answers (each counted).
+    acknowledged: usize,
+    /// The highest value a 200 answer reported.
+    max_acknowledged_value: i64,
+    /// By status (`none` for no answer).
+    statuses: BTreeMap<String, usize>,
+    max_latency: Duration,
+    /// From the fault's end (`back`) to the end of the first 200 answer started after it.
+    first_ok_after_back: Option<Duration>,
+    /// From `back` to the end of the last answer that was not a 200 (zero when none ended later).
+    last_failure_after_back: Duration,
+    /// Answers that were neither a counted 200 nor a JSON 503 with an `error` text.
+    unexpected: Vec<String>,
+}
+
+fn summarize(answers: &[Answer], back: Instant) -> Summary {
+    let mut summary = Summary {
+        attempts: answers.len(),
+        acknowledged: 0,
+        max_acknowledged_value: 0,
+        statuses: BTreeMap::new(),
+        max_latency: Duration::ZERO,
+        first_ok_after_back: None,
+        last_failure_after_back: Duration::ZERO,
+        unexpected: Vec::new(),
+    };
+    for answer in answers {
+        let status = answer
+            .status
+            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        *summary.statuses.entry(status).or_default() += 1;
+        summary.max_latency = summary.max_latency.max(answer.took);
+        let ended = answer.started + answer.took;
+        match answer.status {
+            Some(200) if answer.body["counted"] == true && answer.body["value"].is_i64() => {
+                summary.acknowledged += 1;
+                summary.max_acknowledged_value = summary
+                    .max_acknowledged_value
+                    .max(answer.body["value"].as_i64().unwrap());
+                if answer.started >= back {
+                    let after = ended - back;
+                    if summary
+                        .first_ok_after_back
+                        .is_none_or(|first| after < first)
+                    {
+                        summary.first_ok_after_back = Some(after);
+                    }
+                }
+                continue;
+            }
+            Some(503) if answer.body["error"].is_string() => {}
+            _ => summary
+                .unexpected
+                .push(format!("{:?} {}", answer.status, answer.body)),
+        }
+        summary.last_failure_after_back = summary
+            .last_failure_after_back
+            .max(ended.saturating_duration_since(back));
+    }
+    summary
+}
+
+/// A counter's value as Redis holds it (0 when the key does not exist).
+fn stored_value(redis: &RedisServer, namespace: &str, key: &str) -> i64 {
+    let value = redis.cli(&["GET", &format!("ec:{{{namespace}:{key}}}:v")]);
+    if value.is_empty() {
+        0
+    } else {
+        value.parse().unwrap_or_else(|_| panic!("GET: {value:?}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis SIGKILLed and restarted under hit load.
+
+/// Every answer during a Redis crash takes less than this (a crash closes Redis's sockets, so
+/// the proxy fails at once rather than waiting for its reply timeout).
+const CRASH_ANSWER_BOUND: Duration = Duration::from_secs(3);
+
+async fn hits_survive_a_redis_crash_under_load(kind: Kind, appendfsync: &str) {
+    let mut redis = RedisServer::with_args(&["--appendonly", "yes", "--appendfsync", appendfsync]);
+    // The proxy with its defaults (10 s reply timeout): the bound below must hold without it.
+    let proxy = spawn_proxy_with(&[redis.url()], TOKEN, &[], &[]);
+    let front = Front::start(kind, proxy.url(), &[("EDGECOUNT_ABUSE_LIMIT", "0")]).await;
+    let http = load_client();
+    let url = format!("{}/hit/load/page", front.url());
+    assert_eq!(http.post(&url).send().await.unwrap().status(), 200);
+    let before = stored_value(&redis, "load", "page");
+
+    const CLIENTS: usize = 20;
+    let started = Instant::now();
+    let until = started + Duration::from_millis(7500);
+    let load = start_hit_load(&http, url.clone(), CLIENTS, until);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.kill(); // SIGKILL: only what the AOF has on disk (or in the kernel's cache) remains
+    let killed_at = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    redis.restart(); // same port, same dir: loads the AOF, returns once it answers PING
+    let back = Instant::now();
+    let back_at = back - started;
+    let answers = tokio::time::timeout(Duration::from_secs(30), load)
+        .await
+        .expect("the load ends (no hung client)")
+        .expect("load");
+    let summary = summarize(&answers, back);
+
+    let final_value = stored_value(&redis, "load", "page") - before;
+    let through_front: Value = http
+        .get(format!("{}/get/load/page", front.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lost = (summary.acknowledged as i64 - final_value)
+        .max(summary.max_acknowledged_value - before - final_value)
+        .max(0);
+    eprintln!(
+        "FIGURES redis-sigkill front={kind:?} appendfsync={appendfsync}: attempts={} \
+         acknowledged={} final={} lost={lost} counted-unacknowledged={} statuses={:?} \
+         max_latency={:?} killed_at={killed_at:?} back_at={back_at:?} \
+         first_200_after_back={:?} last_failure_after_back={:?}",
+        summary.attempts,
+        summary.acknowledged,
+        final_value,
+        (final_value - summary.acknowledged as i64).max(0),
+        summary.statuses,
+        summary.max_latency,
+        summary.first_ok_after_back,
+        summary.last_failure_after_back,
+    );
+
+    assert!(
+        summary.unexpected.is_empty(),
+        "answers other than a counted 200 or a JSON 503: {:?}\nfront log:\n{}",
+        &summary.unexpected[..summary.unexpected.len().min(10)],
+        front.log()
+    );
+    assert!(
+        summary.max_latency < CRASH_ANSWER_BOUND,
+        "an answer took {:?}",
+        summary.max_latency
+    );
+    assert!(
+        summary.statuses.get("503").copied().unwrap_or(0) > 0,
+        "the crash was not seen: {:?}",
+        summary.statuses
+    );
+    // Nothing invented: the counter never counts more hits than were sent.
+    assert!(
+        final_value <= summary.attempts as i64,
+        "{final_value} counted from {} attempts",
+        summary.attempts
+    );
+    assert_eq!(
+        through_front["value"].as_i64(),
+        Some(final_value + before),
+        "{through_front}"
+    );
+    if appendfsync == "always" {
+        // Nothing acknowledged lost: every 200 (and the highest value one reported) survived.
+        assert!(
+            final_value >= summary.acknowledged as i64,
+            "acknowledged {} hits, {final_value} survived",
+            summary.acknowledged
+        );
+        assert!(
+            summary.max_acknowledged_value <= final_value + before,
+            "a client was told {}, Redis came back with {}",
+            summary.max_acknowledged_value,
+            final_value + before
+        );
+    }
+    // Recovered without a restart of the proxy or the front, and stayed so: the last second of
+    // load was all 200s.
+    let first_ok = summary
+        .first_ok_after_back
+        .expect("no 200 after Redis came back");
+    assert!(
+        first_ok < Duration::from_secs(3),
+        "first 200 after {first_ok:?}"
+    );
+    assert!(
+        back + summary.last_failure_after_back + Duration::from_secs(1) < until,
+        "failures until {:?} after Redis came back (load ran {:?} after it)",
+        summary.last_failure_after_back,
+        until - back
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkill_under_load_through_serve_loses_no_acknowledged_hit_aof_always() {
+    hits_survive_a_redis_crash_under_load(Kind::Serve, "always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkill_under_load_through_the_worker_loses_no_acknowledged_hit_aof_always() {
+    hits_survive_a_redis_crash_under_load(Kind::Worker, "always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkill_under_load_through_serve_aof_everysec_measured() {
+    hits_survive_a_redis_crash_under_load(Kind::Serve, "everysec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkill_under_load_through_the_worker_aof_everysec_measured() {
+    hits_survive_a_redis_crash_under_load(Kind::Worker, "everysec").await;
 }
