@@ -1,9 +1,10 @@
 //! Faults through the HTTP fronts, each in its own process (the `edgecount serve` binary, the
 //! wasm worker in workerd, the proxy binary):
-//! - a Redis that stops answering (`CLIENT PAUSE`) gives bounded answers — a 503, or the
-//!   policy's fail mode — never a hung client;
+//! - a Redis that stops answering (`CLIENT PAUSE`, `DEBUG SLEEP`) gives bounded answers — a 503,
+//!   or the policy's fail mode — never a hung client;
 //! - a Redis SIGKILLed and restarted under hit load loses no acknowledged hit with AOF
 //!   (`always`, and measured with `everysec`) and invents none;
+//! - a proxy SIGKILLed and restarted on its port under both fronts: 503s and fail modes meanwhile;
 //!
 //! and every time the chain recovers without restarting anything else.
 //!
@@ -13,6 +14,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -317,6 +319,23 @@ fn stored_value(redis: &RedisServer, namespace: &str, key: &str) -> i64 {
     }
 }
 
+/// A front answers a hit with a 200 again within `limit` (polling); how long it took.
+async fn wait_recovered(http: &reqwest::Client, url: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = http.post(url).send().await {
+            if response.status() == StatusCode::OK {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{url} not answering 200 again within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis SIGKILLed and restarted under hit load.
 
@@ -454,4 +473,321 @@ async fn redis_sigkill_under_load_through_serve_aof_everysec_measured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sigkill_under_load_through_the_worker_aof_everysec_measured() {
     hits_survive_a_redis_crash_under_load(Kind::Worker, "everysec").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions and leases while Redis (or the proxy) cannot be asked, through both fronts.
+
+/// Every policy kind with each fail mode; limits high enough that the load never reaches them.
+const FAIL_MODE_POLICIES: &str = "page=sliding:1000/1m fail=open; \
+    login=fixed:1000/1m fail=closed; jobs=concurrency:50/30s fail=open; \
+    locks=concurrency:50/30s fail=closed";
+
+/// A front's answers while the chain behind it is broken: a JSON 503 for a hit, each policy's
+/// fail mode for decisions and leases (with `EdgeCount-Fail-Mode`), the release of a lease taken
+/// before answered as fail-open — each within `bound`. The requests go out concurrently.
+async fn check_outage_answers(http: &reqwest::Client, base: &str, lease: &str, bound: Duration) {
+    let requests = vec![
+        ("hit", http.post(format!("{base}/hit/outage/page"))),
+        ("limit page", http.post(format!("{base}/limit/page/u1"))),
+        ("limit login", http.post(format!("{base}/limit/login/u1"))),
+        ("lease jobs", http.post(format!("{base}/lease/jobs/u1"))),
+        (
+            "release jobs",
+            http.delete(format!("{base}/lease/jobs/u1/{lease}")),
+        ),
+        ("lease locks", http.post(format!("{base}/lease/locks/u1"))),
+    ];
+    let answers =
+        futures_util::future::join_all(requests.into_iter().map(|(what, request)| async move {
+            let started = Instant::now();
+            let response = request.send().await.expect("an answer, not a hung request");
+            let fail_mode = response
+                .headers()
+                .get("edgecount-fail-mode")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("a JSON answer");
+            (what, status, fail_mode, body, started.elapsed())
+        }))
+        .await;
+    for (what, status, fail_mode, body, took) in answers {
+        assert!(took < bound, "{base} {what}: {took:?}");
+        let fail_mode = fail_mode.as_deref();
+        match what {
+            "hit" => {
+                assert_eq!(status, 503, "{what}: {body}");
+                assert_eq!(body["error"], "redis unavailable", "{what}: {body}");
+            }
+            "limit page" => {
+                assert_eq!((status, fail_mode), (200, Some("open")), "{what}: {body}");
+                assert_eq!(body["reason"], "fail-open", "{what}: {body}");
+            }
+            "limit login" | "lease locks" => {
+                assert_eq!((status, fail_mode), (503, Some("closed")), "{what}: {body}");
+                assert_eq!(body["reason"], "fail-closed", "{what}: {body}");
+            }
+            "lease jobs" => {
+                assert_eq!((status, fail_mode), (200, Some("open")), "{what}: {body}");
+                assert_eq!(body["reason"], "fail-open", "{what}: {body}");
+                assert!(body["lease"].is_string(), "{what}: {body}");
+            }
+            "release jobs" => {
+                assert_eq!((status, fail_mode), (200, Some("open")), "{what}: {body}");
+                assert_eq!(
+                    body,
+                    serde_json::json!({"released": false, "reason": "fail-open"}),
+                    "{what}"
+                );
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// Decisions, leases and a release through `base` with Redis answering again.
+async fn check_healthy_answers(http: &reqwest::Client, base: &str) {
+    let response = http
+        .post(format!("{base}/limit/login/u1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!response.headers().contains_key("edgecount-fail-mode"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "limit", "{body}");
+    let body: Value = http
+        .post(format!("{base}/lease/locks/u1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["reason"], "limit", "{body}");
+    let lease = body["lease"].as_str().expect("a lease");
+    let body: Value = http
+        .delete(format!("{base}/lease/locks/u1/{lease}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, serde_json::json!({"released": true}));
+}
+
+/// A lease on `jobs` for `u1`, taken while everything is healthy.
+async fn take_lease(http: &reqwest::Client, base: &str) -> String {
+    let body: Value = http
+        .post(format!("{base}/lease/jobs/u1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["reason"], "limit", "{body}");
+    body["lease"].as_str().expect("a lease").to_owned()
+}
+
+/// The load through one front, checked: only counted 200s and JSON 503s, each within `bound`;
+/// nothing acknowledged lost, nothing invented; its figures printed.
+fn check_load(
+    test: &str,
+    front: &Front,
+    redis: &RedisServer,
+    key: &str,
+    answers: &[Answer],
+    back: Instant,
+    bound: Duration,
+) {
+    let summary = summarize(answers, back);
+    let final_value = stored_value(redis, "load", key);
+    eprintln!(
+        "FIGURES {test} front={key}: attempts={} acknowledged={} final={final_value} \
+         lost={} counted-unacknowledged={} statuses={:?} max_latency={:?} \
+         first_200_after_back={:?} last_failure_after_back={:?}",
+        summary.attempts,
+        summary.acknowledged,
+        (summary.acknowledged as i64 - final_value).max(0),
+        (final_value - summary.acknowledged as i64).max(0),
+        summary.statuses,
+        summary.max_latency,
+        summary.first_ok_after_back,
+        summary.last_failure_after_back,
+    );
+    assert!(
+        summary.unexpected.is_empty(),
+        "{key}: answers other than a counted 200 or a JSON 503: {:?}\nlog:\n{}",
+        &summary.unexpected[..summary.unexpected.len().min(10)],
+        front.log()
+    );
+    assert!(
+        summary.max_latency < bound,
+        "{key}: an answer took {:?}",
+        summary.max_latency
+    );
+    assert!(
+        summary.statuses.get("503").copied().unwrap_or(0) > 0,
+        "{key}: the fault was not seen: {:?}",
+        summary.statuses
+    );
+    assert!(
+        final_value >= summary.acknowledged as i64 && final_value <= summary.attempts as i64,
+        "{key}: {final_value} counted, {} acknowledged, {} attempts",
+        summary.acknowledged,
+        summary.attempts
+    );
+    assert!(
+        summary.max_acknowledged_value <= final_value,
+        "{key}: a client was told {}, the counter holds {final_value}",
+        summary.max_acknowledged_value
+    );
+    assert!(
+        summary.first_ok_after_back.is_some(),
+        "{key}: no 200 after the fault ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_sigkilled_and_restarted_under_serve_and_the_worker() {
+    let redis = RedisServer::start();
+    let mut proxy = spawn_proxy_with(&[redis.url()], TOKEN, &[], &[]);
+    let env = [
+        ("EDGECOUNT_ABUSE_LIMIT", "0"),
+        ("EDGECOUNT_RATE_LIMITS", FAIL_MODE_POLICIES),
+    ];
+    let serve = Front::start(Kind::Serve, proxy.url(), &env).await;
+    let worker = Front::start(Kind::Worker, proxy.url(), &env).await;
+    let fronts = [("serve", &serve), ("worker", &worker)];
+    let http = load_client();
+    let mut leases = Vec::new();
+    for (_, front) in fronts {
+        leases.push(take_lease(&http, &front.url()).await);
+    }
+
+    let started = Instant::now();
+    let until = started + Duration::from_millis(7000);
+    let loads: Vec<_> = fronts
+        .iter()
+        .map(|(key, front)| {
+            start_hit_load(&http, format!("{}/hit/load/{key}", front.url()), 8, until)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    proxy.kill(); // SIGKILL
+    let killed = Instant::now();
+    // Nothing listens on the proxy's port: connections are refused, answers come at once.
+    let bound = Duration::from_secs(2);
+    for ((_, front), lease) in fronts.iter().zip(&leases) {
+        check_outage_answers(&http, &front.url(), lease, bound).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(killed.elapsed())).await;
+    let down_for = killed.elapsed();
+    proxy.restart(); // same port: neither front is told anything
+    let back = Instant::now();
+    let mut recovery = Vec::new();
+    for (key, front) in fronts {
+        let took = wait_recovered(
+            &http,
+            &format!("{}/hit/outage/page", front.url()),
+            Duration::from_secs(5),
+        )
+        .await;
+        recovery.push((key, took));
+    }
+    for (_, front) in fronts {
+        check_healthy_answers(&http, &front.url()).await;
+    }
+    eprintln!(
+        "FIGURES proxy-sigkill: proxy down {down_for:?}; first 200 after restart {recovery:?}"
+    );
+    for ((key, front), load) in fronts.into_iter().zip(loads) {
+        let answers = tokio::time::timeout(Duration::from_secs(30), load)
+            .await
+            .expect("the load ends (no hung client)")
+            .expect("load");
+        check_load("proxy-sigkill", front, &redis, key, &answers, back, bound);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_in_debug_sleep_gives_bounded_answers_through_serve_and_the_worker() {
+    let redis = RedisServer::start();
+    let proxy = spawn_proxy_with(&[redis.url()], TOKEN, &["--redis-timeout-ms", "300"], &[]);
+    let env = [
+        ("EDGECOUNT_ABUSE_LIMIT", "0"),
+        ("EDGECOUNT_RATE_LIMITS", FAIL_MODE_POLICIES),
+    ];
+    let serve = Front::start(Kind::Serve, proxy.url(), &env).await;
+    let worker = Front::start(Kind::Worker, proxy.url(), &env).await;
+    let fronts = [("serve", &serve), ("worker", &worker)];
+    let http = load_client();
+    let mut leases = Vec::new();
+    for (_, front) in fronts {
+        leases.push(take_lease(&http, &front.url()).await);
+    }
+
+    let sleep = Duration::from_secs(4);
+    let started = Instant::now();
+    let until = started + Duration::from_millis(500) + sleep + Duration::from_secs(3);
+    let loads: Vec<_> = fronts
+        .iter()
+        .map(|(key, front)| {
+            start_hit_load(&http, format!("{}/hit/load/{key}", front.url()), 5, until)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // DEBUG SLEEP blocks the whole server (connections are accepted by the kernel, nothing is
+    // answered); redis-cli returns when it wakes.
+    let mut sleeper = Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string()])
+        .args(["DEBUG", "SLEEP", &sleep.as_secs().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    let slept_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The proxy's bound: its 300 ms reply timeout, plus its 1 s connect timeout when it
+    // reconnects (the handshake is not answered either).
+    let bound = Duration::from_millis(2500);
+    for ((_, front), lease) in fronts.iter().zip(&leases) {
+        check_outage_answers(&http, &front.url(), lease, bound).await;
+    }
+    assert!(
+        slept_at.elapsed() < sleep,
+        "the checks must run inside the sleep (took {:?})",
+        slept_at.elapsed()
+    );
+    let deadline = slept_at + sleep + Duration::from_secs(10);
+    while sleeper.try_wait().expect("redis-cli").is_none() {
+        assert!(Instant::now() < deadline, "DEBUG SLEEP did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let back = Instant::now();
+    let mut recovery = Vec::new();
+    for (key, front) in fronts {
+        let took = wait_recovered(
+            &http,
+            &format!("{}/hit/outage/page", front.url()),
+            Duration::from_secs(5),
+        )
+        .await;
+        recovery.push((key, took));
+    }
+    for (_, front) in fronts {
+        check_healthy_answers(&http, &front.url()).await;
+    }
+    eprintln!(
+        "FIGURES debug-sleep: slept {:?}; first 200 after it {recovery:?}",
+        back - slept_at
+    );
+    for ((key, front), load) in fronts.into_iter().zip(loads) {
+        let answers = tokio::time::timeout(Duration::from_secs(30), load)
+            .await
+            .expect("the load ends (no hung client)")
+            .expect("load");
+        check_load("debug-sleep", front, &redis, key, &answers, back, bound);
+    }
 }
