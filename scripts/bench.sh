@@ -8,9 +8,13 @@
 #
 # proxy section, on ONE private redis-server, side by side in one run:
 #   (a) wrk → edgecount proxy (release build): POST / ["INCR","bench:proxy"], Bearer auth
-#   (b) wrk → webdis (GET /INCR/bench:webdis), the classic HTTP-to-Redis bridge, same Redis
-#   (c) redis-benchmark -t incr, direct RESP, not pipelined: the ceiling for one command per round trip
-#   (d) wrk → edgecount proxy POST /pipeline with 100 INCRs per request (commands/s = req/s × 100)
+#   (b) the same in the path form, GET /INCR/bench:path
+#   (c) wrk → webdis (GET /INCR/bench:webdis), the classic HTTP-to-Redis bridge, same Redis
+#   (d) wrk → a bare hyper server answering a fixed 200 (examples/ceiling.rs): this box's HTTP ceiling
+#   (e) redis-benchmark -t incr, direct RESP, not pipelined: the ceiling for one command per round trip
+#   (f) wrk → edgecount proxy POST /pipeline with 100 INCRs per request (commands/s = req/s × 100)
+#   then alternating rounds (EDGECOUNT_BENCH_ROUNDS, 7 × 5 s each side): proxy vs webdis for both
+#   request forms and proxy vs the ceiling, each side first in every other round.
 # It prints req/s, p50, p99 and each server's CPU, the ratios proxy/webdis and proxy/redis-benchmark,
 # and writes them with the exact command into BENCHMARKS.md (between this section's markers, so
 # other sections are left alone).
@@ -225,9 +229,9 @@ run_wrk() {
   errors="$(wrk_errors "$out")"
   [[ -z "$non2xx" ]] || notes="NON-2XX: $non2xx; "
   [[ -z "$errors" ]] || notes="${notes}${errors}; "
-  notes="${notes}redis-server CPU $(cpu_percent "$redis_before" "$redis_after" "$DURATION")"
   LAST_RPS="$(wrk_rps "$out")"
   LAST_REQUESTS="$(wrk_requests "$out")"
+  notes="${notes}server CPU $(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$LAST_REQUESTS" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}') µs/req; redis-server CPU $(cpu_percent "$redis_before" "$redis_after" "$DURATION")"
   add_row "$name" "$LAST_RPS" "$(wrk_latency_ms 50 "$out")" "$(wrk_latency_ms 99 "$out")" \
     "$(cpu_percent "$before" "$after" "$DURATION")" "$notes"
 }
@@ -246,29 +250,111 @@ check_counter() {
 
 # --- sections -------------------------------------------------------------------------------------
 
+build_ceiling() {
+  log "cargo build --release --example ceiling"
+  cargo build --release --example ceiling --quiet
+  CEILING_BIN="$TARGET_DIR/release/examples/ceiling"
+  [[ -x "$CEILING_BIN" ]] || die "no ceiling binary at $CEILING_BIN"
+}
+
+# The ceiling: a bare hyper server with the proxy's number of worker threads (its default: half
+# the cores, at least one).
+start_ceiling() {
+  local threads=$(($(nproc) / 2)) n
+  ((threads >= 1)) || threads=1
+  start_group ceiling "$CEILING_BIN" 127.0.0.1:0 "$threads"
+  CEILING_PID="$LAST_PID"
+  for ((n = 0; n < 100; n++)); do
+    if grep -q 'ceiling listening on' "$WORK_DIR/ceiling.log" 2>/dev/null; then
+      CEILING_URL="$(grep -Eo 'http://[^ ]+' "$WORK_DIR/ceiling.log" | head -n 1)"
+      return
+    fi
+    sleep 0.1
+  done
+  die "ceiling server did not start: $(cat "$WORK_DIR/ceiling.log")"
+}
+
+median_of() {
+  printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+# wrk_round OUT PID URL [LUA] → one warm 5 s wrk run; sets ROUND_RPS, ROUND_P99 (ms) and
+# ROUND_CPU_US (the server's CPU µs per request).
+wrk_round() {
+  local out="$1" pid="$2" url="$3" lua="${4:-}" t0 t1 reqs
+  local -a script=()
+  [[ -z "$lua" ]] || script=(-s "$lua")
+  t0="$(cpu_ticks "$pid")"
+  timeout 40 wrk -t "$THREADS" -c "$CONNECTIONS" -d 5s --latency "${script[@]}" "$url" >"$out" 2>&1 ||
+    die "wrk failed on $url: $(cat "$out")"
+  t1="$(cpu_ticks "$pid")"
+  reqs="$(wrk_requests "$out")"
+  [[ "$reqs" =~ ^[0-9]+$ && "$reqs" -gt 0 ]] || die "wrk completed no requests on $url"
+  [[ -z "$(wrk_non2xx "$out")" ]] || die "non-2xx answers from $url: $(cat "$out")"
+  ROUND_RPS="$(wrk_rps "$out")"
+  ROUND_P99="$(wrk_latency_ms 99 "$out")"
+  ROUND_CPU_US="$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
+}
+
+# compare_rounds LABEL "A_NAME|PID|URL|LUA" "B_NAME|PID|URL|LUA" → ROUNDS (EDGECOUNT_BENCH_ROUNDS,
+# default 7) alternating 5 s runs, A first in even rounds and B first in odd ones, so both see the
+# same noise; adds a note with the median req/s ratio A/B and its spread, and both sides' median
+# p99 and CPU µs per request. LAST_ROUNDS: the median ratio.
+compare_rounds() {
+  local label="$1" rounds="${EDGECOUNT_BENCH_ROUNDS:-7}" n side order
+  local -A name pid url lua
+  IFS='|' read -r "name[a]" "pid[a]" "url[a]" "lua[a]" <<<"$2"
+  IFS='|' read -r "name[b]" "pid[b]" "url[b]" "lua[b]" <<<"$3"
+  local -a ratios=() p99_a=() p99_b=() cpu_a=() cpu_b=()
+  for ((n = 0; n < rounds; n++)); do
+    local -A rps=()
+    order="a b"
+    ((n % 2 == 0)) || order="b a"
+    for side in $order; do
+      wrk_round "$WORK_DIR/round-$label-$n-$side.txt" "${pid[$side]}" "${url[$side]}" "${lua[$side]}"
+      rps[$side]="$ROUND_RPS"
+      if [[ "$side" == a ]]; then p99_a+=("$ROUND_P99") cpu_a+=("$ROUND_CPU_US"); else p99_b+=("$ROUND_P99") cpu_b+=("$ROUND_CPU_US"); fi
+    done
+    ratios+=("$(awk -v a="${rps[a]}" -v b="${rps[b]}" 'BEGIN {printf "%.3f", a / b}')")
+    log "$label round $((n + 1))/$rounds ($order): ${name[a]} ${rps[a]} req/s, ${name[b]} ${rps[b]} req/s, ratio ${ratios[-1]}"
+  done
+  LAST_ROUNDS="$(median_of "${ratios[@]}")"
+  local lo hi
+  lo="$(printf '%s\n' "${ratios[@]}" | sort -g | head -n 1)"
+  hi="$(printf '%s\n' "${ratios[@]}" | sort -g | tail -n 1)"
+  SECTION_NOTES+=("$label, $rounds alternating rounds of 5 s: req/s ${name[a]} / ${name[b]} median **$LAST_ROUNDS** (spread $lo–$hi; rounds ${ratios[*]}); p99 ms median ${name[a]} $(median_of "${p99_a[@]}") vs ${name[b]} $(median_of "${p99_b[@]}"); server CPU µs/request median ${name[a]} $(median_of "${cpu_a[@]}") vs ${name[b]} $(median_of "${cpu_b[@]}")")
+}
+
 bench_proxy() {
   build_release
+  build_ceiling
   start_proxy
   start_webdis
-  log "redis :$REDIS_PORT, proxy $PROXY_URL, webdis :$WEBDIS_PORT; ${DURATION}s per run"
+  start_ceiling
+  log "redis :$REDIS_PORT, proxy $PROXY_URL, webdis :$WEBDIS_PORT, ceiling $CEILING_URL; ${DURATION}s per run"
 
   # Sanity: each path answers the way the benchmark assumes.
   curl -sf "$PROXY_URL" -H "Authorization: Bearer $TOKEN" -d '["PING"]' | grep -q PONG ||
     die "proxy does not answer PING"
 
   export EDGECOUNT_BENCH_TOKEN="$TOKEN"
-  # (a) proxy, one INCR per request
+  # (a) proxy, one INCR per request, as the SDKs send it
   EDGECOUNT_BENCH_KEY="bench:proxy" run_wrk "proxy POST / INCR" "$PROXY_PID" \
     -s scripts/bench/proxy_incr.lua "$PROXY_URL"
-  local proxy_rps="$LAST_RPS"
   check_counter bench:proxy "$LAST_REQUESTS"
 
-  # (b) webdis, one INCR per request
+  # (b) proxy, the path form
+  run_wrk "proxy GET /INCR/k" "$PROXY_PID" -s scripts/bench/proxy_path.lua "$PROXY_URL/INCR/bench:path"
+  check_counter bench:path "$LAST_REQUESTS"
+
+  # (c) webdis, one INCR per request
   run_wrk "webdis GET /INCR" "$WEBDIS_PID" "http://127.0.0.1:$WEBDIS_PORT/INCR/bench:webdis"
-  local webdis_rps="$LAST_RPS"
   check_counter bench:webdis "$LAST_REQUESTS"
 
-  # (c) redis-benchmark, direct and not pipelined
+  # (d) the ceiling: a bare hyper server, no Redis
+  run_wrk "ceiling: bare hyper, fixed answer" "$CEILING_PID" "$CEILING_URL/"
+
+  # (e) redis-benchmark, direct and not pipelined
   local rb_out="$WORK_DIR/redis-benchmark.csv" before after
   log "redis-benchmark -p $REDIS_PORT -c $CONNECTIONS -n $REDIS_BENCH_REQUESTS -t incr --csv"
   before="$(cpu_ticks "$REDIS_PID")"
@@ -288,7 +374,7 @@ bench_proxy() {
   add_row "redis-benchmark INCR (direct)" "$rb_rps" "$rb_p50" "$rb_p99" \
     "$(cpu_percent "$before" "$after" "$rb_secs") (redis)" "$REDIS_BENCH_REQUESTS requests in ${rb_secs}s"
 
-  # (d) proxy pipeline, PIPELINE INCRs per request
+  # (f) proxy pipeline, PIPELINE INCRs per request
   EDGECOUNT_BENCH_KEY="bench:pipeline" EDGECOUNT_BENCH_PIPELINE="$PIPELINE" \
     run_wrk "proxy /pipeline x$PIPELINE" "$PROXY_PID" -s scripts/bench/proxy_pipeline.lua "$PROXY_URL"
   local pipe_rps="$LAST_RPS"
@@ -296,10 +382,18 @@ bench_proxy() {
   local last=$((${#RESULT_ROWS[@]} - 1))
   RESULT_ROWS[last]="${RESULT_ROWS[last]}; = $((pipe_rps * PIPELINE)) INCR/s"
 
-  SECTION_NOTES=(
-    "proxy / webdis (req/s): $(ratio "$proxy_rps" "$webdis_rps")"
-    "proxy / redis-benchmark (req/s): $(ratio "$proxy_rps" "$rb_rps")"
+  # The comparisons that count on a shared machine: alternating rounds.
+  local webdis="webdis|$WEBDIS_PID|http://127.0.0.1:$WEBDIS_PORT/INCR/bench:webdis|"
+  EDGECOUNT_BENCH_KEY="bench:proxy" compare_rounds "POST / vs webdis" \
+    "proxy|$PROXY_PID|$PROXY_URL|scripts/bench/proxy_incr.lua" "$webdis"
+  compare_rounds "GET /INCR/k vs webdis" \
+    "proxy|$PROXY_PID|$PROXY_URL/INCR/bench:path|scripts/bench/proxy_path.lua" "$webdis"
+  EDGECOUNT_BENCH_KEY="bench:proxy" compare_rounds "POST / vs the ceiling" \
+    "proxy|$PROXY_PID|$PROXY_URL|scripts/bench/proxy_incr.lua" "ceiling|$CEILING_PID|$CEILING_URL/|"
+
+  SECTION_NOTES+=(
     "proxy /pipeline x$PIPELINE: $((pipe_rps * PIPELINE)) INCR/s = $(ratio "$((pipe_rps * PIPELINE))" "$rb_rps") × redis-benchmark"
+    "Server CPU µs per request is in each row's notes (the server's user+system time over the run / requests): it depends less on the machine's other load than req/s."
     "The proxy multiplexes all HTTP requests onto a few auto-pipelined Redis connections, so Redis sees batches (lower redis-server CPU per INCR than with redis-benchmark's 50 connections, each waiting for its own round trip)."
     "wrk and redis-benchmark run on the same 2 cores as the servers and take much of them: the single-command rows are bounded by the machine, not only by the server under test."
   )
@@ -345,8 +439,9 @@ section_markdown() {
     proxy)
       printf 'wrk: `-t %s -c %s -d %ss --latency` (+2 s warm-up); redis-benchmark: `-c %s -n %s -t incr --csv`\n' \
         "$THREADS" "$CONNECTIONS" "$DURATION" "$CONNECTIONS" "$REDIS_BENCH_REQUESTS"
-      printf '(not pipelined). One private redis-server (no persistence) serves all four runs; release\n'
-      printf 'build of the proxy; webdis %s with %s threads. Server CPU is the server process' "$(dpkg-query -W -f='${Version}' webdis 2>/dev/null || echo '?')" "$(nproc)"
+      printf '(not pipelined). One private redis-server (no persistence) serves every run; release\n'
+      printf 'build of the proxy (default threads: half the cores) and of examples/ceiling.rs (as many\n'
+      printf 'threads); webdis %s with %s threads. Server CPU is the server process' "$(dpkg-query -W -f='${Version}' webdis 2>/dev/null || echo '?')" "$(nproc)"
       printf "'s\nuser+system time over the run (100%% = one core).\n\n"
       ;;
     worker | ratelimit) "section_intro_$section" ;;

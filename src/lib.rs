@@ -27,7 +27,7 @@ pub mod migrate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod proxy;
 #[cfg(not(target_arch = "wasm32"))]
-mod request_id;
+pub mod request_id;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 #[cfg(not(target_arch = "wasm32"))]

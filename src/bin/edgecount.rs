@@ -3,6 +3,11 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: fewer instructions per request and less memory held after
+/// bursts (BENCHMARKS.md, "Where the proxy's time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "edgecount",
@@ -32,11 +37,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(edgecount::request_id::LogFormat)
         .init();
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Proxy(args) => Some(args.worker_threads()),
-        Command::Serve(_) | Command::Migrate(_) => None,
+        Command::Serve(args) => args.worker_threads(),
+        Command::Migrate(_) => None,
     };
     let runtime = match runtime(threads) {
         Ok(rt) => rt,

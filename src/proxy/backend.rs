@@ -351,7 +351,8 @@ impl Backend {
     /// One command; error replies come back as `Value::ServerError`.
     pub async fn query(&self, cmd: &Cmd, intent: Intent) -> Result<Served<Value>, ProxyError> {
         if self.adds_commands() {
-            let served = self.exchange(std::slice::from_ref(cmd), intent).await?;
+            // Boxed, so the plain path's future stays small.
+            let served = Box::pin(self.exchange(std::slice::from_ref(cmd), intent)).await?;
             return Ok(served.map(|values| values.into_iter().next().unwrap_or(Value::Nil)));
         }
         self.bounded(async {
@@ -377,7 +378,7 @@ impl Backend {
     ) -> Result<Served<Vec<Value>>, ProxyError> {
         let n = cmds.len();
         if self.adds_commands() && !self.is_cluster() {
-            return self.exchange(&cmds, intent).await;
+            return Box::pin(self.exchange(&cmds, intent)).await;
         }
         let durable = self.inner.durable_writes;
         self.bounded_plus(durable.map_or(Duration::ZERO, |d| d.timeout), async {
