@@ -516,28 +516,44 @@ async fn check_outage_answers(http: &reqwest::Client, base: &str, lease: &str, b
         let fail_mode = fail_mode.as_deref();
         match what {
             "hit" => {
-                assert_eq!(status, 503, "{what}: {body}");
-                assert_eq!(body["error"], "redis unavailable", "{what}: {body}");
+                assert_eq!(status, 503, "{base} {what}: {body}");
+                assert_eq!(body["error"], "redis unavailable", "{base} {what}: {body}");
             }
             "limit page" => {
-                assert_eq!((status, fail_mode), (200, Some("open")), "{what}: {body}");
-                assert_eq!(body["reason"], "fail-open", "{what}: {body}");
+                assert_eq!(
+                    (status, fail_mode),
+                    (200, Some("open")),
+                    "{base} {what}: {body}"
+                );
+                assert_eq!(body["reason"], "fail-open", "{base} {what}: {body}");
             }
             "limit login" | "lease locks" => {
-                assert_eq!((status, fail_mode), (503, Some("closed")), "{what}: {body}");
-                assert_eq!(body["reason"], "fail-closed", "{what}: {body}");
+                assert_eq!(
+                    (status, fail_mode),
+                    (503, Some("closed")),
+                    "{base} {what}: {body}"
+                );
+                assert_eq!(body["reason"], "fail-closed", "{base} {what}: {body}");
             }
             "lease jobs" => {
-                assert_eq!((status, fail_mode), (200, Some("open")), "{what}: {body}");
-                assert_eq!(body["reason"], "fail-open", "{what}: {body}");
-                assert!(body["lease"].is_string(), "{what}: {body}");
+                assert_eq!(
+                    (status, fail_mode),
+                    (200, Some("open")),
+                    "{base} {what}: {body}"
+                );
+                assert_eq!(body["reason"], "fail-open", "{base} {what}: {body}");
+                assert!(body["lease"].is_string(), "{base} {what}: {body}");
             }
             "release jobs" => {
-                assert_eq!((status, fail_mode), (200, Some("open")), "{what}: {body}");
+                assert_eq!(
+                    (status, fail_mode),
+                    (200, Some("open")),
+                    "{base} {what}: {body}"
+                );
                 assert_eq!(
                     body,
                     serde_json::json!({"released": false, "reason": "fail-open"}),
-                    "{what}"
+                    "{base} {what}"
                 );
             }
             _ => unreachable!(),
@@ -789,5 +805,65 @@ async fn a_redis_in_debug_sleep_gives_bounded_answers_through_serve_and_the_work
             .expect("the load ends (no hung client)")
             .expect("load");
         check_load("debug-sleep", front, &redis, key, &answers, back, bound);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_loading_its_dataset_is_an_outage_through_serve_and_the_worker() {
+    // While Redis loads its dataset (after a restart; here DEBUG RELOAD, slowed down per key) it
+    // answers every command `-LOADING …`: an outage like Redis being down — a 503 and the fail
+    // modes — not a Redis error passed on as a 502.
+    let redis = RedisServer::start();
+    redis.cli(&["DEBUG", "POPULATE", "4000", "filler", "100"]);
+    redis.cli(&["CONFIG", "SET", "key-load-delay", "1000"]); // µs per key: ~4 s of loading
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    let proxy = spawn_proxy_with(&[redis.url()], TOKEN, &[], &[]);
+    let env = [
+        ("EDGECOUNT_ABUSE_LIMIT", "0"),
+        ("EDGECOUNT_RATE_LIMITS", FAIL_MODE_POLICIES),
+    ];
+    let serve = Front::start(Kind::Serve, proxy.url(), &env).await;
+    let worker = Front::start(Kind::Worker, proxy.url(), &env).await;
+    let fronts = [("serve", &serve), ("worker", &worker)];
+    let http = load_client();
+    let mut leases = Vec::new();
+    for (_, front) in fronts {
+        leases.push(take_lease(&http, &front.url()).await);
+    }
+
+    let mut reload = Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "DEBUG", "RELOAD"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !redis.cli(&["PING"]).starts_with("LOADING") {
+        assert!(Instant::now() < deadline, "Redis never reported LOADING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let loading_seen = Instant::now();
+    for ((_, front), lease) in fronts.iter().zip(&leases) {
+        check_outage_answers(&http, &front.url(), lease, Duration::from_secs(2)).await;
+    }
+    assert!(
+        redis.cli(&["PING"]).starts_with("LOADING"),
+        "the checks must run while Redis loads (took {:?})",
+        loading_seen.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reload.try_wait().expect("redis-cli").is_none() {
+        assert!(Instant::now() < deadline, "DEBUG RELOAD did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (_, front) in fronts {
+        let url = format!("{}/hit/outage/page", front.url());
+        wait_recovered(&http, &url, Duration::from_secs(5)).await;
+        check_healthy_answers(&http, &front.url()).await;
     }
 }

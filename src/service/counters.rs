@@ -105,7 +105,7 @@ impl<S: Store> Counters<S> {
             Ok(reply) => Ok(reply),
             // The script cache was flushed: nothing of the hit ran (the global figures did).
             Err(e) if e.starts_with("NOSCRIPT") => self.store.command(&call.eval()).await,
-            Err(e) => Err(StoreError::Redis(e)),
+            Err(e) => Err(crate::store::rest::redis_error(e)),
         };
         let outcome = reply
             .map_err(Error::from)

@@ -174,7 +174,7 @@ impl<T: Transport> Store for RestStore<T> {
 
     async fn command(&self, cmd: &Command) -> Result<Reply, StoreError> {
         let answer = self.post_json("", encode_command(cmd)).await?;
-        decode_entry(answer)?.map_err(StoreError::Redis)
+        decode_entry(answer)?.map_err(redis_error)
     }
 
     async fn pipeline(&self, cmds: &[Command]) -> Result<Vec<EntryResult>, StoreError> {
@@ -218,10 +218,26 @@ pub fn encode_commands(cmds: &[Command]) -> String {
     serde_json::to_string(&parts).expect("strings always serialize")
 }
 
+/// Error replies by which Redis says it cannot serve *now* — loading its dataset after a restart,
+/// a script running too long, a replica cut off from its primary, a Cluster slot moving or down —
+/// rather than that the command is wrong.
+const TRANSIENT_ERRORS: [&str; 5] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"];
+
+/// A Redis error reply as a [`StoreError`]: the [`TRANSIENT_ERRORS`] are an outage like an
+/// unreachable Redis (503, the policies' fail modes), the rest Redis refusing the command.
+pub fn redis_error(message: String) -> StoreError {
+    let code = message.split(' ').next().unwrap_or_default();
+    if TRANSIENT_ERRORS.contains(&code) {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Redis(message)
+    }
+}
+
 fn status_error(status: u16, message: String) -> StoreError {
     match status {
         401 => StoreError::Unauthorized(message),
-        400..=499 => StoreError::Redis(message),
+        400..=499 => redis_error(message),
         _ => StoreError::Unavailable(format!("HTTP {status}: {message}")),
     }
 }
@@ -461,6 +477,25 @@ mod tests {
         assert!(matches!(
             decode_body(503, b"<html>"),
             Err(StoreError::Unavailable(_))
+        ));
+        // Redis restarting (or otherwise unable to serve for now) is an outage, not a refusal.
+        for transient in [
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        ] {
+            let body = serde_json::to_vec(&json!({ "error": transient })).unwrap();
+            assert!(
+                matches!(decode_body(400, &body), Err(StoreError::Unavailable(_))),
+                "{transient}"
+            );
+        }
+        assert!(matches!(
+            decode_body(
+                400,
+                br#"{"error":"BUSYKEY Target key name already exists."}"#
+            ),
+            Err(StoreError::Redis(_))
         ));
         assert!(matches!(
             decode_body(200, b"nope"),
