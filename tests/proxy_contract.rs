@@ -1053,6 +1053,32 @@ async fn a_reader_that_stops_reading_holds_bounded_memory() {
     drop(stream);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_redis_is_a_503_not_a_400() {
+    let (redis, _proxy, api) = setup();
+    redis.cli(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
+    // A script that keeps Redis busy for 2 s, on a connection of its own.
+    let port = redis.port().to_string();
+    let busy = std::thread::spawn(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port, "EVAL"])
+            .arg("local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 2 do end return 1")
+            .arg("0")
+            .output()
+            .expect("redis-cli")
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = api.cmd(json!(["GET", "k"])).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.json());
+    assert!(
+        r.json()["error"].as_str().unwrap().starts_with("BUSY"),
+        "{:?}",
+        r.json()
+    );
+    busy.join().unwrap();
+    assert_eq!(api.cmd(json!(["GET", "k"])).await.status, StatusCode::OK);
+}
+
 fn connected_clients(redis: &RedisServer) -> i64 {
     redis
         .cli(&["INFO", "clients"])

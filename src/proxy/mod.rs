@@ -667,6 +667,17 @@ async fn single(
             (fix.apply(value), token)
         }
     };
+    // Redis loading its data, busy with a script, cut off from its primary or its Cluster: an
+    // outage (503, which clients retry and fail modes act on), not a refused command (400).
+    if let Value::ServerError(e) = &value {
+        let text = reply::error_text(e);
+        if matches!(
+            crate::store::rest::redis_error(text.clone()),
+            crate::store::StoreError::Unavailable(_)
+        ) {
+            return Err(ProxyError::Unavailable(text));
+        }
+    }
     if format.resp2 {
         let status = if matches!(value, Value::ServerError(_)) {
             StatusCode::BAD_REQUEST
