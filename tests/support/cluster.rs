@@ -217,9 +217,9 @@ impl RedisCluster {
 
     /// Any master that answers (for keyless commands such as `TIME`).
     pub fn any_master(&self) -> &RedisServer {
-        *self
-            .masters()
+        self.masters()
             .first()
+            .copied()
             .expect("no master of the cluster answers")
     }
 
@@ -338,6 +338,38 @@ impl RedisCluster {
     /// SIGKILL node `i` (its process group); it stays down.
     pub fn kill_node(&mut self, i: usize) {
         self.nodes[i].kill();
+    }
+
+    /// After node `dead` failed over: a fresh, empty node takes its place in [`RedisCluster::nodes`]
+    /// as a replica of the master now serving its slots (what an operator does once a master
+    /// died), and the dead node's directory goes. Returns once the new replica's link is up.
+    pub fn replace_with_replica(&mut self, dead: usize, slot: u16) {
+        let master = self
+            .serving(slot)
+            .expect("a master serves the dead node's slots");
+        let args = node_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = RedisServer::with_args_on(&args, cluster_port);
+        let master_port = self.nodes[master].port().to_string();
+        assert_eq!(
+            text(&node, &["CLUSTER", "MEET", "127.0.0.1", &master_port]),
+            "OK"
+        );
+        let master_id = text(&self.nodes[master], &["CLUSTER", "MYID"]);
+        wait_until(
+            "the new node knows the master",
+            Duration::from_secs(10),
+            || {
+                text(&node, &["CLUSTER", "NODES"])
+                    .lines()
+                    .any(|l| l.starts_with(&master_id) && !l.contains("handshake"))
+            },
+        );
+        assert_eq!(text(&node, &["CLUSTER", "REPLICATE", &master_id]), "OK");
+        wait_until("the new replica's link", Duration::from_secs(10), || {
+            text(&node, &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        self.nodes[dead] = node;
     }
 
     /// Kill every node (Redis gone altogether).
