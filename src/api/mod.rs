@@ -146,6 +146,12 @@ impl<S: Store> Api<S> {
         self.counters.store()
     }
 
+    /// The same API over `wrap(store)`: a native adapter putting a layer around its store
+    /// (serve's read cache and shared subscriptions).
+    pub fn map_store<T: Store>(self, wrap: impl FnOnce(S) -> T) -> Api<T> {
+        Api::new(wrap(self.counters.into_store()), self.config, self.platform)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -1,6 +1,7 @@
 //! `edgecount serve`: the counter and rate-limit API natively, on axum, with the reqwest REST
 //! transport — the same [`Api`] the worker runs, so self-hosters get the same answers.
 
+pub mod hot;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::api::{
 };
 use crate::proxy::redact_url;
 use crate::store::http_native::NativeRestStore;
+pub use hot::HotStore;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -37,6 +39,11 @@ pub struct ServeArgs {
     /// Also serve `GET /metrics` without a token on this address (keep it private).
     #[arg(long, env = "EDGECOUNT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Coalesce concurrent reads of one counter's value and serve them from a cache at most
+    /// this many milliseconds old; hits through this process drop it (0: every read goes to
+    /// Redis). See [`hot`].
+    #[arg(long, env = "EDGECOUNT_READ_CACHE_MS", default_value_t = 250)]
+    pub read_cache_ms: u64,
 }
 
 /// The REST token never reaches a log line, not even through `{:?}`; the URL loses any password.
@@ -48,26 +55,38 @@ impl std::fmt::Debug for ServeArgs {
             .field("rest_token", &"<redacted>")
             .field("trust_forwarded", &self.trust_forwarded)
             .field("metrics_listen", &self.metrics_listen)
+            .field("read_cache_ms", &self.read_cache_ms)
             .finish()
     }
 }
 
 struct ServeState {
-    api: Api<NativeRestStore>,
+    api: Api<HotStore<NativeRestStore>>,
     trust_forwarded: bool,
     /// Forwards gateway-mode requests to `EDGECOUNT_ORIGIN`.
     origin_client: reqwest::Client,
     metrics: Arc<metrics::Metrics>,
 }
 
-/// The axum app: every path goes to the shared API.
+/// The axum app: every path goes to the shared API (reads cached for
+/// [`hot::DEFAULT_READ_CACHE`], subscriptions shared: see [`hot`]).
 pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
+    app_read_cache(api, trust_forwarded, hot::DEFAULT_READ_CACHE)
+}
+
+/// Like [`app`], with another read-cache window (`Duration::ZERO`: off).
+pub fn app_read_cache(
+    api: Api<NativeRestStore>,
+    trust_forwarded: bool,
+    read_cache: std::time::Duration,
+) -> Router {
+    let api = api.map_store(|store| HotStore::new(store, read_cache));
     app_with(api, trust_forwarded, Arc::default())
 }
 
 /// Like [`app`], with figures the caller also reads (`--metrics-listen`).
 fn app_with(
-    api: Api<NativeRestStore>,
+    api: Api<HotStore<NativeRestStore>>,
     trust_forwarded: bool,
     metrics: Arc<metrics::Metrics>,
 ) -> Router {
@@ -320,11 +339,17 @@ async fn forward_to_origin(
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let store = NativeRestStore::connect(&args.rest_url, &args.rest_token)?;
-    let api = Api::new(store, config, Platform::std());
+    let read_cache = std::time::Duration::from_millis(args.read_cache_ms);
+    let api = Api::new(HotStore::new(store, read_cache), config, Platform::std());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
-    tracing::info!(%addr, rest_url = %redact_url(&args.rest_url), "serving the counter API");
+    tracing::info!(
+        %addr,
+        rest_url = %redact_url(&args.rest_url),
+        read_cache_ms = args.read_cache_ms,
+        "serving the counter API"
+    );
     let figures = Arc::new(metrics::Metrics::default());
     if let Some(metrics_addr) = args.metrics_listen {
         let figures = figures.clone();

@@ -79,6 +79,11 @@ impl<S: Store> Counters<S> {
         &self.store
     }
 
+    /// The store back, for an adapter that wraps it (see [`crate::api::Api::map_store`]).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// Accept `token` as admin over every counter.
     pub fn with_admin_token(mut self, token: Option<String>) -> Self {
         self.admin_token = token;
