@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::core::command::{Reply, ScriptCall};
 use crate::core::ratelimit::tiers::{self, Override, Tiers};
 use crate::core::ratelimit::{self, Decision, Mode, Policy, RateLimitError, Subject};
 use crate::store::{Store, StoreError};
@@ -13,6 +14,37 @@ use crate::store::{Store, StoreError};
 /// ranges apart first ([`ratelimit::ranges_call`]) instead of sending a call Redis refuses. On a
 /// standalone Redis it stays unset: one round trip per decision.
 static RANGES_APART: AtomicBool = AtomicBool::new(false);
+
+/// On Redis Cluster (once a decision met it), a decision with a client address asks the deny
+/// list's ranges apart first (see [`ratelimit::ranges_call`]): `call` becomes that lookup and the
+/// decision waits, returned here.
+fn ranges_first(call: &mut ScriptCall) -> Option<ScriptCall> {
+    let ranges = ratelimit::ranges_call(call).filter(|_| RANGES_APART.load(Ordering::Relaxed))?;
+    Some(std::mem::replace(call, ranges))
+}
+
+/// After `call` answered `reply`: whether there is a next call to send (now in `call`): the
+/// waiting decision told the ranges' answer, or, when Redis refused a decision as `CROSSSLOT`
+/// (Redis Cluster), the ranges lookup. At most three calls in all. Not generic over the store,
+/// so the worker's wasm holds it once.
+fn next_step(
+    call: &mut ScriptCall,
+    waiting: &mut Option<ScriptCall>,
+    reply: &Result<Reply, StoreError>,
+) -> Result<bool, StoreError> {
+    match (reply, waiting.take()) {
+        (Ok(ranges), Some(decision)) => {
+            *call = ratelimit::with_ranges_answer(decision, ranges.as_i64()? == 1);
+            Ok(true)
+        }
+        (Err(StoreError::Redis(m)), None) if m.starts_with("CROSSSLOT") => {
+            RANGES_APART.store(true, Ordering::Relaxed);
+            *waiting = ranges_first(call);
+            Ok(waiting.is_some())
+        }
+        _ => Ok(false),
+    }
+}
 
 /// Why a decision could not be made: a rule (unknown policy, bad id, cost above the limit) or
 /// the store.
@@ -98,19 +130,13 @@ impl<S: Store> RateLimiter<S> {
         cost: u64,
         mode: Mode,
     ) -> Result<Decision, LimitError> {
-        let call = ratelimit::decision_call(&self.policies, &self.tiers, subject, cost, mode)?;
-        let reply = match ratelimit::ranges_call(&call) {
-            None => self.store.run(&call).await,
-            Some(ranges) if RANGES_APART.load(Ordering::Relaxed) => {
-                self.decide_apart(call, ranges).await
+        let mut call = ratelimit::decision_call(&self.policies, &self.tiers, subject, cost, mode)?;
+        let mut waiting = ranges_first(&mut call);
+        let reply = loop {
+            let reply = self.store.run(&call).await;
+            if !next_step(&mut call, &mut waiting, &reply)? {
+                break reply;
             }
-            Some(ranges) => match self.store.run(&call).await {
-                Err(StoreError::Redis(m)) if m.starts_with("CROSSSLOT") => {
-                    RANGES_APART.store(true, Ordering::Relaxed);
-                    self.decide_apart(call, ranges).await
-                }
-                other => other,
-            },
         };
         let reply = match reply {
             Err(StoreError::Redis(message)) => {
@@ -124,18 +150,6 @@ impl<S: Store> RateLimiter<S> {
             other => other?,
         };
         Ok(ratelimit::parse_decision(&self.policies, &reply)?)
-    }
-
-    /// On Redis Cluster (see [`ratelimit::ranges_call`]): the deny list's ranges, then the
-    /// decision told their answer.
-    async fn decide_apart(
-        &self,
-        call: ratelimit::ScriptCall,
-        ranges: ratelimit::ScriptCall,
-    ) -> Result<crate::core::command::Reply, StoreError> {
-        let denied = self.store.run(&ranges).await?.as_i64()? == 1;
-        let call = ratelimit::with_ranges_answer(call, denied);
-        self.store.run(&call).await
     }
 
     /// Give `id` other limits under `policy` (one of this limiter's), from the next decision on,
