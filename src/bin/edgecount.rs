@@ -42,8 +42,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Proxy(args) => Some(args.worker_threads()),
-        Command::Serve(args) => args.worker_threads(),
-        Command::Migrate(_) => None,
+        Command::Serve(_) | Command::Migrate(_) => None,
     };
     let runtime = match runtime(threads) {
         Ok(rt) => rt,
