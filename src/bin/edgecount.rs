@@ -42,7 +42,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Proxy(args) => Some(args.worker_threads()),
-        Command::Serve(_) | Command::Migrate(_) => None,
+        Command::Serve(args) => Some(args.worker_threads()),
+        Command::Migrate(_) => None,
     };
     let runtime = match runtime(threads) {
         Ok(rt) => rt,

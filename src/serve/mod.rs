@@ -1,8 +1,11 @@
-//! `edgecount serve`: the counter and rate-limit API natively, on axum, with the reqwest REST
-//! transport — the same [`Api`] the worker runs, so self-hosters get the same answers.
+//! `edgecount serve`: the counter and rate-limit API natively, on axum — the same [`Api`] the
+//! worker runs, so self-hosters get the same answers — over Upstash REST (`--rest-url`: a real
+//! Upstash database, or `edgecount proxy`) or straight to Redis over RESP (`--redis-url`, also a
+//! Redis Cluster with `--cluster`), see [`ServeStore`].
 
 pub mod hot;
 pub mod metrics;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -20,25 +23,55 @@ use crate::api::{
 };
 use crate::proxy::redact_url;
 use crate::store::http_native::NativeRestStore;
+use crate::store::redis::{RedisConfig, RedisStore};
 pub use hot::HotStore;
+pub use store::ServeStore;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "EDGECOUNT_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
-    /// The Upstash REST endpoint (a real Upstash database, or `edgecount proxy`).
+    /// The Upstash REST endpoint (a real Upstash database, or `edgecount proxy`). Give this or
+    /// `--redis-url`, not both.
     #[arg(long, env = "UPSTASH_REDIS_REST_URL")]
-    pub rest_url: String,
-    /// The REST token.
+    pub rest_url: Option<String>,
+    /// The REST token (with `--rest-url`).
     #[arg(long, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
-    pub rest_token: String,
+    pub rest_token: Option<String>,
+    /// Talk RESP straight to this Redis instead of REST (one process next to its Redis); give
+    /// several (or `--cluster`) for a Redis Cluster. The same variable as the proxy's Redis.
+    #[arg(long = "redis-url", env = "EDGECOUNT_REDIS_URL", value_delimiter = ',')]
+    pub redis_url: Vec<String>,
+    /// Treat the Redis URL(s) as seeds of a Redis Cluster.
+    #[arg(long, env = "EDGECOUNT_REDIS_CLUSTER")]
+    pub cluster: bool,
+    /// Multiplexed (auto-pipelined) connections to a standalone Redis, used round robin.
+    #[arg(long, env = "EDGECOUNT_REDIS_CONNECTIONS", default_value_t = 1)]
+    pub redis_connections: usize,
+    /// Connect timeout to Redis, in milliseconds (with `--redis-url`).
+    #[arg(
+        long,
+        env = "EDGECOUNT_REDIS_CONNECT_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    pub redis_connect_timeout_ms: u64,
+    /// How long a Redis reply may take, in milliseconds, before the call counts as Redis
+    /// unavailable (503, or the policy's fail mode) (with `--redis-url`).
+    #[arg(long, env = "EDGECOUNT_REDIS_TIMEOUT_MS", default_value_t = 10_000)]
+    pub redis_timeout_ms: u64,
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
     #[arg(long, env = "EDGECOUNT_TRUST_FORWARDED")]
     pub trust_forwarded: bool,
     /// Also serve `GET /metrics` without a token on this address (keep it private).
     #[arg(long, env = "EDGECOUNT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Runtime worker threads [default: half the CPUs, at least 1]. serve usually shares the
+    /// machine with Redis (and the proxy, over REST); on 2 cores one worker measured faster
+    /// than two, in both modes (no cross-thread wake-ups between the HTTP tasks and the
+    /// connection tasks).
+    #[arg(long, env = "EDGECOUNT_THREADS")]
+    pub threads: Option<usize>,
     /// Coalesce concurrent reads of one counter's value and serve them from a cache at most
     /// this many milliseconds old; hits through this process drop it (0: every read goes to
     /// Redis). See [`hot`].
@@ -46,22 +79,101 @@ pub struct ServeArgs {
     pub read_cache_ms: u64,
 }
 
-/// The REST token never reaches a log line, not even through `{:?}`; the URL loses any password.
+/// The REST token never reaches a log line, not even through `{:?}`; URLs lose any password.
 impl std::fmt::Debug for ServeArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeArgs")
             .field("listen", &self.listen)
-            .field("rest_url", &redact_url(&self.rest_url))
-            .field("rest_token", &"<redacted>")
+            .field("rest_url", &self.rest_url.as_deref().map(redact_url))
+            .field(
+                "rest_token",
+                &self.rest_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "redis_url",
+                &self
+                    .redis_url
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("cluster", &self.cluster)
+            .field("redis_connections", &self.redis_connections)
+            .field("redis_connect_timeout_ms", &self.redis_connect_timeout_ms)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("metrics_listen", &self.metrics_listen)
+            .field("threads", &self.threads)
             .field("read_cache_ms", &self.read_cache_ms)
             .finish()
     }
 }
 
+impl ServeArgs {
+    /// Worker threads for the runtime that runs [`run`] (the proxy's rule).
+    pub fn worker_threads(&self) -> usize {
+        self.threads.filter(|&n| n > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1)
+        })
+    }
+
+    /// The store these flags ask for: REST with `--rest-url`, RESP with `--redis-url`. Refuses
+    /// both at once (which one was meant cannot be guessed), neither, and half-configurations.
+    pub fn store(&self) -> Result<ServeStore, String> {
+        let rest_url = self.rest_url.as_deref().filter(|u| !u.trim().is_empty());
+        let redis_urls: Vec<String> = self
+            .redis_url
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match (rest_url, redis_urls.is_empty()) {
+            (Some(_), false) => Err(
+                "both a REST URL (--rest-url / UPSTASH_REDIS_REST_URL) and a Redis URL \
+                 (--redis-url / EDGECOUNT_REDIS_URL) are set: serve talks to one store, give \
+                 only one of them"
+                    .into(),
+            ),
+            (None, true) => Err(
+                "no store: give --rest-url (UPSTASH_REDIS_REST_URL, with --rest-token) for \
+                 Upstash REST, or --redis-url (EDGECOUNT_REDIS_URL) for Redis over RESP"
+                    .into(),
+            ),
+            (Some(url), true) => {
+                if self.cluster {
+                    return Err("--cluster (EDGECOUNT_REDIS_CLUSTER) is for --redis-url; \
+                         with --rest-url the REST server reaches the Cluster"
+                        .into());
+                }
+                let token = self
+                    .rest_token
+                    .as_deref()
+                    .filter(|t| !t.is_empty())
+                    .ok_or("--rest-url needs --rest-token (UPSTASH_REDIS_REST_TOKEN)")?;
+                NativeRestStore::connect(url, token)
+                    .map(ServeStore::Rest)
+                    .map_err(|e| e.to_string())
+            }
+            (None, false) => RedisStore::connect(RedisConfig {
+                urls: redis_urls,
+                cluster: self.cluster,
+                connections: self.redis_connections.max(1),
+                connect_timeout: std::time::Duration::from_millis(
+                    self.redis_connect_timeout_ms.max(1),
+                ),
+                response_timeout: std::time::Duration::from_millis(self.redis_timeout_ms.max(1)),
+            })
+            .map(ServeStore::Redis)
+            .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 struct ServeState {
-    api: Api<HotStore<NativeRestStore>>,
+    api: Api<HotStore<ServeStore>>,
     trust_forwarded: bool,
     /// Forwards gateway-mode requests to `EDGECOUNT_ORIGIN`.
     origin_client: reqwest::Client,
@@ -70,13 +182,13 @@ struct ServeState {
 
 /// The axum app: every path goes to the shared API (reads cached for
 /// [`hot::DEFAULT_READ_CACHE`], subscriptions shared: see [`hot`]).
-pub fn app(api: Api<NativeRestStore>, trust_forwarded: bool) -> Router {
+pub fn app(api: Api<ServeStore>, trust_forwarded: bool) -> Router {
     app_read_cache(api, trust_forwarded, hot::DEFAULT_READ_CACHE)
 }
 
 /// Like [`app`], with another read-cache window (`Duration::ZERO`: off).
 pub fn app_read_cache(
-    api: Api<NativeRestStore>,
+    api: Api<ServeStore>,
     trust_forwarded: bool,
     read_cache: std::time::Duration,
 ) -> Router {
@@ -86,7 +198,7 @@ pub fn app_read_cache(
 
 /// Like [`app`], with figures the caller also reads (`--metrics-listen`).
 fn app_with(
-    api: Api<HotStore<NativeRestStore>>,
+    api: Api<HotStore<ServeStore>>,
     trust_forwarded: bool,
     metrics: Arc<metrics::Metrics>,
 ) -> Router {
@@ -111,7 +223,10 @@ async fn handle(State(state): State<Arc<ServeState>>, request: Request) -> Respo
     let mut response = if path == METRICS_PATH {
         metrics_answer(&state, &request)
     } else {
-        answer(&state, request).await
+        // Boxed: the API's state machine is kilobytes, and the router's future layers would
+        // otherwise copy it by value on every request (callgrind: memcpy was a quarter of
+        // serve's instructions).
+        Box::pin(answer(&state, request)).await
     };
     let status = response.status().as_u16();
     state
@@ -338,18 +453,14 @@ async fn forward_to_origin(
 /// Run until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
-    let store = NativeRestStore::connect(&args.rest_url, &args.rest_token)?;
+    let store = args.store()?;
+    let backend = store.describe();
     let read_cache = std::time::Duration::from_millis(args.read_cache_ms);
     let api = Api::new(HotStore::new(store, read_cache), config, Platform::std());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
-    tracing::info!(
-        %addr,
-        rest_url = %redact_url(&args.rest_url),
-        read_cache_ms = args.read_cache_ms,
-        "serving the counter API"
-    );
+    tracing::info!(%addr, store = %backend, read_cache_ms = args.read_cache_ms, "serving the counter API");
     let figures = Arc::new(metrics::Metrics::default());
     if let Some(metrics_addr) = args.metrics_listen {
         let figures = figures.clone();
@@ -368,27 +479,92 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn args(argv: &[&str]) -> ServeArgs {
+        Cli::parse_from(std::iter::once("x").chain(argv.iter().copied())).args
+    }
 
     #[test]
     fn debug_output_hides_the_token_and_the_url_password() {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: ServeArgs,
-        }
-        let cli = Cli::parse_from([
-            "x",
-            "--rest-url",
-            "https://user:pw-Zq81@rest.example",
-            "--rest-token",
-            "tok-Kx42",
-        ]);
-        let shown = format!("{:?}", cli.args);
+        let shown = format!(
+            "{:?}",
+            args(&[
+                "--rest-url",
+                "https://user:pw-Zq81@rest.example",
+                "--rest-token",
+                "tok-Kx42",
+                "--redis-url",
+                "redis://:pw-Rd77@127.0.0.1:7000",
+            ])
+        );
         assert!(
-            !shown.contains("pw-Zq81") && !shown.contains("tok-Kx42"),
+            !shown.contains("pw-Zq81") && !shown.contains("tok-Kx42") && !shown.contains("pw-Rd77"),
             "{shown}"
         );
-        assert!(shown.contains("rest.example"), "{shown}");
+        assert!(
+            shown.contains("rest.example") && shown.contains("127.0.0.1:7000"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_store_and_only_one() {
+        let refused = |argv: &[&str], says: &str| {
+            let e = args(argv).store().err().expect("refused");
+            assert!(e.contains(says), "{argv:?}: {e}");
+        };
+        refused(
+            &[
+                "--rest-url",
+                "http://127.0.0.1:1",
+                "--rest-token",
+                "t",
+                "--redis-url",
+                "redis://127.0.0.1:1",
+            ],
+            "both a REST URL",
+        );
+        refused(&[], "no store");
+        refused(&["--rest-url", "http://127.0.0.1:1"], "needs --rest-token");
+        refused(
+            &[
+                "--rest-url",
+                "http://127.0.0.1:1",
+                "--rest-token",
+                "t",
+                "--cluster",
+            ],
+            "--cluster",
+        );
+        refused(&["--redis-url", "nonsense://x"], "Redis URL");
+        let rest = args(&["--rest-url", "http://127.0.0.1:1", "--rest-token", "t"]);
+        assert!(matches!(rest.store(), Ok(ServeStore::Rest(_))));
+        // A token next to a Redis URL is not ambiguous (an environment shared with the proxy
+        // has one): it is not used.
+        let direct = args(&[
+            "--redis-url",
+            "redis://:pw@127.0.0.1:1",
+            "--rest-token",
+            "t",
+        ]);
+        let store = direct.store().expect("direct store");
+        assert!(matches!(store, ServeStore::Redis(_)));
+        assert_eq!(
+            store.describe(),
+            "Redis at redis://:redacted@127.0.0.1:1 (RESP)"
+        );
+        let cluster = args(&["--redis-url", "redis://127.0.0.1:1,redis://127.0.0.1:2"]);
+        assert!(cluster
+            .store()
+            .unwrap()
+            .describe()
+            .starts_with("Redis Cluster at"));
     }
 }

@@ -1,6 +1,7 @@
 //! How the core reaches Redis: the [`Store`] trait, implemented over the Upstash REST API
 //! ([`rest::RestStore`]) with a transport per host (reqwest natively; in the edge worker, the
-//! runtime's `fetch()` called by the worker's JavaScript entry module, see [`fetch`]).
+//! runtime's `fetch()` called by the worker's JavaScript entry module, see [`fetch`]), and natively
+//! over RESP straight to Redis (`redis::RedisStore`, for `edgecount serve --redis-url`).
 
 use crate::core::command::{Command, Reply, Script, ScriptCall};
 
@@ -8,6 +9,9 @@ pub mod rest;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod http_native;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod redis;
 
 pub mod fetch;
 
