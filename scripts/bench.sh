@@ -311,7 +311,7 @@ compare_rounds() {
     order="a b"
     ((n % 2 == 0)) || order="b a"
     for side in $order; do
-      wrk_round "$WORK_DIR/round-$label-$n-$side.txt" "${pid[$side]}" "${url[$side]}" "${lua[$side]}"
+      wrk_round "$WORK_DIR/round-${label//[^A-Za-z0-9]/_}-$n-$side.txt" "${pid[$side]}" "${url[$side]}" "${lua[$side]}"
       rps[$side]="$ROUND_RPS"
       if [[ "$side" == a ]]; then p99_a+=("$ROUND_P99") cpu_a+=("$ROUND_CPU_US"); else p99_b+=("$ROUND_P99") cpu_b+=("$ROUND_CPU_US"); fi
     done
