@@ -236,7 +236,7 @@ async fn gateway_routes_pick_the_policies(kind: Kind) {
     // The worker's client address comes from Cloudflare's header, serve's from the socket.
     let client = match kind {
         Kind::Worker => "203.0.113.5",
-        Kind::Serve => "127.0.0.1",
+        Kind::Serve | Kind::ServeDirect => "127.0.0.1",
     };
     let get = |path: &str| {
         edge.get(path)
@@ -278,7 +278,7 @@ async fn gateway_routes_pick_the_policies(kind: Kind) {
     // Block the client's range: limited paths answer 403 before the origin.
     let range = match kind {
         Kind::Worker => "203.0.113.0/24",
-        Kind::Serve => "127.0.0.0/8",
+        Kind::Serve | Kind::ServeDirect => "127.0.0.0/8",
     };
     let put = edge
         .request(reqwest::Method::PUT, &format!("/deny/{range}"))

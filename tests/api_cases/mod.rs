@@ -902,18 +902,18 @@ pub async fn one_rest_request_per_hit_read_and_decision(kind: Stack) {
         (Method::POST, "/limit/api+daily/trips"),
     ];
     for (method, path) in cases {
-        let before = edge.rest_requests().await;
+        let before = edge.round_trips().await;
         let response = edge.request(method.clone(), path).send().await.unwrap();
         assert!(
             response.status().is_success(),
             "{method} {path}: {}",
             response.status()
         );
-        let after = edge.rest_requests().await;
+        let after = edge.round_trips().await;
         assert_eq!(
             after - before,
             1,
-            "{method} {path} took {} REST requests",
+            "{method} {path} took {} round trips (REST or RESP requests)",
             after - before
         );
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use edgecount::api::{Api, Config, Platform};
+use edgecount::serve::ServeStore;
 use edgecount::store::http_native::NativeRestStore;
+use edgecount::store::redis::{RedisConfig, RedisStore};
 
 use super::backend::{Backend, TestRedis};
 use super::proxy::{spawn_proxy_with, ProxyProcess};
@@ -24,6 +26,9 @@ pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100
 pub enum Kind {
     Serve,
     Worker,
+    /// `edgecount serve` talking RESP straight to the Redis (`--redis-url`, `--cluster`), no
+    /// REST hop. The proxy still runs (idle) so every stack has the same parts.
+    ServeDirect,
 }
 
 /// A front end over a backend: what [`Edge::start`] builds. A [`Kind`] alone is that front over
@@ -66,6 +71,10 @@ pub struct Edge {
     /// The configuration the front end got (for starting another instance like it).
     vars: HashMap<String, String>,
     pub http: reqwest::Client,
+    /// What the front end is.
+    kind: Kind,
+    /// With [`Kind::ServeDirect`]: one connection per Redis master, for [`Edge::round_trips`].
+    masters: std::sync::Mutex<Vec<redis::Connection>>,
 }
 
 /// The configuration every edge gets unless a test overrides it.
@@ -113,10 +122,17 @@ impl Edge {
             vars.insert(k.to_string(), v.to_string());
         }
         let (front, url) = match stack.front {
-            Kind::Serve => {
+            Kind::Serve | Kind::ServeDirect => {
                 let config = Config::from_lookup(|name| vars.get(name).cloned())
                     .expect("valid test configuration");
-                let store = NativeRestStore::connect(proxy.url(), TOKEN).expect("store");
+                let store: ServeStore = if stack.front == Kind::ServeDirect {
+                    let config = RedisConfig::new(redis.urls(), stack.backend == Backend::Cluster);
+                    RedisStore::connect(config).expect("store").into()
+                } else {
+                    NativeRestStore::connect(proxy.url(), TOKEN)
+                        .expect("store")
+                        .into()
+                };
                 let api = Api::new(store, config, Platform::std());
                 let app = edgecount::serve::app(api, false);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -150,6 +166,8 @@ impl Edge {
             url,
             vars,
             http,
+            kind: stack.front,
+            masters: Default::default(),
         }
     }
 
@@ -184,6 +202,28 @@ impl Edge {
         stats["requests"].as_u64().expect("requests count")
     }
 
+    /// Round trips to the store so far: REST requests the proxy answered ([`Edge::rest_requests`]),
+    /// or with [`Kind::ServeDirect`] the requests Redis read from its clients, counted by Redis
+    /// itself (see [`request_reads`]). A pipeline is one round trip either way.
+    pub async fn round_trips(&self) -> u64 {
+        if self.kind != Kind::ServeDirect {
+            return self.rest_requests().await;
+        }
+        let mut masters = self.masters.lock().unwrap();
+        if masters.is_empty() {
+            for url in self.redis.urls() {
+                let mut conn = redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .expect("connect to a test Redis");
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut conn).unwrap();
+                if matches!(&role[0], redis::Value::BulkString(b) if b == b"master") {
+                    masters.push(conn);
+                }
+            }
+        }
+        masters.iter_mut().map(request_reads).sum()
+    }
+
     /// Another wasm worker instance with the same configuration (same proxy, same Redis).
     pub async fn another_worker(&self) -> WorkerProcess {
         start_worker(self.vars.clone()).await
@@ -204,6 +244,36 @@ impl Drop for Edge {
             server.abort();
         }
     }
+}
+
+/// What one Redis has read from its clients so far (`total_reads_processed`), less what it
+/// read for this count itself (every `INFO`, on this one kept-open connection: no connection
+/// opens or closes in between) and its replicas' `REPLCONF ACK`s (a Cluster's masters get one per
+/// replica per second). On loopback a request — one command, or a pipeline written at once —
+/// arrives in one read, so this counts round trips as Redis saw them. Valid while nothing else
+/// (redis-cli, a snapshot) talks to the server in between.
+fn request_reads(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .arg("commandstats")
+        .query(conn)
+        .expect("INFO");
+    let field = |line: &str, name: &str| -> u64 {
+        line.split([':', ','])
+            .skip_while(|part| !part.starts_with(name))
+            .find_map(|part| part.strip_prefix(name)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut reads = 0;
+    let mut not_requests = 0;
+    for line in info.lines() {
+        if let Some(n) = line.strip_prefix("total_reads_processed:") {
+            reads = n.trim().parse::<u64>().expect("total_reads_processed");
+        } else if line.starts_with("cmdstat_info:") || line.starts_with("cmdstat_replconf:") {
+            not_requests += field(line, "calls=");
+        }
+    }
+    reads - not_requests
 }
 
 /// Building the wasm and starting workerd block: keep them off the async runtime.
