@@ -2,7 +2,7 @@
 # Benchmarks, loopback only, bounded in time, everything in its own process group.
 #
 #   ./scripts/bench.sh                    every section that exists (today: proxy)
-#   ./scripts/bench.sh --only proxy       one section: proxy | worker | ratelimit
+#   ./scripts/bench.sh --only proxy       one section: proxy | worker | ratelimit | serve
 #   options: --duration SECONDS (10)  --connections N (50)  --threads N (2)  --pipeline N (100)
 #            --requests N (redis-benchmark, 300000)  --no-write (do not update BENCHMARKS.md)
 #
@@ -15,6 +15,9 @@
 #   (f) wrk → edgecount proxy POST /pipeline with 100 INCRs per request (commands/s = req/s × 100)
 #   then alternating rounds (EDGECOUNT_BENCH_ROUNDS, 7 × 5 s each side): proxy vs webdis for both
 #   request forms and proxy vs the ceiling, each side first in every other round.
+# serve section (scripts/bench/serve.sh): hits through `edgecount serve --redis-url` (RESP) vs
+#   through the proxy (REST), and vs redis-benchmark running the hit's own EVALSHA (the Redis-side
+#   limit), in rows and alternating rounds.
 # It prints req/s, p50, p99 and each server's CPU, the ratios proxy/webdis and proxy/redis-benchmark,
 # and writes them with the exact command into BENCHMARKS.md (between this section's markers, so
 # other sections are left alone).
@@ -27,7 +30,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SECTIONS=(proxy worker ratelimit)
+SECTIONS=(proxy worker ratelimit serve)
 ONLY=""
 DURATION=10
 CONNECTIONS=50
@@ -49,14 +52,14 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --only) ONLY="${2:?--only needs proxy|worker|ratelimit}"; shift 2 ;;
+      --only) ONLY="${2:?--only needs proxy|worker|ratelimit|serve}"; shift 2 ;;
       --only=*) ONLY="${1#*=}"; shift ;;
       --duration) DURATION="${2:?}"; shift 2 ;;
       --connections) CONNECTIONS="${2:?}"; shift 2 ;;
@@ -405,6 +408,10 @@ bench_proxy() {
 source "$ROOT/scripts/lib/workerd.sh"
 # shellcheck source=scripts/bench/worker.sh
 source "$ROOT/scripts/bench/worker.sh"
+# serve (hits/s through `edgecount serve --redis-url` vs through the proxy, and vs redis-benchmark
+# running the hit's EVALSHA): bench_serve and its helpers.
+# shellcheck source=scripts/bench/serve.sh
+source "$ROOT/scripts/bench/serve.sh"
 
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) { print "-"; exit } printf "%.2f", a / b }'
@@ -444,7 +451,7 @@ section_markdown() {
       printf 'threads); webdis %s with %s threads. Server CPU is the server process' "$(dpkg-query -W -f='${Version}' webdis 2>/dev/null || echo '?')" "$(nproc)"
       printf "'s\nuser+system time over the run (100%% = one core).\n\n"
       ;;
-    worker | ratelimit) "section_intro_$section" ;;
+    worker | ratelimit | serve) "section_intro_$section" ;;
   esac
   print_table
   printf '\n'
