@@ -209,6 +209,17 @@ impl Edge {
         if self.kind != Kind::ServeDirect {
             return self.rest_requests().await;
         }
+        self.reads_by_master().await.iter().sum()
+    }
+
+    /// What the front end is.
+    pub fn front(&self) -> Kind {
+        self.kind
+    }
+
+    /// With [`Kind::ServeDirect`]: the requests each Redis master has read from its clients so
+    /// far (see [`request_reads`]), in a fixed order.
+    pub async fn reads_by_master(&self) -> Vec<u64> {
         let mut masters = self.masters.lock().unwrap();
         if masters.is_empty() {
             for url in self.redis.urls() {
@@ -221,7 +232,7 @@ impl Edge {
                 }
             }
         }
-        masters.iter_mut().map(request_reads).sum()
+        masters.iter_mut().map(request_reads).collect()
     }
 
     /// Another wasm worker instance with the same configuration (same proxy, same Redis).
