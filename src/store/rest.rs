@@ -223,7 +223,7 @@ pub fn encode_commands(cmds: &[Command]) -> String {
 /// rather than that the command is wrong.
 const TRANSIENT_ERRORS: [&str; 5] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"];
 
-/// A Redis error reply as a [`StoreError`]: the [`TRANSIENT_ERRORS`] are an outage like an
+/// A Redis error reply as a [`StoreError`]: the `TRANSIENT_ERRORS` (`LOADING`, `BUSY`, …) are an outage like an
 /// unreachable Redis (503, the policies' fail modes), the rest Redis refusing the command.
 pub fn redis_error(message: String) -> StoreError {
     let code = message.split(' ').next().unwrap_or_default();
