@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use edgecount::api::{Api, Config, Platform};
+use edgecount::serve::ServeStore;
 use edgecount::store::http_native::NativeRestStore;
+use edgecount::store::redis::{RedisConfig, RedisStore};
 use futures_util::StreamExt;
 use serde_json::Value;
 use support::proxy::{spawn_proxy, ProxyProcess};
@@ -33,10 +35,23 @@ impl Drop for Stack {
 }
 
 async fn start(read_cache: Duration) -> Stack {
+    start_on(read_cache, false).await
+}
+
+/// With `direct`, serve talks RESP to the Redis (`--redis-url`) instead of REST to the proxy.
+async fn start_on(read_cache: Duration, direct: bool) -> Stack {
     let redis = RedisServer::start();
     let proxy = spawn_proxy(&redis, TOKEN);
     let config = Config::from_lookup(|_| None).expect("configuration");
-    let store = NativeRestStore::connect(proxy.url(), TOKEN).expect("store");
+    let store: ServeStore = if direct {
+        RedisStore::connect(RedisConfig::new(vec![redis.url()], false))
+            .expect("store")
+            .into()
+    } else {
+        NativeRestStore::connect(proxy.url(), TOKEN)
+            .expect("store")
+            .into()
+    };
     let app = edgecount::serve::app_read_cache(
         Api::new(store, config, Platform::std()),
         false,
@@ -214,13 +229,21 @@ fn info_field(info: &str, field: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_readers_of_one_counter_share_one_subscription() {
-    let direct = false;
+async fn stream_readers_of_one_counter_share_one_subscription_over_rest() {
+    stream_readers_share_one_subscription(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_readers_of_one_counter_share_one_subscription_over_resp() {
+    stream_readers_share_one_subscription(true).await;
+}
+
+async fn stream_readers_share_one_subscription(direct: bool) {
     let readers: usize = std::env::var("EDGECOUNT_TEST_STREAM_READERS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
-    let stack = start(Duration::from_millis(250)).await;
+    let stack = start_on(Duration::from_millis(250), direct).await;
     assert_eq!(stack.hit("readme/live").await, 1);
     let rest_before = stack.rest_requests().await;
     let started = std::time::Instant::now();
