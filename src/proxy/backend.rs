@@ -127,6 +127,29 @@ impl<T> Served<T> {
     }
 }
 
+/// One command of a pipeline on a Cluster, on its node (followed by its `WAIT` for a write with
+/// durable writes).
+async fn cluster_entry(
+    mut conn: ClusterConnection,
+    cmd: Cmd,
+    durable: Option<DurableWrites>,
+) -> Result<Value, ProxyError> {
+    let wait = durable.filter(|_| !super::commands::reads_from_replica(&cmd));
+    let Some(durable) = wait else {
+        return entry_or_fail(
+            redis::aio::ConnectionLike::req_packed_command(&mut conn, &cmd).await,
+        );
+    };
+    let mut pipe = Pipeline::with_capacity(2);
+    pipe.add_command(cmd);
+    push_wait(&mut pipe, durable);
+    let mut replies = redis::aio::ConnectionLike::req_packed_commands(&mut conn, &pipe, 0, 2)
+        .await
+        .map_err(|e| ProxyError::from_redis(&e))?;
+    confirm_durable(replies.pop(), durable)?;
+    Ok(replies.pop().unwrap_or(Value::Nil))
+}
+
 fn push_wait(pipe: &mut Pipeline, durable: DurableWrites) {
     pipe.cmd("WAIT")
         .arg(durable.replicas)
@@ -394,34 +417,17 @@ impl Backend {
                 }
                 None => {
                     // Keys of one pipeline may live on different nodes: route each command on its
-                    // own (with durable writes, each write followed by its `WAIT` on its node).
-                    // All futures are polled in order on the first poll, so commands for one
-                    // node are queued in request order.
+                    // own (with durable writes, each write followed by its `WAIT` on its node),
+                    // one after the other. Sent all at once they were reordered on the way (500
+                    // hits of one counter answered 74 last), and a `SCRIPT LOAD`, which goes to
+                    // every node, could arrive after the `EVALSHA` behind it (NOSCRIPT): a
+                    // pipeline's order is its meaning, so a Cluster pipeline costs a round trip per
+                    // command.
                     let conn = self.cluster().await?;
-                    let results = futures_util::future::join_all(cmds.into_iter().map(|cmd| {
-                        let mut conn = conn.clone();
-                        async move {
-                            let wait =
-                                durable.filter(|_| !super::commands::reads_from_replica(&cmd));
-                            let Some(durable) = wait else {
-                                return entry_or_fail(
-                                    redis::aio::ConnectionLike::req_packed_command(&mut conn, &cmd)
-                                        .await,
-                                );
-                            };
-                            let mut pipe = Pipeline::with_capacity(2);
-                            pipe.add_command(cmd);
-                            push_wait(&mut pipe, durable);
-                            let mut replies = redis::aio::ConnectionLike::req_packed_commands(
-                                &mut conn, &pipe, 0, 2,
-                            )
-                            .await
-                            .map_err(|e| ProxyError::from_redis(&e))?;
-                            confirm_durable(replies.pop(), durable)?;
-                            Ok(replies.pop().unwrap_or(Value::Nil))
-                        }
-                    }))
-                    .await;
+                    let mut results = Vec::with_capacity(n);
+                    for cmd in cmds {
+                        results.push(cluster_entry(conn.clone(), cmd, durable).await);
+                    }
                     results.into_iter().collect()
                 }
             }
