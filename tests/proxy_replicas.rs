@@ -231,7 +231,13 @@ async fn reads_without_a_token_are_spread_and_tokens_are_offsets() {
         "token {offset}, offset now {now}"
     );
 
-    // Without a token (and with the empty one @upstash/redis sends first): spread over both.
+    // Without a token (and with the empty one @upstash/redis sends first): spread over both. No
+    // token promises no freshness, so first let both replicas have the write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while [&r1, &r2].iter().any(|r| r.cli(&["EXISTS", "spread"]) != "1") {
+        assert!(Instant::now() < deadline, "the replicas did not get the write");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let gets_before = calls(&primary, "get");
     for i in 0..400 {
         let token = (i % 2 == 0).then_some("");
@@ -315,11 +321,11 @@ async fn a_replica_cut_off_from_its_primary_answers_nothing() {
     }
     // r2 now follows a primary that does not exist: its link is down, its data frozen.
     r2.cli(&["REPLICAOF", "127.0.0.1", "1"]);
-    let (status, _, _) = command(&http, &proxy, json!(["SET", "k", "new"]), None).await;
+    let (status, _, token) = command(&http, &proxy, json!(["SET", "k", "new"]), None).await;
     assert_eq!(status, 200);
     let asked_before = calls(&r2, "get");
     for _ in 0..50 {
-        let (_, body, _) = command(&http, &proxy, json!(["GET", "k"]), None).await;
+        let (_, body, _) = command(&http, &proxy, json!(["GET", "k"]), Some(&token)).await;
         assert_eq!(body, json!({"result": "new"}));
     }
     // The proxy asked it (ROLE said it is cut off) but took no answer from it; r1 answered.

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, Value};
+use redis::{Cmd, Pipeline, ProtocolVersion, Value};
 use tokio::sync::OnceCell;
 
 use super::error::ProxyError;
 use super::replicas::{self, Freshness};
+use crate::store::redis::resp2_info;
 
 /// The text Redis sends when EXEC finds a transaction spoiled at queue time.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -206,16 +207,6 @@ enum Kind {
         client: Box<redis::cluster::ClusterClient>,
         conn: OnceCell<ClusterConnection>,
     },
-}
-
-/// A URL as connection info, forced to RESP2.
-fn resp2_info(url: &str) -> Result<ConnectionInfo, redis::RedisError> {
-    let info = url.into_connection_info()?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP2);
-    Ok(info.set_redis_settings(settings))
 }
 
 /// An error reply as a `Value` (the cluster client reports some as `Err`; entries need a value).
@@ -700,11 +691,5 @@ mod tests {
         assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert!(e.to_string().contains("only 1 of the 2"), "{e}");
         assert!(confirm_durable(None, d).is_err());
-    }
-
-    #[test]
-    fn urls_are_forced_to_resp2() {
-        let info = resp2_info("redis://127.0.0.1:1/?protocol=resp3").unwrap();
-        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP2);
     }
 }

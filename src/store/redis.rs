@@ -88,7 +88,7 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 /// A URL as connection info, forced to RESP2 (floats stay strings, HGETALL a flat array: the
-/// replies the core reads over REST too). The proxy's backend does the same.
+/// replies the core reads over REST too). The proxy's backend connects with it too.
 pub(crate) fn resp2_info(url: &str) -> Result<ConnectionInfo, redis::RedisError> {
     let info = url.into_connection_info()?;
     let settings = info
