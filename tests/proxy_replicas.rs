@@ -234,8 +234,14 @@ async fn reads_without_a_token_are_spread_and_tokens_are_offsets() {
     // Without a token (and with the empty one @upstash/redis sends first): spread over both. No
     // token promises no freshness, so first let both replicas have the write.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while [&r1, &r2].iter().any(|r| r.cli(&["EXISTS", "spread"]) != "1") {
-        assert!(Instant::now() < deadline, "the replicas did not get the write");
+    while [&r1, &r2]
+        .iter()
+        .any(|r| r.cli(&["EXISTS", "spread"]) != "1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not get the write"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let gets_before = calls(&primary, "get");
