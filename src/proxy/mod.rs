@@ -114,7 +114,7 @@ pub struct ProxyArgs {
     pub replica_url: Vec<String>,
     /// `N` or `N/MS`: acknowledge a write only once N replicas have it (Redis WAIT, at most MS
     /// milliseconds, default 1000); else answer 503 saying it is not confirmed. For counters that
-    /// are money: a failover then loses no acknowledged write.
+    /// are money: a failover that promotes one of those replicas keeps every acknowledged write.
     #[arg(long, env = "EDGECOUNT_DURABLE_WRITES")]
     pub durable_writes: Option<DurableWrites>,
     /// Address to listen on (port 0 picks a free one; the startup line tells which).
