@@ -265,6 +265,59 @@ pub fn reads_from_replica(cmd: &Cmd) -> bool {
     ) && is_read_command(&name, cmd)
 }
 
+/// The key of a command that names exactly one, at a place this list knows: what a Cluster
+/// pipeline groups by slot. `None` for the rest — no key, several, or a command not listed (the
+/// redis crate keeps its own routing table private) — which then runs on its own, routed by the
+/// redis crate: always right, only a round trip more.
+pub fn single_key(cmd: &Cmd) -> Option<&[u8]> {
+    let mut args = simple_args(cmd);
+    let name = Name::of(args.next()?)?;
+    let key = match name.as_bytes() {
+        // Scripts: the keys follow the script (or its SHA) and their count; on a Cluster they
+        // share a slot, so the first one routes.
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
+            args.next()?;
+            if args.next()? == b"0" {
+                return None;
+            }
+            return args.next();
+        }
+        // May name several keys: grouped only when they name one.
+        b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" | b"MGET" | b"PFCOUNT" => {
+            let key = args.next()?;
+            return args.next().is_none().then_some(key);
+        }
+        // Strings, bits, expiry
+        b"GET" | b"SET" | b"SETNX" | b"SETEX" | b"PSETEX" | b"GETSET" | b"GETDEL" | b"GETEX"
+        | b"INCR" | b"INCRBY" | b"INCRBYFLOAT" | b"DECR" | b"DECRBY" | b"APPEND" | b"STRLEN"
+        | b"GETRANGE" | b"SETRANGE" | b"SETBIT" | b"GETBIT" | b"BITCOUNT" | b"BITPOS"
+        | b"BITFIELD" | b"BITFIELD_RO" | b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT"
+        | b"TTL" | b"PTTL" | b"PERSIST" | b"EXPIRETIME" | b"PEXPIRETIME" | b"TYPE" | b"DUMP"
+        | b"RESTORE"
+        // Hashes
+        | b"HSET" | b"HSETNX" | b"HMSET" | b"HGET" | b"HMGET" | b"HDEL" | b"HLEN" | b"HEXISTS"
+        | b"HGETALL" | b"HKEYS" | b"HVALS" | b"HINCRBY" | b"HINCRBYFLOAT" | b"HSTRLEN"
+        | b"HRANDFIELD" | b"HSCAN"
+        // Lists
+        | b"LPUSH" | b"RPUSH" | b"LPUSHX" | b"RPUSHX" | b"LPOP" | b"RPOP" | b"LLEN" | b"LRANGE"
+        | b"LINDEX" | b"LSET" | b"LREM" | b"LTRIM" | b"LINSERT" | b"LPOS"
+        // Sets
+        | b"SADD" | b"SREM" | b"SISMEMBER" | b"SMISMEMBER" | b"SMEMBERS" | b"SCARD" | b"SPOP"
+        | b"SRANDMEMBER" | b"SSCAN"
+        // Sorted sets
+        | b"ZADD" | b"ZREM" | b"ZINCRBY" | b"ZSCORE" | b"ZMSCORE" | b"ZCARD" | b"ZCOUNT"
+        | b"ZLEXCOUNT" | b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZRANGEBYLEX" | b"ZREVRANGE"
+        | b"ZREVRANGEBYSCORE" | b"ZREVRANGEBYLEX" | b"ZRANK" | b"ZREVRANK" | b"ZREMRANGEBYRANK"
+        | b"ZREMRANGEBYSCORE" | b"ZREMRANGEBYLEX" | b"ZPOPMIN" | b"ZPOPMAX" | b"ZRANDMEMBER"
+        | b"ZSCAN"
+        // Streams, HyperLogLog, geo
+        | b"XADD" | b"XLEN" | b"XRANGE" | b"XREVRANGE" | b"XTRIM" | b"XDEL" | b"PFADD"
+        | b"GEOADD" | b"GEOPOS" | b"GEODIST" | b"GEOHASH" => args.next()?,
+        _ => return None,
+    };
+    Some(key)
+}
+
 fn is_read_command(name: &Name, cmd: &Cmd) -> bool {
     match name.as_bytes() {
         // Strings and bits
@@ -331,6 +384,32 @@ mod tests {
             c.arg(*a);
         }
         c
+    }
+
+    #[test]
+    fn a_cluster_pipeline_groups_only_commands_with_one_known_key() {
+        let key = |args: &[&str]| single_key(&cmd(args)).map(|k| k.to_vec());
+        assert_eq!(key(&["incr", "a"]), Some(b"a".to_vec()));
+        assert_eq!(key(&["EXPIREAT", "{c}:x", "5"]), Some(b"{c}:x".to_vec()));
+        assert_eq!(
+            key(&["EVALSHA", "abc", "2", "k1", "k2", "v"]),
+            Some(b"k1".to_vec())
+        );
+        assert_eq!(key(&["DEL", "one"]), Some(b"one".to_vec()));
+        for alone in [
+            &["EVALSHA", "abc", "0", "v"][..],
+            &["EVAL", "return 1"],
+            &["DEL", "a", "b"],
+            &["MGET", "a", "b"],
+            &["SCRIPT", "LOAD", "return 1"],
+            &["PUBLISH", "ch", "m"],
+            &["OBJECT", "ENCODING", "k"],
+            &["PING"],
+            &["GET"],
+            &["NOSUCHCOMMAND", "k"],
+        ] {
+            assert_eq!(key(alone), None, "{alone:?}");
+        }
     }
 
     #[test]
