@@ -128,7 +128,8 @@ pub fn parse_path(path: &str, query: Option<&str>, body: Option<&[u8]>) -> Resul
     let mut cmd = Cmd::new();
     let mut count = 0usize;
     for segment in path.split('/').filter(|s| !s.is_empty()) {
-        cmd.arg(&*percent_decode_str(segment).collect::<Vec<u8>>());
+        // Borrowed unless the segment has escapes: no allocation for `/INCR/key`.
+        cmd.arg(&*Cow::<[u8]>::from(percent_decode_str(segment)));
         count += 1;
     }
     if count == 0 {
