@@ -982,6 +982,16 @@ impl Events {
         }
     }
 
+    /// The next event's `data:` payload that is not one of `late`.
+    async fn next_skipping(&mut self, late: &[&str]) -> String {
+        loop {
+            let event = self.next().await;
+            if !late.contains(&event.as_str()) {
+                return event;
+            }
+        }
+    }
+
     /// The next event's `data:` payload, within 10 s.
     async fn next(&mut self) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -1243,8 +1253,28 @@ pub async fn namespace_tokens_listings_and_live_changes(kind: Stack) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut events = Events::of(response);
+    // On a Cluster a change's PUBLISH reaches the node this stream listens on over the cluster
+    // bus, a little later: the changes made just before the stream opened may still come first.
+    // Those, and only those, are let through.
+    let made_before = [
+        r#"{"key":"home","value":1}"#,
+        r#"{"key":"home","value":2}"#,
+        r#"{"key":"home","value":3}"#,
+        r#"{"key":"contact","value":1}"#,
+        r#"{"key":"contact","value":2}"#,
+        r#"{"key":"contact","value":10}"#,
+        r#"{"key":"about","value":1}"#,
+    ];
+    let late = if edge.redis.backend() == Backend::Cluster {
+        &made_before[..]
+    } else {
+        &[]
+    };
     send(edge.post("/hit/site/home")).await;
-    assert_eq!(events.next().await, r#"{"key":"home","value":4}"#);
+    assert_eq!(
+        events.next_skipping(late).await,
+        r#"{"key":"home","value":4}"#
+    );
     send(edge.post("/update/site/about?amount=1")).await;
     assert_eq!(events.next().await, r#"{"key":"about","value":2}"#);
     send(
