@@ -4,7 +4,8 @@
 #   setup.sh → check.sh → cargo build → build-worker.sh (when present) → cargo test (all targets,
 #   then doc tests) → official-client suites (node @upstash/redis, python upstash-redis) → real-browser
 #   tests of the dashboard (tests/browser, Debian's chromium) → a bounded fuzzing pass
-#   (scripts/fuzz.sh, EDGECOUNT_FUZZ_SECONDS per target, default 20; 0 skips it)
+#   (scripts/fuzz.sh, EDGECOUNT_FUZZ_SECONDS per target, default 20; 0 skips it; the quick build
+#   unless EDGECOUNT_FUZZ_BUILD=release)
 #
 # Each client suite starts its own private redis-server (free port, temp dir, never 6379) and the
 # real proxy binary (target/debug/edgecount; `cargo test` builds the binary with the same dev
@@ -192,7 +193,8 @@ main() {
   fi
 
   if [[ -z "${EDGECOUNT_ONLY_CLIENTS:-}" && "${EDGECOUNT_FUZZ_SECONDS:-20}" != 0 ]]; then
-    run_stage fuzz 1800 ./scripts/fuzz.sh "${EDGECOUNT_FUZZ_SECONDS:-20}" || record_failure fuzz
+    EDGECOUNT_FUZZ_BUILD="${EDGECOUNT_FUZZ_BUILD:-quick}" \
+      run_stage fuzz 1800 ./scripts/fuzz.sh "${EDGECOUNT_FUZZ_SECONDS:-20}" || record_failure fuzz
     count_results fuzz fuzz
   fi
 
