@@ -20,7 +20,7 @@
 #   limit), in rows and alternating rounds.
 # It prints req/s, p50, p99 and each server's CPU, the ratios proxy/webdis and proxy/redis-benchmark,
 # and writes them with the exact command into BENCHMARKS.md (between this section's markers, so
-# other sections are left alone).
+# other sections are left alone), with an SVG bar chart of the section's rows (docs/bench/<section>.svg).
 #
 # Adding a section: write bench_<name>() that fills RESULT_ROWS (see add_row) and
 # SECTION_NOTES, add <name> to SECTIONS; start servers with start_group (they are stopped on exit).
@@ -436,6 +436,48 @@ print_table() {
   done
 }
 
+# write_chart SECTION FILE: the section's rows as an SVG bar chart of req/s, one bar per row,
+# coloured by whose they are — ours (edgecount), theirs (webdis, redis-benchmark, the JavaScript
+# workers) or the box's reference (the bare hyper ceiling, the no-Redis baselines).
+write_chart() {
+  local section="$1" file="$2" row
+  mkdir -p "$(dirname "$file")"
+  for row in "${RESULT_ROWS[@]}"; do
+    IFS='|' read -r name rps _ <<<"$row"
+    printf '%s\t%s\n' "$name" "$rps"
+  done | awk -F'\t' -v title="$section: requests per second, one run (rows of BENCHMARKS.md)" '
+    function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); return s }
+    function kind(name) {
+      if (name ~ /ceiling|baseline/) return "ref"
+      if (name ~ /webdis|redis-benchmark|JS /) return "theirs"
+      return "ours"
+    }
+    { name[NR] = $1; v[NR] = $2 + 0; if (v[NR] > max) max = v[NR] }
+    END {
+      label = 330; width = 420; bar = 22; gap = 8; top = 34
+      h = top + NR * (bar + gap) + 30
+      color["ours"] = "#e8590c"; color["theirs"] = "#1c7ed6"; color["ref"] = "#adb5bd"
+      printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", label + width + 80, h
+      printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+      printf "<text x=\"8\" y=\"20\" font-size=\"14\" font-weight=\"bold\">%s</text>\n", esc(title)
+      for (i = 1; i <= NR; i++) {
+        y = top + (i - 1) * (bar + gap)
+        w = max > 0 ? v[i] / max * width : 0
+        printf "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", label - 6, y + bar * 0.7, esc(name[i])
+        printf "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n", label, y, w, bar, color[kind(name[i])]
+        printf "<text x=\"%.1f\" y=\"%d\">%d</text>\n", label + w + 4, y + bar * 0.7, v[i]
+      }
+      y = h - 10; x = label
+      split("ours edgecount;theirs webdis, redis-benchmark, JavaScript;ref this box: ceiling, baselines", legend, ";")
+      for (k = 1; k <= 3; k++) {
+        split(legend[k], part, " "); key = part[1]; text = substr(legend[k], length(key) + 2)
+        printf "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", x, y - 9, color[key], x + 14, y, esc(text)
+        x += 14 + length(text) * 6.5 + 16
+      }
+      print "</svg>"
+    }' >"$file"
+}
+
 section_markdown() {
   local section="$1"
   printf '<!-- bench:%s:start -->\n' "$section"
@@ -454,7 +496,7 @@ section_markdown() {
     worker | ratelimit | serve) "section_intro_$section" ;;
   esac
   print_table
-  printf '\n'
+  printf '\n![%s: req/s of the rows above](docs/bench/%s.svg)\n\n' "$section" "$section"
   local note
   for note in "${SECTION_NOTES[@]}"; do printf -- '- %s\n' "$note"; done
   printf '\nCaveat: the load generator, the HTTP server and redis-server share the same %s cores, so\n' "$(nproc)"
@@ -504,7 +546,10 @@ main() {
     ran=1
     printf '\n' >&2
     section_markdown "$section"
-    [[ "$WRITE_MD" -eq 0 ]] || write_markdown "$section"
+    [[ "$WRITE_MD" -eq 0 ]] || {
+      write_chart "$section" "$ROOT/docs/bench/$section.svg"
+      write_markdown "$section"
+    }
   done
   [[ "$ran" -eq 1 ]] || die "no benchmark ran"
 }

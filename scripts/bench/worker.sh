@@ -261,6 +261,11 @@ bench_worker() {
 
   alternate_rounds "$wasm_pid" "$wasm_url/hit/bench/wasm" "$js_pid" "$js_url/hit/bench/js"
   local hit_rounds="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
+  # The minimal JavaScript counter: one INCR, no buckets, uniques or live update. Its workerd CPU
+  # per request against ours is the figure issue 13 asks about (B/A: above 1 means ours costs less).
+  alternate_rounds "$wasm_pid" "$wasm_url/hit/bench/wasm" "$incr_pid" "$incr_url/hit/bench/jsincr" \
+    "JS bare INCR / ours"
+  local incr_rounds="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
 
   local wasm_gz js_gz
   wasm_gz="$(gzip_size "$ROOT/build/worker/index.wasm")"
@@ -268,6 +273,7 @@ bench_worker() {
   SECTION_NOTES=(
     "hits/s ours / JS same script: **$(ratio "$ours_rps" "$js_rps")**; ours / JS bare INCR: **$(ratio "$ours_rps" "$incr_rps")**"
     "alternating rounds after the rows above (ours then JS same script, then JS then ours, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine): hits/s ours / JS median $hit_rounds"
+    "the same against the minimal JS counter (bare INCR): hits/s ours / JS bare INCR median $incr_rounds"
     "REST requests per hit at the proxy: ours $ours_rest, JS same script $js_rest, JS bare INCR $incr_rest (the proxy also counts the up to $CONNECTIONS requests still in flight when wrk stops, which wrk does not: at most $CONNECTIONS / requests above the true figure)"
     "no-Redis baseline (404 answered by the worker itself), ours / JS: **$(ratio "$ours_404" "$js_404")**: the workers' own per-request CPU (workerd serves a worker on one thread; see 'workerd CPU µs/req', which depends less on the machine's other load than req/s) bounds these rates"
     "wasm size: \`gzip -9 -c build/worker/index.wasm | wc -c\` = **$wasm_gz bytes** ($(awk -v b="$wasm_gz" 'BEGIN {printf "%.1f", b / 1024}') KiB; raw $(stat -c %s "$ROOT/build/worker/index.wasm") bytes, plus $(gzip_size "$ROOT/build/worker/shim.mjs") bytes gzipped JS entry + glue; the management module, loaded on an isolate's first management request: $(gzip_size "$ROOT/build/worker/management.wasm") bytes gzipped); the JS worker's esbuild bundle (with @upstash/redis and the Lua text): $js_gz bytes gzipped (not minified)"
