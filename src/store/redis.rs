@@ -8,9 +8,9 @@
 //!   the axum layers move a request's future by value, and a store future of kilobytes made
 //!   copying it a quarter of serve's instructions (callgrind).
 //! - A Redis Cluster, `MULTI`/`EXEC` and pub/sub: `edgecount proxy`'s connection layer
-//!   ([`crate::proxy::Backend`], boxed): the async cluster client, a pipeline's commands routed
-//!   one by one to the node holding each key (a hit's service-wide figures live in other slots
-//!   than its counter), transactions written as one block.
+//!   ([`crate::proxy::Backend`], boxed): the async cluster client, a pipeline's commands grouped
+//!   by slot, each group one round trip to its node, the groups in parallel (a hit's service-wide
+//!   figures live in other slots than its counter), transactions written as one block.
 //!
 //! Every connection speaks RESP2 whatever the URL says, like the proxy's. This module only
 //! translates: [`Command`] → [`redis::Cmd`], [`redis::Value`] → [`Reply`], errors →
