@@ -6,7 +6,7 @@
 //! - **Reads of a counter's value** (`GET ec:{ns:key}:v`: `/get`, badges, shields, the first event
 //!   of `/stream`) are coalesced: concurrent identical reads wait for one call in flight (single
 //!   flight), and its answer serves further reads for at most the read-cache window (default
-//!   250 ms, `--read-cache-ms` / `EDGECOUNT_READ_CACHE_MS`, `0` = off). The window is counted
+//!   250 ms, `EDGECOUNT_READ_CACHE_MS` / `--read-cache-ms`, `0` = off). The window is counted
 //!   from when the call was *sent*, so a cached answer is never older than the window.
 //! - **Every other call** (hits, set, update, reset, delete, scripts, pipelines) goes to Redis
 //!   uncached; when it completes, the cached value of every counter it names is dropped, so a
@@ -28,10 +28,8 @@ use tokio::sync::{broadcast, OnceCell};
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::core::command::{Command, Reply};
+use crate::core::counter::keys::{counter_prefix, value_read};
 use crate::store::{EntryResult, Store, StoreError};
-
-/// The default read-cache window.
-pub const DEFAULT_READ_CACHE: Duration = Duration::from_millis(250);
 
 /// Messages a shared subscription keeps for a reader that has not taken them yet.
 pub const BACKLOG: usize = 1024;
@@ -94,10 +92,7 @@ impl<S> HotStore<S> {
         if self.window.is_zero() {
             return None;
         }
-        match cmd.parts() {
-            [name, key] if name.eq_ignore_ascii_case("GET") && is_value_key(key) => Some(key),
-            _ => None,
-        }
+        value_read(cmd)
     }
 
     /// Drop the cached value of every counter `parts` names (after a write completed).
@@ -116,18 +111,6 @@ impl<S> HotStore<S> {
             }
         }
     }
-}
-
-/// `ec:{ns:key}:v`, a counter's value.
-fn is_value_key(key: &str) -> bool {
-    counter_prefix(key).is_some_and(|prefix| key.len() == prefix.len() + 2 && key.ends_with(":v"))
-}
-
-/// `ec:{ns:key}` of a key of one counter (namespace keys `ec:{ns}` have no `:` in the tag).
-fn counter_prefix(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("ec:{")?;
-    let close = rest.find('}')?;
-    rest[..close].contains(':').then(|| &key[..4 + close + 1])
 }
 
 /// The same error again, for every reader of one flight.
@@ -283,24 +266,5 @@ where
             std::future::ready(m.ok().map(|b| Ok(b.to_vec())))
         });
         Ok(Box::pin(messages))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn value_keys_and_counter_prefixes() {
-        assert!(is_value_key("ec:{ns:key}:v"));
-        assert!(!is_value_key("ec:{ns:key}:m"));
-        assert!(!is_value_key("ec:{ns}:v"));
-        assert!(!is_value_key("other"));
-        assert_eq!(
-            counter_prefix("ec:{ns:key}:d:20260101"),
-            Some("ec:{ns:key}")
-        );
-        assert_eq!(counter_prefix("ec:{ns}:counters"), None);
-        assert_eq!(counter_prefix("ec:global:hits"), None);
     }
 }

@@ -34,6 +34,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::core::command::Command;
 use crate::core::names::{Name, Namespace};
 
 /// Hourly buckets serve the last-48-hours view; a third day is slack for late readers.
@@ -144,9 +145,46 @@ pub fn global_hits_key(day_label: &str, shard: u32) -> String {
     format!("ec:global:hits:{day_label}:{shard}")
 }
 
+/// The key of `cmd` if it is a plain read of one counter's value (`GET ec:{ns:key}:v`: `/get`,
+/// badges, the first event of `/stream`): what the read caches of serve and the worker keep.
+pub fn value_read(cmd: &Command) -> Option<&str> {
+    match cmd.parts() {
+        [name, key] if name.eq_ignore_ascii_case("GET") && is_value_key(key) => Some(key),
+        _ => None,
+    }
+}
+
+/// `ec:{ns:key}:v`, a counter's value.
+fn is_value_key(key: &str) -> bool {
+    counter_prefix(key).is_some_and(|prefix| key.len() == prefix.len() + 2 && key.ends_with(":v"))
+}
+
+/// `ec:{ns:key}` of a key of one counter (namespace keys `ec:{ns}` have no `:` in the tag).
+pub fn counter_prefix(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("ec:{")?;
+    let close = rest.find('}')?;
+    rest[..close].contains(':').then(|| &key[..4 + close + 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_reads_and_counter_prefixes() {
+        let get = |key: &str| Command::new("GET").arg(key);
+        assert_eq!(value_read(&get("ec:{ns:key}:v")), Some("ec:{ns:key}:v"));
+        assert_eq!(value_read(&get("ec:{ns:key}:m")), None);
+        assert_eq!(value_read(&get("ec:{ns}:v")), None);
+        assert_eq!(value_read(&get("other")), None);
+        assert_eq!(value_read(&Command::new("INCR").arg("ec:{ns:key}:v")), None);
+        assert_eq!(
+            counter_prefix("ec:{ns:key}:d:20260101"),
+            Some("ec:{ns:key}")
+        );
+        assert_eq!(counter_prefix("ec:{ns}:counters"), None);
+        assert_eq!(counter_prefix("ec:global:hits"), None);
+    }
 
     #[test]
     fn keys_share_one_hash_tag() {
