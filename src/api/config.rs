@@ -163,6 +163,9 @@ fn rate_limits_only(policies: &PolicySet, list: &str) -> Result<(), String> {
     }
 }
 
+/// How long one read of a counter's value answers further reads, unless configured.
+pub const DEFAULT_READ_CACHE: Duration = Duration::from_millis(250);
+
 /// Everything the API needs besides the store. Built with [`Config::from_lookup`].
 #[derive(Clone)]
 pub struct Config {
@@ -195,6 +198,9 @@ pub struct Config {
     /// the runtime gives none (a bare workerd has no `CF-Connecting-IP`), so uniques and the abuse
     /// limit work in `./scripts/dev.sh`. Never set it in production: every visitor would be one.
     pub dev_client_ip: Option<String>,
+    /// `EDGECOUNT_READ_CACHE_MS`: how long one read of a counter's value answers further reads
+    /// of it (default 250 ms, `0` = off, at most 60 s); hits and writes are never cached.
+    pub read_cache: Duration,
 }
 
 /// The admin token and the uniques secret never reach a log line, not even through `{:?}`.
@@ -214,6 +220,7 @@ impl std::fmt::Debug for Config {
             .field("abuse_limit", &self.abuse_limit)
             .field("abuse_window", &self.abuse_window)
             .field("dev_client_ip", &self.dev_client_ip)
+            .field("read_cache", &self.read_cache)
             .finish()
     }
 }
@@ -256,6 +263,20 @@ impl Config {
                 name: "EDGECOUNT_ABUSE_LIMIT",
                 message: format!("expected a whole number, got \"{v}\""),
             })?,
+        };
+        let read_cache = match get("EDGECOUNT_READ_CACHE_MS") {
+            None => DEFAULT_READ_CACHE,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms <= 60_000 => Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError {
+                        name: "EDGECOUNT_READ_CACHE_MS",
+                        message: format!(
+                            "expected milliseconds from 0 (off) to 60000, got \"{v}\""
+                        ),
+                    })
+                }
+            },
         };
         if let Some(origin) = get("EDGECOUNT_ORIGIN") {
             let ok = origin
@@ -336,6 +357,7 @@ impl Config {
             abuse_limit,
             abuse_window: Duration::from_secs(60),
             dev_client_ip: get("EDGECOUNT_DEV_CLIENT_IP").map(|ip| ip.trim().to_owned()),
+            read_cache,
         })
     }
 }

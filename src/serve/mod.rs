@@ -74,9 +74,9 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
     /// Coalesce concurrent reads of one counter's value and serve them from a cache at most
     /// this many milliseconds old; hits through this process drop it (0: every read goes to
-    /// Redis). See [`hot`].
-    #[arg(long, env = "EDGECOUNT_READ_CACHE_MS", default_value_t = 250)]
-    pub read_cache_ms: u64,
+    /// Redis). Overrides `EDGECOUNT_READ_CACHE_MS` (default 250). See [`hot`].
+    #[arg(long)]
+    pub read_cache_ms: Option<u64>,
 }
 
 /// The REST token never reaches a log line, not even through `{:?}`; URLs lose any password.
@@ -180,10 +180,11 @@ struct ServeState {
     metrics: Arc<metrics::Metrics>,
 }
 
-/// The axum app: every path goes to the shared API (reads cached for
-/// [`hot::DEFAULT_READ_CACHE`], subscriptions shared: see [`hot`]).
+/// The axum app: every path goes to the shared API (reads cached for the configuration's
+/// `read_cache`, subscriptions shared: see [`hot`]).
 pub fn app(api: Api<ServeStore>, trust_forwarded: bool) -> Router {
-    app_read_cache(api, trust_forwarded, hot::DEFAULT_READ_CACHE)
+    let read_cache = api.config().read_cache;
+    app_read_cache(api, trust_forwarded, read_cache)
 }
 
 /// Like [`app`], with another read-cache window (`Duration::ZERO`: off).
@@ -455,12 +456,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let store = args.store()?;
     let backend = store.describe();
-    let read_cache = std::time::Duration::from_millis(args.read_cache_ms);
+    let read_cache = args
+        .read_cache_ms
+        .map_or(config.read_cache, std::time::Duration::from_millis);
     let api = Api::new(HotStore::new(store, read_cache), config, Platform::std());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount serve listening on http://{addr}");
-    tracing::info!(%addr, store = %backend, read_cache_ms = args.read_cache_ms, "serving the counter API");
+    tracing::info!(%addr, store = %backend, read_cache_ms = read_cache.as_millis() as u64, "serving the counter API");
     let figures = Arc::new(metrics::Metrics::default());
     if let Some(metrics_addr) = args.metrics_listen {
         let figures = figures.clone();
