@@ -3,9 +3,8 @@
 
 use std::cell::RefCell;
 
-use edgecount::api::{Api, Config, Platform};
-use edgecount::driver::Driver;
-use edgecount::store::fetch;
+use edgecount::api::{Config, Platform};
+use edgecount::driver::{self, Driver};
 
 pub const ADMIN_TOKEN: &str = "fuzz-admin-token";
 
@@ -26,7 +25,6 @@ thread_local! {
 }
 
 fn driver() -> Driver {
-    let store = fetch::connect("http://rest.test", "fuzz-rest-token").expect("store");
     let lookup = |name: &str| {
         VARIABLES
             .iter()
@@ -34,7 +32,14 @@ fn driver() -> Driver {
             .map(|(_, v)| v.to_string())
     };
     let config = Config::from_lookup(lookup).expect("the fuzz configuration is valid");
-    let api = Box::leak(Box::new(Api::new(store, config, Platform::std())));
+    let api = driver::worker_api(
+        "http://rest.test",
+        "fuzz-rest-token",
+        config,
+        Platform::std(),
+        || 0,
+    );
+    let api = Box::leak(Box::new(api.expect("the fuzz store")));
     Driver::new(api, |message| panic!("the driver logged: {message}"))
 }
 

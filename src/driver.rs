@@ -37,17 +37,35 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body::Body as _;
 
 use crate::api::{
-    Api, ApiBody, ApiError, ApiRequest, ApiResponse, Asset, Client, Handled, RequestHeaders,
+    Api, ApiBody, ApiError, ApiRequest, ApiResponse, Asset, Client, Config, Handled, Platform,
+    RequestHeaders,
 };
-use crate::store::fetch::{Exchange, FetchRestStore, Io, Outcome, EXCHANGE};
+use crate::store::cached::CachedReads;
+use crate::store::fetch::{self, Exchange, FetchRestStore, Io, Outcome, EXCHANGE};
 use crate::store::rest::{RestRequest, RestResponse};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Largest request body the API reads; the host passes at most one byte more, so a larger body
 /// is refused without being read whole.
 pub use crate::api::MAX_BODY;
 
-type Messages = <FetchRestStore as Store>::Messages;
+/// The worker's store: Upstash REST over the host's `fetch()`, counter reads briefly cached.
+pub type WorkerStore = CachedReads<FetchRestStore>;
+
+/// The worker's API: Upstash REST at `url` with `token`, reads cached for the configuration's
+/// window by the host's clock `now_ms` (milliseconds).
+pub fn worker_api(
+    url: &str,
+    token: &str,
+    config: Config,
+    platform: Platform,
+    now_ms: fn() -> u64,
+) -> Result<Api<WorkerStore>, StoreError> {
+    let store = CachedReads::new(fetch::connect(url, token)?, config.read_cache, now_ms);
+    Ok(Api::new(store, config, platform))
+}
+
+type Messages = <WorkerStore as Store>::Messages;
 type Handling = Pin<Box<dyn Future<Output = Handled<Messages>>>>;
 
 enum Task {
@@ -59,14 +77,14 @@ enum Task {
 
 /// The requests in flight in one isolate, and the API they run on.
 pub struct Driver {
-    api: &'static Api<FetchRestStore>,
+    api: &'static Api<WorkerStore>,
     tasks: Vec<Option<Task>>,
     /// Where errors nobody else sees are reported (the runtime's console).
     log: fn(&str),
 }
 
 impl Driver {
-    pub fn new(api: &'static Api<FetchRestStore>, log: fn(&str)) -> Self {
+    pub fn new(api: &'static Api<WorkerStore>, log: fn(&str)) -> Self {
         Driver {
             api,
             tasks: Vec::new(),
@@ -421,22 +439,26 @@ mod tests {
     //! The step protocol with this test in the host's place: it reads each step and answers
     //! the exchanges itself (the real host, workerd + the proxy + Redis, is tests/worker_e2e.rs).
     use super::*;
-    use crate::api::{Config, Platform};
-    use crate::store::fetch;
 
     fn driver() -> Driver {
         driver_with(&[])
     }
 
     fn driver_with(vars: &[(&str, &str)]) -> Driver {
-        let store = fetch::connect("http://rest.test", "secret-token").expect("store");
         let lookup = |name: &str| {
             vars.iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.to_string())
         };
         let config = Config::from_lookup(lookup).expect("config");
-        let api = Box::leak(Box::new(Api::new(store, config, Platform::std())));
+        let api = worker_api(
+            "http://rest.test",
+            "secret-token",
+            config,
+            Platform::std(),
+            || 0,
+        );
+        let api = Box::leak(Box::new(api.expect("api")));
         Driver::new(api, |message| panic!("unexpected log: {message}"))
     }
 

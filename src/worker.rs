@@ -11,8 +11,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 
 use crate::api::{Api, ApiError, Config, Platform};
-use crate::driver::{self, Driver};
-use crate::store::fetch::{self, FetchRestStore};
+use crate::driver::{self, Driver, WorkerStore};
 
 /// Talc instead of std's dlmalloc: the same job in 2.7 KB less gzipped wasm (single-threaded
 /// wasm, no atomics).
@@ -20,7 +19,7 @@ use crate::store::fetch::{self, FetchRestStore};
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 /// The API, or why it could not be configured; decided on the first request of the isolate.
-static API: OnceLock<Result<Api<FetchRestStore>, String>> = OnceLock::new();
+static API: OnceLock<Result<Api<WorkerStore>, String>> = OnceLock::new();
 
 thread_local! {
     static DRIVER: RefCell<Option<Driver>> = const { RefCell::new(None) };
@@ -54,7 +53,7 @@ extern "C" {
     fn crypto_get_random_values(buffer: &mut [u8]);
 }
 
-fn configure(env: &Env) -> Result<Api<FetchRestStore>, String> {
+fn configure(env: &Env) -> Result<Api<WorkerStore>, String> {
     // Plain `[vars]` and secrets are both strings on `env`.
     let lookup = |name: &str| {
         js_sys::Reflect::get(env, &JsValue::from_str(name))
@@ -63,9 +62,13 @@ fn configure(env: &Env) -> Result<Api<FetchRestStore>, String> {
     };
     let url = lookup("UPSTASH_REDIS_REST_URL").ok_or("UPSTASH_REDIS_REST_URL is not set")?;
     let token = lookup("UPSTASH_REDIS_REST_TOKEN").ok_or("UPSTASH_REDIS_REST_TOKEN is not set")?;
-    let store = fetch::connect(&url, &token).map_err(|e| e.to_string())?;
     let config = Config::from_lookup(lookup).map_err(|e| e.to_string())?;
-    Ok(Api::new(store, config, PLATFORM))
+    // The runtime's clock: in Workers it moves between requests and I/O, which is all a
+    // read-cache window needs.
+    driver::worker_api(&url, &token, config, PLATFORM, || {
+        js_sys::Date::now() as u64
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn with_driver(call: impl FnOnce(&mut Driver) -> String) -> String {

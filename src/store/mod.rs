@@ -5,6 +5,7 @@
 
 use crate::core::command::{Command, Reply, Script, ScriptCall};
 
+pub mod cached;
 pub mod rest;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -58,6 +58,7 @@ macro_rules! all_api_cases {
             healthz_reports_redis,
             unknown_routes_and_methods_are_json_errors,
             one_rest_request_per_hit_read_and_decision,
+            hot_reads_are_cached_briefly_and_see_own_hits,
             static_files_are_served_with_their_headers,
             refused_requests_change_nothing,
             namespace_tokens_listings_and_live_changes,
@@ -933,6 +934,49 @@ pub async fn one_rest_request_per_hit_read_and_decision(kind: Stack) {
             after - before
         );
     }
+}
+
+/// A hot counter's reads (a badge in a viral README) cost a few Redis calls, not one each: one
+/// read answers the others for the read-cache window (250 ms by default); a hit through the same
+/// process (isolate) is seen by the next read; a write from elsewhere shows once the window is
+/// over; `EDGECOUNT_READ_CACHE_MS=0` sends every read to Redis.
+pub async fn hot_reads_are_cached_briefly_and_see_own_hits(kind: Stack) {
+    let edge = Edge::start(kind, &[]).await;
+    let (_, _, body) = send(edge.post("/hit/readme/badge")).await;
+    assert_eq!(body["value"], 1, "{body}");
+    let read = |edge: &Edge| edge.get("/get/readme/badge").send();
+    let before = edge.round_trips().await;
+    let mut reads = 0;
+    for _ in 0..30 {
+        let wave = futures_util::future::join_all((0..10).map(|_| read(&edge))).await;
+        for response in wave {
+            let body: Value = response.unwrap().json().await.unwrap();
+            assert_eq!(body["value"], 1, "{body}");
+            reads += 1;
+        }
+    }
+    let calls = edge.round_trips().await - before;
+    assert!(calls * 5 <= reads, "{calls} Redis calls for {reads} reads");
+    for expected in 2..=4 {
+        let (_, _, hit) = send(edge.post("/hit/readme/badge")).await;
+        assert_eq!(hit["value"], expected, "{hit}");
+        let (_, _, got) = send(edge.get("/get/readme/badge")).await;
+        assert_eq!(got["value"], expected, "{got}");
+    }
+    edge.redis.cli(&["SET", "ec:{readme:badge}:v", "100"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, got) = send(edge.get("/get/readme/badge")).await;
+    assert_eq!(got["value"], 100, "{got}");
+    drop(edge);
+
+    let edge = Edge::start(kind, &[("EDGECOUNT_READ_CACHE_MS", "0")]).await;
+    send(edge.post("/hit/readme/badge")).await;
+    let before = edge.round_trips().await;
+    for _ in 0..20 {
+        let (status, _, _) = send(edge.get("/get/readme/badge")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(edge.round_trips().await - before, 20);
 }
 
 /// The dashboard, the embed script and the OpenAPI document come from `web/` (embedded in serve,
