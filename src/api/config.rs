@@ -432,6 +432,17 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.name, "EDGECOUNT_GATEWAY_POLICIES");
         assert!(config(&[("EDGECOUNT_GATEWAY_KEY", "header:")]).is_err());
+        for bad in ["-1", "fast", "60001"] {
+            let e = config(&[("EDGECOUNT_READ_CACHE_MS", bad)]).unwrap_err();
+            assert_eq!(e.name, "EDGECOUNT_READ_CACHE_MS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_read_cache_window_defaults_to_250_ms_and_0_turns_it_off() {
+        assert_eq!(config(&[]).unwrap().read_cache, Duration::from_millis(250));
+        let off = config(&[("EDGECOUNT_READ_CACHE_MS", "0")]).unwrap();
+        assert_eq!(off.read_cache, Duration::ZERO);
     }
 
     #[test]
