@@ -467,7 +467,7 @@ write_chart() {
         printf "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n", label, y, w, bar, color[kind(name[i])]
         printf "<text x=\"%.1f\" y=\"%d\">%d</text>\n", label + w + 4, y + bar * 0.7, v[i]
       }
-      y = h - 10; x = label
+      y = h - 10; x = 8
       split("ours edgecount;theirs webdis, redis-benchmark, JavaScript;ref this box: ceiling, baselines", legend, ";")
       for (k = 1; k <= 3; k++) {
         split(legend[k], part, " "); key = part[1]; text = substr(legend[k], length(key) + 2)
