@@ -74,8 +74,9 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
     /// Coalesce concurrent reads of one counter's value and serve them from a cache at most
     /// this many milliseconds old; hits through this process drop it (0: every read goes to
-    /// Redis). Overrides `EDGECOUNT_READ_CACHE_MS` (default 250). See [`hot`].
-    #[arg(long)]
+    /// Redis). Overrides `EDGECOUNT_READ_CACHE_MS` (default 250; at most 60000, as there).
+    /// See [`hot`].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub read_cache_ms: Option<u64>,
 }
 
