@@ -281,6 +281,13 @@ median_of() {
   printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 
+# spread_of VALUES... → "lowest–highest".
+spread_of() {
+  local sorted
+  sorted="$(printf '%s\n' "$@" | sort -g)"
+  printf '%s–%s' "$(head -n 1 <<<"$sorted")" "$(tail -n 1 <<<"$sorted")"
+}
+
 # wrk_round OUT PID URL [LUA] → one warm 5 s wrk run; sets ROUND_RPS, ROUND_P99 (ms) and
 # ROUND_CPU_US (the server's CPU µs per request).
 wrk_round() {
@@ -322,10 +329,7 @@ compare_rounds() {
     log "$label round $((n + 1))/$rounds ($order): ${name[a]} ${rps[a]} req/s, ${name[b]} ${rps[b]} req/s, ratio ${ratios[-1]}"
   done
   LAST_ROUNDS="$(median_of "${ratios[@]}")"
-  local lo hi
-  lo="$(printf '%s\n' "${ratios[@]}" | sort -g | head -n 1)"
-  hi="$(printf '%s\n' "${ratios[@]}" | sort -g | tail -n 1)"
-  SECTION_NOTES+=("$label, $rounds alternating rounds of 5 s: req/s ${name[a]} / ${name[b]} median **$LAST_ROUNDS** (spread $lo–$hi; rounds ${ratios[*]}); p99 ms median ${name[a]} $(median_of "${p99_a[@]}") vs ${name[b]} $(median_of "${p99_b[@]}"); server CPU µs/request median ${name[a]} $(median_of "${cpu_a[@]}") vs ${name[b]} $(median_of "${cpu_b[@]}")")
+  SECTION_NOTES+=("$label, $rounds alternating rounds of 5 s: req/s ${name[a]} / ${name[b]} median **$LAST_ROUNDS** (spread $(spread_of "${ratios[@]}"); rounds ${ratios[*]}); p99 ms median ${name[a]} $(median_of "${p99_a[@]}") vs ${name[b]} $(median_of "${p99_b[@]}"); server CPU µs/request median ${name[a]} $(median_of "${cpu_a[@]}") vs ${name[b]} $(median_of "${cpu_b[@]}")")
 }
 
 bench_proxy() {

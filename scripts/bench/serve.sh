@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2016,SC2034 # Markdown backticks in printf formats; globals bench.sh reads
 # Sourced by scripts/bench.sh: the `serve` section. Uses bench.sh's helpers (start_group,
-# free_port, cpu_ticks, cpu_percent, run_wrk, wrk_* parsers, compare_rounds, median_of, add_row,
+# free_port, cpu_ticks, cpu_percent, run_wrk, wrk_* parsers, compare_rounds, median_of, spread_of, add_row,
 # ratio, check_counter, log, die) and its globals (ROOT, WORK_DIR, TOKEN, REDIS_PORT/REDIS_PID,
 # PROXY_URL/PROXY_PID, THREADS, CONNECTIONS, DURATION, RESULT_ROWS, SECTION_NOTES).
 #
@@ -131,10 +131,7 @@ versus_redis_benchmark() {
     log "vs redis-benchmark round $((n + 1))/$rounds ($order): serve direct $a hits/s, redis-benchmark $b EVALSHA/s, ratio ${ratios[-1]}"
   done
   LAST_ROUNDS="$(median_of "${ratios[@]}")"
-  local lo hi
-  lo="$(printf '%s\n' "${ratios[@]}" | sort -g | head -n 1)"
-  hi="$(printf '%s\n' "${ratios[@]}" | sort -g | tail -n 1)"
-  SECTION_NOTES+=("serve direct vs the Redis-side limit (redis-benchmark, the hit's EVALSHA, c=$CONNECTIONS), $rounds alternating rounds of 5 s: hits/s / EVALSHA/s median **$LAST_ROUNDS** (spread $lo–$hi; rounds ${ratios[*]}); medians serve direct $(median_of "${serve_rps[@]}") hits/s, redis-benchmark $(median_of "${rb_rps[@]}") EVALSHA/s")
+  SECTION_NOTES+=("serve direct vs the Redis-side limit (redis-benchmark, the hit's EVALSHA, c=$CONNECTIONS), $rounds alternating rounds of 5 s: hits/s / EVALSHA/s median **$LAST_ROUNDS** (spread $(spread_of "${ratios[@]}"); rounds ${ratios[*]}); medians serve direct $(median_of "${serve_rps[@]}") hits/s, redis-benchmark $(median_of "${rb_rps[@]}") EVALSHA/s")
 }
 
 bench_serve() {

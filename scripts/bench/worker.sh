@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2016,SC2034 # Markdown backticks in printf formats; globals bench.sh reads
 # Sourced by scripts/bench.sh: the `worker` and `ratelimit` sections. Uses bench.sh's helpers
-# (start_group, free_port, cpu_ticks, cpu_percent, wrk_* parsers, add_row, ratio, log, die) and its
+# (start_group, free_port, cpu_ticks, cpu_percent, wrk_* parsers, add_row, ratio, median_of, log, die) and its
 # globals (ROOT, WORK_DIR, TOKEN, REDIS_PORT/REDIS_PID, PROXY_URL/PROXY_PID, THREADS, CONNECTIONS,
 # DURATION, RESULT_ROWS, SECTION_NOTES).
 #
@@ -218,9 +218,8 @@ alternate_rounds() {
     cpu_ratios+=("$(awk -v a="${cpu[a]}" -v b="${cpu[b]}" 'BEGIN {printf "%.3f", b / a}')")
     log "round $((n + 1))/$rounds: req/s ratio ${rps_ratios[-1]}, CPU/req ratio (B/A) ${cpu_ratios[-1]}"
   done
-  median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-  LAST_ROUNDS="$(median "${rps_ratios[@]}")"
-  LAST_ROUNDS_DETAIL="rounds: ${rps_ratios[*]}; workerd CPU per request $label: median $(median "${cpu_ratios[@]}"), rounds ${cpu_ratios[*]}"
+  LAST_ROUNDS="$(median_of "${rps_ratios[@]}")"
+  LAST_ROUNDS_DETAIL="rounds: ${rps_ratios[*]}; workerd CPU per request $label: median $(median_of "${cpu_ratios[@]}"), rounds ${cpu_ratios[*]}"
 }
 
 gzip_size() { gzip -9 -c "$1" | wc -c; }
