@@ -768,6 +768,23 @@ mod tests {
     }
 
     #[test]
+    fn noscript_reads_as_redis_says_it_whatever_the_server() {
+        for server_text in [
+            "NOSCRIPT No matching script. Please use EVAL.",
+            // Valkey 8
+            "NOSCRIPT No matching script.",
+        ] {
+            let Value::ServerError(e) = error_value(server_text) else {
+                panic!("not an error value");
+            };
+            assert_eq!(
+                super::super::reply::error_text(&e),
+                "NOSCRIPT No matching script. Please use EVAL."
+            );
+        }
+    }
+
+    #[test]
     fn durable_writes_parse() {
         let d: DurableWrites = "2/250".parse().unwrap();
         assert_eq!((d.replicas, d.timeout), (2, Duration::from_millis(250)));

@@ -78,10 +78,9 @@ impl ProxyError {
         {
             return ProxyError::Unavailable(format!("ERR redis unavailable: {e}"));
         }
-        match (e.code(), e.detail()) {
-            (Some(code), Some(detail)) => ProxyError::Redis(format!("{code} {detail}")),
-            (Some(code), None) => ProxyError::Redis(code.to_string()),
-            _ => ProxyError::Internal(format!("ERR {e}")),
+        match e.code() {
+            Some(code) => ProxyError::Redis(super::reply::error_words(code, e.detail())),
+            None => ProxyError::Internal(format!("ERR {e}")),
         }
     }
 }
