@@ -37,7 +37,6 @@ fn driver() -> Driver {
         "fuzz-rest-token",
         config,
         Platform::std(),
-        || 0,
     );
     let api = Box::leak(Box::new(api.expect("the fuzz store")));
     Driver::new(api, |message| panic!("the driver logged: {message}"))

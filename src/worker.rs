@@ -28,7 +28,9 @@ thread_local! {
 /// The JavaScript runtime's clock, case mapping and randomness (Rust's `SystemTime` panics in
 /// wasm, its case tables would add ~16 KB, `getrandom`'s JavaScript backend ~1.7 KB).
 const PLATFORM: Platform = Platform {
-    now: || (js_sys::Date::now() / 1000.0) as i64,
+    // In Workers the clock moves between requests and I/O, which is all the read caches and the
+    // buckets need.
+    now_ms: || js_sys::Date::now() as u64,
     uppercase: |text| js_sys::JsString::from(text).to_upper_case().into(),
     random: |buffer| {
         crypto_get_random_values(buffer);
@@ -63,12 +65,7 @@ fn configure(env: &Env) -> Result<Api<WorkerStore>, String> {
     let url = lookup("UPSTASH_REDIS_REST_URL").ok_or("UPSTASH_REDIS_REST_URL is not set")?;
     let token = lookup("UPSTASH_REDIS_REST_TOKEN").ok_or("UPSTASH_REDIS_REST_TOKEN is not set")?;
     let config = Config::from_lookup(lookup).map_err(|e| e.to_string())?;
-    // The runtime's clock: in Workers it moves between requests and I/O, which is all a
-    // read-cache window needs.
-    driver::worker_api(&url, &token, config, PLATFORM, || {
-        js_sys::Date::now() as u64
-    })
-    .map_err(|e| e.to_string())
+    driver::worker_api(&url, &token, config, PLATFORM).map_err(|e| e.to_string())
 }
 
 fn with_driver(call: impl FnOnce(&mut Driver) -> String) -> String {

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use edgecount::core::command::{Command, Reply};
 use edgecount::core::counter::calendar::{day_label, hour_label};
-use edgecount::core::counter::ops::{create_call_at, delete_call_at};
-use edgecount::core::counter::stats::stats_call_at;
 use edgecount::core::counter::*;
 use edgecount::core::names::Name;
 use support::RedisServer;
@@ -29,19 +27,26 @@ fn command(redis: &RedisServer, cmd: &Command) -> Reply {
     support::direct::exec(&redis.url(), cmd).expect("command runs")
 }
 
-fn hit(redis: &RedisServer, name: &Name, request: &HitRequest<'_>) -> HitOutcome {
-    parse_hit(run(redis, &hit_call(name, request).unwrap())).unwrap()
+/// The tests' clock, unix seconds: what the serving process passes every counter script. Read
+/// once, so a test's hits share their day and hour even when it runs across midnight.
+fn now() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    })
 }
 
-/// Redis's own clock, as the scripts see it.
-fn redis_now(redis: &RedisServer) -> i64 {
-    redis
-        .cli(&["TIME"])
-        .lines()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+/// A hit at `at` (unix seconds), the service-wide figures in the script (standalone Redis).
+fn hit_at(redis: &RedisServer, name: &Name, request: &HitRequest<'_>, at: i64) -> HitOutcome {
+    let call = hit_call(name, request, at, Figures::InScript).unwrap();
+    parse_hit(run(redis, &call)).unwrap()
+}
+
+fn hit(redis: &RedisServer, name: &Name, request: &HitRequest<'_>) -> HitOutcome {
+    hit_at(redis, name, request, now())
 }
 
 fn ttl(redis: &RedisServer, key: &str) -> i64 {
@@ -85,8 +90,9 @@ fn concurrent_hits_count_exactly() {
     let redis = RedisServer::start();
     let counter = name("load", "home");
     // Cache the script once, then hammer it with EVALSHA from 50 connections.
-    run(&redis, &hit_call(&counter, &HitRequest::default()).unwrap());
-    let call = hit_call(&counter, &HitRequest::default()).unwrap();
+    let at = now();
+    hit_at(&redis, &counter, &HitRequest::default(), at);
+    let call = hit_call(&counter, &HitRequest::default(), at, Figures::InScript).unwrap();
     std::thread::scope(|scope| {
         for _ in 0..50 {
             let url = redis.url();
@@ -107,28 +113,30 @@ fn concurrent_hits_count_exactly() {
     });
     let value = parse_get(command(&redis, &get_command(&counter))).unwrap();
     assert_eq!(value, 5001);
-    let after = hit(&redis, &counter, &HitRequest::default());
+    let after = hit_at(&redis, &counter, &HitRequest::default(), at);
     assert_eq!(after.value, 5002);
     assert_eq!(after.today, 5002);
+    // The service-wide figure of the day counted every one of them.
+    let figures = parse_global_stats(pipeline(&redis, &global_stats_commands(at))).unwrap();
+    assert_eq!(figures.hits_today, 5002);
 }
 
 #[test]
 fn a_hit_writes_value_meta_buckets_and_uniques_with_ttls() {
     let redis = RedisServer::start();
     let counter = name("blog", "home");
-    let now = redis_now(&redis);
+    let now = now();
     let visitor = Visitor {
         secret: b"uniques-secret",
         ip: "203.0.113.7",
         user_agent: "Mozilla/5.0 (test)",
-        edge_now_secs: now,
     };
     let request = HitRequest {
         visitor: Some(visitor),
         idempotency_key: Some("req-1"),
         ..Default::default()
     };
-    let first = hit(&redis, &counter, &request);
+    let first = hit_at(&redis, &counter, &request, now);
     assert_eq!(
         first,
         HitOutcome {
@@ -143,23 +151,19 @@ fn a_hit_writes_value_meta_buckets_and_uniques_with_ttls() {
     );
 
     let keys = CounterKeys::new(&counter);
-    let later = redis_now(&redis);
     let written = keys_of(&redis, &counter);
-    assert_eq!(written.len(), 6, "{written:?}");
-    // The buckets are named by Redis's clock (exactly known unless the hour turned meanwhile).
-    if hour_label(now) == hour_label(later) {
-        let day = day_label(now);
-        let mut expected = vec![
-            keys.value(),
-            keys.meta(),
-            keys.daily(&day),
-            keys.hourly(&hour_label(now)),
-            keys.uniques(&day),
-            keys.idempotency("req-1"),
-        ];
-        expected.sort();
-        assert_eq!(written, expected);
-    }
+    // The buckets are named by the caller's clock.
+    let day = day_label(now);
+    let mut expected = vec![
+        keys.value(),
+        keys.meta(),
+        keys.daily(&day),
+        keys.hourly(&hour_label(now)),
+        keys.uniques(&day),
+        keys.idempotency("req-1"),
+    ];
+    expected.sort();
+    assert_eq!(written, expected);
     // Counters live forever; everything else the hit wrote expires.
     for key in &written {
         let ttl = ttl(&redis, key);
@@ -173,12 +177,11 @@ fn a_hit_writes_value_meta_buckets_and_uniques_with_ttls() {
         };
         assert!(range.contains(&ttl), "{key}: TTL {ttl}");
     }
-    let day = day_label(later);
 
-    // The meta of a counter created by a hit: created from TIME, default bounds.
+    // The meta of a counter created by a hit: created now, default bounds.
     let info = parse_info(run(&redis, &info_call(&counter)), &counter).unwrap();
     assert_eq!(info.value, 1);
-    assert!((info.created.unwrap() / 1000 - now).abs() <= 2);
+    assert_eq!(info.created, Some(now * 1000));
     assert_eq!((info.update_lowerbound, info.update_upperbound), (-1, 1));
     assert!(!info.enable_reset);
     assert_eq!(info.expires_in, None);
@@ -192,13 +195,14 @@ fn a_hit_writes_value_meta_buckets_and_uniques_with_ttls() {
     }
 
     // Same visitor again: one more hit, still one unique; another visitor: two.
-    let again = hit(
+    let again = hit_at(
         &redis,
         &counter,
         &HitRequest {
             visitor: Some(visitor),
             ..Default::default()
         },
+        now,
     );
     assert_eq!((again.value, again.today, again.uniques_today), (2, 2, 1));
     assert!(!again.created);
@@ -206,13 +210,14 @@ fn a_hit_writes_value_meta_buckets_and_uniques_with_ttls() {
         ip: "198.51.100.1",
         ..visitor
     };
-    let third = hit(
+    let third = hit_at(
         &redis,
         &counter,
         &HitRequest {
             visitor: Some(other),
             ..Default::default()
         },
+        now,
     );
     assert_eq!((third.value, third.uniques_today), (3, 2));
 }
@@ -247,6 +252,8 @@ fn uncounted_hits_change_nothing() {
     let answer = hit(&redis, &counter, &bot);
     assert_eq!((answer.value, answer.counted), (0, false));
     assert!(keys_of(&redis, &counter).is_empty());
+    // Nothing service-wide either: not the day's figure, not the namespace's registry.
+    assert_eq!(redis.cli(&["DBSIZE"]), "0");
     assert_eq!(
         parse_get(command(&redis, &get_command(&counter))),
         Err(CounterError::NotFound)
@@ -276,24 +283,22 @@ fn hits_publish_the_new_value() {
 }
 
 #[test]
-fn buckets_follow_redis_time_across_midnight() {
+fn buckets_follow_the_callers_clock_across_midnight() {
     let redis = RedisServer::start();
     let counter = name("clock", "home");
-    // The edge believes it is already tomorrow; Redis (the script's clock) says 23:59:50.
     let visitor = Visitor {
         secret: b"s",
         ip: "203.0.113.9",
         user_agent: "ua",
-        edge_now_secs: NEAR_MIDNIGHT + 60,
     };
-    let at = |t| HitRequest {
+    let request = HitRequest {
         visitor: Some(visitor),
-        clock: Clock::At(t),
         ..Default::default()
     };
-    let before = hit(&redis, &counter, &at(NEAR_MIDNIGHT));
+    let before = hit_at(&redis, &counter, &request, NEAR_MIDNIGHT);
     assert_eq!((before.today, before.uniques_today), (1, 1));
-    let after = hit(&redis, &counter, &at(NEAR_MIDNIGHT + 20));
+    // Twenty seconds later it is tomorrow: a new day's buckets, and the visitor is new there.
+    let after = hit_at(&redis, &counter, &request, NEAR_MIDNIGHT + 20);
     assert_eq!((after.value, after.today, after.uniques_today), (2, 1, 1));
     let keys = CounterKeys::new(&counter);
     assert_eq!(redis.cli(&["GET", &keys.daily("20261125")]), "1");
@@ -301,17 +306,13 @@ fn buckets_follow_redis_time_across_midnight() {
     assert_eq!(redis.cli(&["GET", &keys.hourly("2026112523")]), "1");
     assert_eq!(redis.cli(&["GET", &keys.hourly("2026112600")]), "1");
     assert_eq!(redis.cli(&["PFCOUNT", &keys.uniques("20261125")]), "1");
-    // An edge clock more than a day off offers no matching day: counted, but no unique.
-    let skewed = HitRequest {
-        visitor: Some(Visitor {
-            edge_now_secs: NEAR_MIDNIGHT - 3 * 86_400,
-            ..visitor
-        }),
-        clock: Clock::At(NEAR_MIDNIGHT + 30),
-        ..Default::default()
-    };
-    let answer = hit(&redis, &counter, &skewed);
-    assert_eq!((answer.today, answer.uniques_today), (2, 1));
+    assert_eq!(redis.cli(&["PFCOUNT", &keys.uniques("20261126")]), "1");
+    // And the service-wide hits of each day got theirs.
+    let shard = edgecount::core::counter::keys::global_shard(&counter);
+    for day in ["20261125", "20261126"] {
+        let key = edgecount::core::counter::keys::global_hits_key(day, shard);
+        assert_eq!(redis.cli(&["GET", &key]), "1", "{key}");
+    }
 }
 
 #[test]
@@ -319,7 +320,7 @@ fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
     let redis = RedisServer::start();
     let counter = name("shop", "stock");
     let spec = CreateSpec::parse(Some("10"), Some("1"), Some("-5"), Some("3")).unwrap();
-    let (call, admin_key) = create_call(&counter, &spec).unwrap();
+    let (call, admin_key) = create_call(&counter, &spec, now()).unwrap();
     let created = parse_create(run(&redis, &call), &counter, &admin_key).unwrap();
     assert_eq!(
         serde_json::to_value(&created).unwrap(),
@@ -331,7 +332,7 @@ fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
         .cli(&["HGETALL", &CounterKeys::new(&counter).meta()])
         .contains(admin_key.as_str()));
 
-    let (again, other_key) = create_call(&counter, &CreateSpec::default()).unwrap();
+    let (again, other_key) = create_call(&counter, &CreateSpec::default(), now()).unwrap();
     assert_eq!(
         parse_create(run(&redis, &again), &counter, &other_key),
         Err(CounterError::AlreadyExists)
@@ -357,6 +358,7 @@ fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
     let (call, key) = create_call(
         &hit_first,
         &CreateSpec::parse(Some("5"), None, None, None).unwrap(),
+        now(),
     )
     .unwrap();
     assert_eq!(
@@ -364,7 +366,7 @@ fn create_is_exclusive_and_stores_only_the_admin_key_hash() {
         Err(CounterError::AlreadyExists)
     );
     let clocked = name("shop", "clocked");
-    let (call, key) = create_call_at(&clocked, &CreateSpec::default(), Clock::At(1_000)).unwrap();
+    let (call, key) = create_call(&clocked, &CreateSpec::default(), 1_000).unwrap();
     parse_create(run(&redis, &call), &clocked, &key).unwrap();
     let info = parse_info(run(&redis, &info_call(&clocked)), &clocked).unwrap();
     assert_eq!(info.created, Some(1_000_000));
@@ -385,7 +387,7 @@ fn authority(redis: &RedisServer, counter: &Name, bearer: Option<&str>) -> Autho
 fn set_needs_admin_or_enable_reset() {
     let redis = RedisServer::start();
     let locked = name("set", "locked");
-    let (call, key) = create_call(&locked, &CreateSpec::default()).unwrap();
+    let (call, key) = create_call(&locked, &CreateSpec::default(), now()).unwrap();
     parse_create(run(&redis, &call), &locked, &key).unwrap();
 
     let public = authority(&redis, &locked, None);
@@ -427,7 +429,7 @@ fn set_needs_admin_or_enable_reset() {
 
     let open = name("set", "open");
     let spec = CreateSpec::parse(None, Some("1"), None, None).unwrap();
-    let (call, key) = create_call(&open, &spec).unwrap();
+    let (call, key) = create_call(&open, &spec, now()).unwrap();
     parse_create(run(&redis, &call), &open, &key).unwrap();
     assert_eq!(
         parse_set(run(&redis, &set_call(&open, -7, &Authority::Public))),
@@ -447,7 +449,7 @@ fn updates_stay_within_bounds_unless_admin_and_never_overflow() {
     let redis = RedisServer::start();
     let counter = name("upd", "votes");
     let spec = CreateSpec::parse(Some("0"), None, Some("-2"), Some("3")).unwrap();
-    let (call, _key) = create_call(&counter, &spec).unwrap();
+    let (call, _key) = create_call(&counter, &spec, now()).unwrap();
     run(&redis, &call);
     let update =
         |amount, auth: &Authority| parse_update(run(&redis, &update_call(&counter, amount, auth)));
@@ -485,7 +487,7 @@ fn updates_stay_within_bounds_unless_admin_and_never_overflow() {
     assert_eq!(
         parse_hit(run(
             &redis,
-            &hit_call(&counter, &HitRequest::default()).unwrap()
+            &hit_call(&counter, &HitRequest::default(), now(), Figures::InScript).unwrap()
         )),
         Err(CounterError::Overflow)
     );
@@ -547,24 +549,19 @@ fn delete_removes_the_counter_and_its_buckets() {
     let redis = RedisServer::start();
     let counter = name("del", "home");
     let neighbour = name("del", "other");
-    let now = redis_now(&redis);
+    let now = now();
     let visitor = Visitor {
         secret: b"s",
         ip: "203.0.113.1",
         user_agent: "ua",
-        edge_now_secs: now,
     };
     // Buckets today, 3 hours ago, 10 days ago and 390 days ago (all within their TTLs).
     for offset in [0, 3 * 3600, 10 * 86_400, 390 * 86_400] {
         let request = HitRequest {
-            visitor: Some(Visitor {
-                edge_now_secs: now - offset,
-                ..visitor
-            }),
-            clock: Clock::At(now - offset),
+            visitor: Some(visitor),
             ..Default::default()
         };
-        hit(&redis, &counter, &request);
+        hit_at(&redis, &counter, &request, now - offset);
     }
     hit(
         &redis,
@@ -578,19 +575,19 @@ fn delete_removes_the_counter_and_its_buckets() {
     assert!(keys_of(&redis, &counter).len() >= 12);
 
     assert_eq!(
-        parse_delete(run(&redis, &delete_call(&counter, &Authority::Public))),
+        parse_delete(run(&redis, &delete_call(&counter, &Authority::Public, now))),
         Err(CounterError::AdminRequired)
     );
     assert_eq!(
         parse_delete(run(
             &redis,
-            &delete_call_at(&counter, &Authority::GlobalAdmin, Clock::At(now))
+            &delete_call(&counter, &Authority::GlobalAdmin, now)
         )),
         Ok(())
     );
     // Only the idempotency record is left, to expire within a day (it cannot be named), and the
-    // hourly buckets of the fixed clock's old hits: in production an hourly bucket expires 72 h
-    // after its hour (its name comes from TIME), so none older than the delete's window exists.
+    // hourly buckets of the hits made with an old clock: in production an hourly bucket expires
+    // 72 h after its hour was written, so none older than the delete's window exists.
     let oldest_live_hour = hour_label(now - 72 * 3600);
     let left: Vec<String> = keys_of(&redis, &counter)
         .into_iter()
@@ -605,47 +602,54 @@ fn delete_removes_the_counter_and_its_buckets() {
         Err(CounterError::NotFound)
     );
     assert_eq!(
-        parse_delete(run(&redis, &delete_call(&counter, &Authority::GlobalAdmin))),
+        parse_delete(run(
+            &redis,
+            &delete_call(&counter, &Authority::GlobalAdmin, now)
+        )),
         Err(CounterError::NotFound)
     );
     // The neighbour is untouched, and a re-created counter starts clean.
     assert_eq!(parse_get(command(&redis, &get_command(&neighbour))), Ok(1));
-    let again = hit(&redis, &counter, &HitRequest::default());
+    let again = hit_at(&redis, &counter, &HitRequest::default(), now);
     assert_eq!((again.value, again.today, again.created), (1, 1, true));
 }
 
 #[test]
-fn stats_have_days_and_48_hours_on_redis_time() {
+fn stats_have_days_and_48_hours_on_the_callers_clock() {
     let redis = RedisServer::start();
     let counter = name("stats", "home");
     assert_eq!(
-        parse_stats(run(&redis, &stats_call(&counter, 7))),
+        parse_stats(
+            run(&redis, &stats_call(&counter, 7, NEAR_MIDNIGHT)),
+            7,
+            NEAR_MIDNIGHT
+        ),
         Err(CounterError::NotFound)
     );
-    let at = |t: i64, ip: &'static str| HitRequest {
+    let visit = |ip: &'static str| HitRequest {
         visitor: Some(Visitor {
             secret: b"s",
             ip,
             user_agent: "ua",
-            edge_now_secs: t,
         }),
-        clock: Clock::At(t),
         ..Default::default()
     };
     // Two days ago once; today three times by two visitors, in two different hours.
-    hit(
+    hit_at(
         &redis,
         &counter,
-        &at(NEAR_MIDNIGHT - 2 * 86_400, "10.0.0.1"),
+        &visit("10.0.0.1"),
+        NEAR_MIDNIGHT - 2 * 86_400,
     );
-    hit(&redis, &counter, &at(NEAR_MIDNIGHT - 3600, "10.0.0.1"));
-    hit(&redis, &counter, &at(NEAR_MIDNIGHT, "10.0.0.1"));
-    hit(&redis, &counter, &at(NEAR_MIDNIGHT, "10.0.0.2"));
+    hit_at(&redis, &counter, &visit("10.0.0.1"), NEAR_MIDNIGHT - 3600);
+    hit_at(&redis, &counter, &visit("10.0.0.1"), NEAR_MIDNIGHT);
+    hit_at(&redis, &counter, &visit("10.0.0.2"), NEAR_MIDNIGHT);
 
-    let stats = parse_stats(run(
-        &redis,
-        &stats_call_at(&counter, 3, Clock::At(NEAR_MIDNIGHT)),
-    ))
+    let stats = parse_stats(
+        run(&redis, &stats_call(&counter, 3, NEAR_MIDNIGHT)),
+        3,
+        NEAR_MIDNIGHT,
+    )
     .unwrap();
     assert_eq!(stats.total, 4);
     let days: Vec<(&str, i64, i64)> = stats
@@ -673,14 +677,14 @@ fn stats_have_days_and_48_hours_on_redis_time() {
         serde_json::json!({"date": "2026-11-25", "hits": 3, "uniques": 2})
     );
 
-    // Asking for more than the daily buckets keep gives what they keep (400 days); the default
-    // clock is Redis's.
+    // Asking for more than the daily buckets keep gives what they keep (400 days), ending today.
     let days = parse_days(Some("5000")).unwrap();
-    let long = parse_stats(run(&redis, &stats_call(&counter, days))).unwrap();
+    let today = now();
+    let long = parse_stats(run(&redis, &stats_call(&counter, days, today)), days, today).unwrap();
     assert_eq!(long.days.len(), 400);
     assert_eq!(
         long.days.last().unwrap().date,
-        edgecount::core::counter::calendar::iso_date(&day_label(redis_now(&redis)))
+        edgecount::core::counter::calendar::iso_date(&day_label(today))
     );
 }
 
@@ -697,7 +701,7 @@ fn a_batch_is_one_pipeline_with_results_by_index() {
         serde_json::json!({"op": "update", "namespace": "batch", "key": "nope", "amount": 1}),
     ];
     // A fresh server has no scripts cached: the plan's SCRIPT LOADs make EVALSHA work.
-    let plan = plan_batch(&items, &Authority::Public).unwrap();
+    let plan = plan_batch(&items, &Authority::Public, now()).unwrap();
     let results = plan.parse(pipeline(&redis, &plan.commands));
     let values: Vec<Result<i64, CounterError>> = results
         .into_iter()
@@ -728,7 +732,7 @@ fn a_batch_is_one_pipeline_with_results_by_index() {
     let mut bad = items.clone();
     bad.push(serde_json::json!({"op": "hit", "key": "x"}));
     assert!(matches!(
-        plan_batch(&bad, &Authority::Public),
+        plan_batch(&bad, &Authority::Public, now()),
         Err(CounterError::InvalidBatchItem(_))
     ));
 }
@@ -736,7 +740,7 @@ fn a_batch_is_one_pipeline_with_results_by_index() {
 #[test]
 fn global_figures_sum_their_shards() {
     let redis = RedisServer::start();
-    let now = redis_now(&redis);
+    let now = now();
     let mut commands = Vec::new();
     for key in ["aaa", "bbb", "ccc", "aaa"] {
         commands.extend(global_hit_commands(&name("glob", key), now));
@@ -772,8 +776,10 @@ fn abuse_limit_caps_counted_hits_per_client_and_counter() {
         }),
         ..Default::default()
     };
+    // One window for every hit, even when the test runs across a window's end.
+    let at = now();
     let outcomes: Vec<HitOutcome> = (0..5)
-        .map(|_| hit(&redis, &counter, &limited("203.0.113.9")))
+        .map(|_| hit_at(&redis, &counter, &limited("203.0.113.9"), at))
         .collect();
     assert_eq!(
         outcomes
@@ -789,8 +795,11 @@ fn abuse_limit_caps_counted_hits_per_client_and_counter() {
         ]
     );
     // Another client, and the same client on another counter, have their own budgets.
-    assert!(hit(&redis, &counter, &limited("203.0.113.10")).counted);
-    assert!(hit(&redis, &other, &limited("203.0.113.9")).counted);
+    assert!(hit_at(&redis, &counter, &limited("203.0.113.10"), at).counted);
+    assert!(hit_at(&redis, &other, &limited("203.0.113.9"), at).counted);
+    // A refused hit wrote nothing service-wide: the day's figure holds the counted ones only.
+    let figures = parse_global_stats(pipeline(&redis, &global_stats_commands(at))).unwrap();
+    assert_eq!(figures.hits_today, 5);
     // The client key holds a hash, never the IP, and expires with its window.
     let keys = redis.cli(&["KEYS", "ec:{blog:abuse}:a:*"]);
     assert_eq!(keys.lines().count(), 2, "{keys}");

@@ -17,9 +17,15 @@ use edgecount::core::ratelimit::{
 use support::direct::Conn;
 use support::RedisServer;
 
+/// The caller's clock (unix ms), which names the `upstash-*` windows; native policies decide on
+/// Redis `TIME` unless a test time is given.
+fn clock_ms() -> u64 {
+    edgecount::service::system_clock_ms()
+}
+
 impl Conn {
     fn decide(&mut self, policies: &[Policy], id: &str, cost: u64, mode: Mode) -> Decision {
-        let call = decision_call(policies, &Tiers::default(), id, cost, mode).unwrap();
+        let call = decision_call(policies, &Tiers::default(), id, cost, mode, clock_ms()).unwrap();
         parse_decision(policies, &self.eval(&call)).unwrap()
     }
 
@@ -282,7 +288,15 @@ fn every_key_has_a_ttl_after_any_sequence() {
             Mode::Reset,
         ][rng.below(5) as usize];
         let id = format!("id{}", rng.below(4));
-        let call = decision_call(&subset, &Tiers::default(), &id, 1 + rng.below(3), mode).unwrap();
+        let call = decision_call(
+            &subset,
+            &Tiers::default(),
+            &id,
+            1 + rng.below(3),
+            mode,
+            clock_ms(),
+        )
+        .unwrap();
         conn.eval(&call);
         if round % 20 == 0 {
             assert_every_key_has_a_ttl(&redis);
@@ -421,11 +435,18 @@ fn keys_are_hash_tagged_by_the_encoded_identity() {
     for key in &keys {
         assert!(key.starts_with("rl:{x%7D%7By}:"), "{key}");
     }
+    // One key per policy, its state recording the algorithm, limit and window it was kept under.
     let now_ms = conn.redis_time_ms();
-    let fixed = &keys.iter().find(|k| k.contains(":fixed:")).unwrap();
+    assert!(
+        keys.contains(&"rl:{x%7D%7By}:fixed:state".to_owned()),
+        "{keys:?}"
+    );
+    let state = conn
+        .run(&Command::new("GET").arg("rl:{x%7D%7By}:fixed:state"))
+        .unwrap();
     assert_eq!(
-        **fixed,
-        format!("rl:{{x%7D%7By}}:fixed:fixed:3600000:{}", now_ms / 3_600_000)
+        state.as_str().unwrap(),
+        format!("fixed:6:3600000:{}:1", now_ms / 3_600_000)
     );
 }
 
@@ -453,7 +474,7 @@ fn script_rejects_what_the_builder_would_never_send() {
     let redis = RedisServer::start();
     let mut conn = Conn::open(&redis);
     let p = [Policy::fixed("p", 2, Duration::from_secs(1))];
-    let mut call = decision_call(&p, &Tiers::default(), "u", 1, Mode::Consume).unwrap();
+    let mut call = decision_call(&p, &Tiers::default(), "u", 1, Mode::Consume, clock_ms()).unwrap();
     call.args[1] = "3".into();
     let err = conn.run(&call.eval()).unwrap_err();
     assert!(err.contains("cost exceeds the limit"), "{err}");
@@ -530,7 +551,7 @@ fn overrides_and_tiers_apply_on_the_next_decision() {
     let tiers = Tiers::parse("pro: api=fixed:5/1h; pro: burst=gcra:100/1s", &set).unwrap();
     let api = set.select("api").unwrap();
     let decide = |conn: &mut Conn, policies: &[Policy]| {
-        let call = decision_call(policies, &tiers, "user-9", 1, Mode::Consume).unwrap();
+        let call = decision_call(policies, &tiers, "user-9", 1, Mode::Consume, clock_ms()).unwrap();
         parse_decision(policies, &conn.eval(&call)).unwrap()
     };
     for _ in 0..3 {
@@ -585,7 +606,7 @@ fn overrides_and_tiers_apply_on_the_next_decision() {
     // Another identity is untouched, and every key written has a TTL (the overrides hash is
     // configuration and keeps none).
     assert_eq!(decide(&mut conn, &api).limit, 3);
-    let other = decision_call(&api, &tiers, "user-10", 1, Mode::Peek).unwrap();
+    let other = decision_call(&api, &tiers, "user-10", 1, Mode::Peek, clock_ms()).unwrap();
     assert_eq!(
         parse_decision(&api, &conn.eval(&other)).unwrap().remaining,
         3
@@ -614,7 +635,7 @@ fn a_cost_above_the_limit_in_effect_is_refused_by_the_script() {
         .unwrap(),
     )
     .unwrap();
-    let call = decision_call(&api, &tiers, "small", 3, Mode::Consume).unwrap();
+    let call = decision_call(&api, &tiers, "small", 3, Mode::Consume, clock_ms()).unwrap();
     let error = match conn.run(&call.evalsha()) {
         Err(e) if e.starts_with("NOSCRIPT") => conn.run(&call.eval()).unwrap_err(),
         other => other.unwrap_err(),
@@ -641,7 +662,7 @@ fn a_cost_above_the_limit_in_effect_is_refused_by_the_script() {
         .unwrap(),
     )
     .unwrap();
-    let call = decision_call(&api, &tiers, "big", 500, Mode::Consume).unwrap();
+    let call = decision_call(&api, &tiers, "big", 500, Mode::Consume, clock_ms()).unwrap();
     assert!(parse_decision(&api, &conn.eval(&call)).unwrap().allowed);
 }
 
@@ -661,7 +682,18 @@ fn a_denied_identity_is_refused_and_charged_nothing() {
         assert_eq!(d.reason, Reason::Deny);
         // Every policy still reported (for the headers), as it stands.
         assert_eq!(d.policies[0].remaining, 2);
+        // A mark without expiry has no end.
+        assert_eq!(d.deny_left_ms, None);
     }
+    // A mark with one: its time left.
+    conn.run(
+        &Command::new("PEXPIRE")
+            .arg("rl:{mallory}:deny")
+            .arg("30000"),
+    )
+    .unwrap();
+    let left = conn.decide(&both, "mallory", 1, Mode::Peek).deny_left_ms;
+    assert!(matches!(left, Some(29_000..=30_000)), "{left:?}");
     let state = |conn: &mut Conn| -> Vec<(String, String)> {
         conn.snapshot()
             .into_iter()
@@ -698,23 +730,17 @@ fn shadow_policies_report_and_never_refuse() {
     let third = conn.decide(&both, "u", 1, Mode::Consume);
     assert!(!third.allowed);
     assert_eq!(third.violated, ["api"]);
+    // The count is a fixed window state's last field.
     let counts = conn.snapshot();
-    assert_eq!(
+    let count_of = |policy: &str| -> Vec<String> {
         counts
             .iter()
-            .filter(|(k, _)| k.contains(":api:"))
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>(),
-        ["2"]
-    );
-    assert_eq!(
-        counts
-            .iter()
-            .filter(|(k, _)| k.contains(":soft:"))
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>(),
-        ["1"]
-    );
+            .filter(|(k, _)| k.contains(&format!(":{policy}:")))
+            .map(|(_, v)| v.rsplit(':').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(count_of("api"), ["2"]);
+    assert_eq!(count_of("soft"), ["1"]);
 }
 
 /// @upstash/ratelimit's own keys and rules (the interop with the library itself is tested in
@@ -811,7 +837,7 @@ fn deny(conn: &mut Conn, target: &str, ttl_ms: Option<u64>) {
 
 fn decide_from(conn: &mut Conn, policies: &[Policy], address: &str, mode: Mode) -> Decision {
     let subject = Subject::at("user:1", Some(address));
-    let call = decision_call(policies, &Tiers::default(), subject, 1, mode).unwrap();
+    let call = decision_call(policies, &Tiers::default(), subject, 1, mode, clock_ms()).unwrap();
     parse_decision(policies, &conn.eval(&call)).unwrap()
 }
 
@@ -942,6 +968,15 @@ fn ranges_expire_leave_and_charge_nothing() {
         assert_eq!(d.allowed, !denied, "{address}");
         if denied {
             assert_eq!(d.reason, Reason::Deny);
+        }
+        // How long the deny lasts: none for the range without expiry, the range's own time
+        // left for the others (what the block cache may keep a refusal for).
+        match (address, d.deny_left_ms) {
+            (_, None) if !denied => {}
+            ("203.0.113.7" | "203.0.113.255" | "::ffff:203.0.113.9", None) => {}
+            ("2001:db8:ffff::1", Some(left)) => assert!((59_000..=60_000).contains(&left)),
+            ("198.51.100.7", Some(left)) => assert!((1..=150).contains(&left), "{left}"),
+            other => panic!("{address}: deny_left_ms {other:?}"),
         }
     }
     // Only the allowed decisions consumed: 3 of the 10.

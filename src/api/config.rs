@@ -166,6 +166,9 @@ fn rate_limits_only(policies: &PolicySet, list: &str) -> Result<(), String> {
 /// How long one read of a counter's value answers further reads, unless configured.
 pub const DEFAULT_READ_CACHE: Duration = Duration::from_millis(250);
 
+/// Refusals the block cache keeps at most (`core::ratelimit::blocks`): about 300 bytes each.
+pub const BLOCK_CACHE_ENTRIES: usize = 512;
+
 /// Everything the API needs besides the store. Built with [`Config::from_lookup`].
 #[derive(Clone)]
 pub struct Config {
@@ -201,6 +204,10 @@ pub struct Config {
     /// `EDGECOUNT_READ_CACHE_MS`: how long one read of a counter's value answers further reads
     /// of it (default 250 ms, `0` = off, at most 60 s); hits and writes are never cached.
     pub read_cache: Duration,
+    /// `EDGECOUNT_BLOCK_CACHE`: `1` (default) answers an identity's later consumes from memory
+    /// once Redis refused it, until the refusal could end (`core::ratelimit::blocks`); `0` asks
+    /// Redis every time. Per policy: `cache=off`.
+    pub block_cache: bool,
 }
 
 /// The admin token and the uniques secret never reach a log line, not even through `{:?}`.
@@ -221,6 +228,7 @@ impl std::fmt::Debug for Config {
             .field("abuse_window", &self.abuse_window)
             .field("dev_client_ip", &self.dev_client_ip)
             .field("read_cache", &self.read_cache)
+            .field("block_cache", &self.block_cache)
             .finish()
     }
 }
@@ -277,6 +285,16 @@ impl Config {
                     })
                 }
             },
+        };
+        let block_cache = match get("EDGECOUNT_BLOCK_CACHE").as_deref().map(str::trim) {
+            None | Some("1") => true,
+            Some("0") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "EDGECOUNT_BLOCK_CACHE",
+                    message: format!("expected 1 (on) or 0 (off), got \"{other}\""),
+                })
+            }
         };
         if let Some(origin) = get("EDGECOUNT_ORIGIN") {
             let ok = origin
@@ -358,6 +376,7 @@ impl Config {
             abuse_window: Duration::from_secs(60),
             dev_client_ip: get("EDGECOUNT_DEV_CLIENT_IP").map(|ip| ip.trim().to_owned()),
             read_cache,
+            block_cache,
         })
     }
 }
@@ -436,6 +455,23 @@ mod tests {
             let e = config(&[("EDGECOUNT_READ_CACHE_MS", bad)]).unwrap_err();
             assert_eq!(e.name, "EDGECOUNT_READ_CACHE_MS", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_block_cache_is_on_unless_0_says_off() {
+        assert!(config(&[]).unwrap().block_cache);
+        assert!(
+            config(&[("EDGECOUNT_BLOCK_CACHE", "1")])
+                .unwrap()
+                .block_cache
+        );
+        assert!(
+            !config(&[("EDGECOUNT_BLOCK_CACHE", "0")])
+                .unwrap()
+                .block_cache
+        );
+        let e = config(&[("EDGECOUNT_BLOCK_CACHE", "yes")]).unwrap_err();
+        assert_eq!(e.name, "EDGECOUNT_BLOCK_CACHE");
     }
 
     #[test]

@@ -1,19 +1,16 @@
 //! The counter routes of `API.md`: hit, get, create (Abacus and CountAPI forms), set, update,
-//! reset, delete, info, stats, stream, badge and batch. Every answer about one counter carries
+//! reset, delete, info, stats, stream and badge. Every answer about one counter carries
 //! `X-Path: <namespace>/<key>`.
 
 use http::{header, HeaderValue, Method, StatusCode};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::response::{
     bytes_response, json_response, sse_event, ApiBody, ApiError, ApiResponse, Extra, Field,
 };
 use super::{Call, Config, Platform};
 use crate::core::badge::{Badge, BadgeError, BadgeOptions, SPARKLINE_DAYS};
-use crate::core::counter::{
-    self, AbuseLimit, CounterError, HitOutcome, HitRequest, Visitor, MAX_BATCH_OPS,
-};
+use crate::core::counter::{self, AbuseLimit, CounterError, HitOutcome, HitRequest, Visitor};
 use crate::core::names::{Name, RequestContext};
 use crate::core::visit;
 use crate::service::{Counters, Error};
@@ -57,7 +54,7 @@ pub async fn route<S: Store>(
     names: &[&str],
     call: &Call<'_>,
 ) -> Answer<S> {
-    let now_secs = (platform.now)();
+    let now_secs = platform.now_secs();
     let context = request_context(call);
     if verb == "stats" && names.is_empty() {
         allow(call, &[Method::GET])?;
@@ -87,7 +84,7 @@ pub async fn route<S: Store>(
         "stats" => {
             allow(call, &[Method::GET])?;
             let days = counter::parse_days(call.query("days"))?;
-            let stats = counters.stats(&name, days).await?;
+            let stats = counters.stats(&name, days, now_secs).await?;
             json_response(StatusCode::OK, &stats)
         }
         "stream" => stream(counters, &name, call).await?,
@@ -116,61 +113,11 @@ pub(super) fn with_path<M>(response: &mut ApiResponse<M>, name: &Name) {
     }
 }
 
-/// `POST /batch`: `[{"op":"hit","namespace":"blog","key":"home"}, {"op":"update",…}, …]`.
-pub async fn batch<S: Store>(counters: &Counters<S>, call: &Call<'_>) -> Answer<S> {
-    allow(call, &[Method::POST])?;
-    let items: Vec<Value> = serde_json::from_slice(call.body).map_err(|e| {
-        ApiError::bad_request(format!("the body must be a JSON array of operations: {e}"))
-    })?;
-    if items.is_empty() || items.len() > MAX_BATCH_OPS {
-        return Err(CounterError::BatchSize { max: MAX_BATCH_OPS }.into());
-    }
-    let results = counters.batch(&items, bearer(call)).await?;
-    let failed: Vec<usize> = results
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.is_err().then_some(i))
-        .collect();
-    let results: Vec<BatchEntry<_>> = results
-        .into_iter()
-        .map(|r| match r {
-            Ok(outcome) => BatchEntry::Done(outcome),
-            Err(e) => BatchEntry::Failed {
-                error: e.to_string(),
-                status: e.status().as_u16(),
-            },
-        })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &BatchAnswer { results, failed },
-    ))
-}
-
-/// `{"results": [...], "failed": [indexes]}`
-#[derive(Serialize)]
-struct BatchAnswer<T> {
-    results: Vec<BatchEntry<T>>,
-    failed: Vec<usize>,
-}
-
-/// One operation's result: its outcome, or `{"error", "status"}`.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum BatchEntry<T> {
-    Done(T),
-    Failed { error: String, status: u16 },
-}
-
 pub(super) fn allow(call: &Call<'_>, methods: &[Method]) -> Result<(), ApiError> {
     if methods.contains(call.method) {
         return Ok(());
     }
     Err(ApiError::method_not_allowed(methods))
-}
-
-pub(super) fn bearer<'a>(call: &'a Call<'_>) -> Option<&'a str> {
-    call.header("authorization").and_then(counter::bearer_token)
 }
 
 /// Everything a hit needs from the request: whether it counts, its idempotency key, the
@@ -179,7 +126,6 @@ fn hit_request<'a>(
     config: &'a Config,
     call: &'a Call<'_>,
     ip: &'a str,
-    now: i64,
     count: bool,
 ) -> HitRequest<'a> {
     let user_agent = call.header("user-agent").unwrap_or_default();
@@ -195,7 +141,6 @@ fn hit_request<'a>(
                 secret: secret.as_bytes(),
                 ip,
                 user_agent,
-                edge_now_secs: now,
             }),
         abuse: (config.abuse_limit > 0 && known_ip).then(|| AbuseLimit {
             ip,
@@ -203,7 +148,6 @@ fn hit_request<'a>(
             window_secs: config.abuse_window.as_secs(),
             secret: config.uniques_secret.as_deref().map(str::as_bytes),
         }),
-        ..Default::default()
     }
 }
 
@@ -221,8 +165,8 @@ async fn do_hit<S: Store>(
         counter::validate_idempotency_key(rid)?;
     }
     let ip = call.client.ip.clone().unwrap_or_default();
-    let request = hit_request(config, call, &ip, now, count);
-    Ok(counters.hit(name, &request, Some(now)).await?)
+    let request = hit_request(config, call, &ip, count);
+    Ok(counters.hit(name, &request, now).await?)
 }
 
 async fn hit<S: Store>(
@@ -309,7 +253,7 @@ async fn badge<S: Store>(
     name: &Name,
     call: &Call<'_>,
 ) -> Answer<S> {
-    let now = (platform.now)();
+    let now = platform.now_secs();
     allow(call, &[Method::GET, Method::HEAD])?;
     let options = BadgeOptions::parse(
         call.query("color"),
@@ -321,7 +265,7 @@ async fn badge<S: Store>(
     let count = count_parameter(call)?;
     let value = badge_count(counters, config, now, name, call, count).await?;
     let sparkline = if options.graph {
-        let days = match counters.stats(name, SPARKLINE_DAYS).await {
+        let days = match counters.stats(name, SPARKLINE_DAYS, now).await {
             Ok(stats) => stats.days.iter().map(|d| d.hits).collect(),
             Err(Error::Rule(CounterError::NotFound)) => vec![0; SPARKLINE_DAYS as usize],
             Err(e) => return Err(e.into()),
@@ -359,7 +303,7 @@ async fn shields<S: Store>(
     name: &Name,
     call: &Call<'_>,
 ) -> Answer<S> {
-    let now = (platform.now)();
+    let now = platform.now_secs();
     allow(call, &[Method::GET])?;
     let options = BadgeOptions::parse(
         call.query("color"),

@@ -115,10 +115,12 @@ fn settle<M>(
     };
     let mut response = match fail_mode {
         FailMode::Closed => failed_closed(),
-        FailMode::Open => {
-            let now_ms = ((platform.now)().max(0) as u64).saturating_mul(1000);
-            answer(&LeaseDecision::fail_open(policy, op, lease, now_ms))
-        }
+        FailMode::Open => answer(&LeaseDecision::fail_open(
+            policy,
+            op,
+            lease,
+            (platform.now_ms)(),
+        )),
     };
     response
         .headers_mut()

@@ -2,13 +2,16 @@
 //! policies, answered with the IETF `RateLimit-Policy` / `RateLimit` headers (and the legacy
 //! `X-RateLimit-*`), 429 as `application/problem+json`.
 
+use std::sync::{Mutex, MutexGuard};
+
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::config::{ClientKey, FailMode};
+use super::config::{ClientKey, FailMode, BLOCK_CACHE_ENTRIES};
 use super::response::{bytes_response, json_response, ApiError, ApiResponse, Extra, Field};
-use super::{Call, Config};
+use super::{Call, Config, Platform};
+use crate::core::ratelimit::blocks::{self, Blocks};
 use crate::core::ratelimit::headers::{
     decision_body, insert_rate_limit_headers, problem_body, EDGECOUNT_REASON, PROBLEM_JSON,
 };
@@ -19,6 +22,73 @@ use crate::store::Store;
 /// Says which way a decision went when Redis could not be reached.
 pub const FAIL_MODE_HEADER: &str = "edgecount-fail-mode";
 const FAIL_MODE: http::HeaderName = http::HeaderName::from_static(FAIL_MODE_HEADER);
+
+/// The refusals this process (this isolate, in the worker) keeps: see
+/// [`crate::core::ratelimit::blocks`]. A `Mutex` only for `Sync` (the worker keeps its API in a
+/// `static`; wasm has one thread); serve's decisions hold it for a scan, never across I/O.
+pub struct Refusals {
+    blocks: Mutex<Blocks>,
+}
+
+impl Refusals {
+    /// As `EDGECOUNT_BLOCK_CACHE` says: [`BLOCK_CACHE_ENTRIES`] refusals, or none.
+    pub fn new(config: &Config) -> Self {
+        let capacity = if config.block_cache {
+            BLOCK_CACHE_ENTRIES
+        } else {
+            0
+        };
+        Refusals {
+            blocks: Mutex::new(Blocks::new(capacity)),
+        }
+    }
+
+    fn blocks(&self) -> MutexGuard<'_, Blocks> {
+        self.blocks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many refusals are kept now.
+    pub fn len(&self) -> usize {
+        self.blocks().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks().is_empty()
+    }
+
+    /// Before a request runs (here, or handed to the worker's management module): a change it
+    /// makes to what kept refusals rest on drops them — an override, reset or refund of an
+    /// identity under some policies, any change of the deny list. Whether or not the request
+    /// then succeeds: a refusal dropped for nothing costs one Redis decision.
+    pub fn forget_what_changes(&self, method: &Method, path: &str) {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return;
+        }
+        let segments = super::path_segments(path);
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["deny", ..] => self.blocks().clear(),
+            ["limit", policies, id] if *method == Method::DELETE => self
+                .blocks()
+                .forget(id, &policies.split('+').collect::<Vec<_>>()),
+            ["limit", policies, id, "refund" | "override"] => self
+                .blocks()
+                .forget(id, &policies.split('+').collect::<Vec<_>>()),
+            _ => {}
+        }
+    }
+}
+
+/// What a decision needs beyond the store: the configuration, the platform (its clock) and the
+/// process's kept refusals.
+#[derive(Clone, Copy)]
+pub struct Limiting<'a> {
+    pub config: &'a Config,
+    pub platform: Platform,
+    pub refusals: &'a Refusals,
+}
 
 impl From<RateLimitError> for ApiError {
     fn from(e: RateLimitError) -> Self {
@@ -62,12 +132,13 @@ pub fn policies<M>(config: &Config, call: &Call<'_>) -> Result<ApiResponse<M>, A
 /// `/limit/{policies}/{id}[/refund]`.
 pub async fn route<S: Store>(
     store: &S,
-    config: &Config,
+    limiting: Limiting<'_>,
     policies: &str,
     id: &str,
     refund: bool,
     call: &Call<'_>,
 ) -> Result<ApiResponse<S::Messages>, ApiError> {
+    let config = limiting.config;
     let policies = config.rate_limits.select(policies)?;
     let mode = match (call.method, refund) {
         (&Method::POST, false) => Mode::Consume,
@@ -104,7 +175,7 @@ pub async fn route<S: Store>(
         deny::address_text_hex(bare).map(|_| bare)
     });
     let subject = Subject::at(id, address);
-    let decided = decide(store, config, policies, subject, cost, mode).await?;
+    let decided = decide(store, limiting, policies, subject, cost, mode).await?;
     let mut response = match (&decided, mode) {
         (Decided::Redis(_), Mode::Reset) => json_response(StatusCode::OK, &Field("reset", true)),
         (Decided::Redis(d), _) => decision_response(d, mode),
@@ -166,18 +237,46 @@ pub fn failed_closed<M>() -> ApiResponse<M> {
 }
 
 /// Decide, applying the fail modes when Redis is unreachable: closed if any policy fails
-/// closed (its own `fail=` option, else `EDGECOUNT_FAIL_MODE`), open otherwise.
+/// closed (its own `fail=` option, else `EDGECOUNT_FAIL_MODE`), open otherwise. A consume that
+/// Redis refused earlier, whose refusal still stands, is answered from the kept refusals without
+/// asking Redis (see [`crate::core::ratelimit::blocks`]).
 pub async fn decide<S: Store>(
     store: &S,
-    config: &Config,
+    limiting: Limiting<'_>,
     policies: Vec<Policy>,
     subject: Subject<'_>,
     cost: u64,
     mode: Mode,
 ) -> Result<Decided, ApiError> {
-    let limiter = RateLimiter::with_policies(store, policies).with_tiers(config.tiers.clone());
+    let config = limiting.config;
+    let clock = limiting.platform.now_ms;
+    let keep = mode == Mode::Consume && blocks::cacheable(&policies);
+    if keep {
+        let kept = limiting
+            .refusals
+            .blocks()
+            .refusal(&policies, subject, cost, clock());
+        if let Some(decision) = kept {
+            return Ok(Decided::Redis(decision));
+        }
+    }
+    let limiter = RateLimiter::with_policies(store, policies)
+        .with_tiers(config.tiers.clone())
+        .with_clock(clock);
+    let decided_at = clock();
     match limiter.decide(subject, cost, mode).await {
-        Ok(decision) => Ok(Decided::Redis(decision)),
+        Ok(decision) => {
+            if keep && !decision.allowed {
+                limiting.refusals.blocks().remember(
+                    limiter.policies(),
+                    subject,
+                    cost,
+                    decided_at,
+                    &decision,
+                );
+            }
+            Ok(Decided::Redis(decision))
+        }
         Err(Error::Rule(e)) => Err(e.into()),
         Err(Error::Store(e)) if e.is_unavailable() => {
             let closed = limiter
@@ -238,10 +337,11 @@ pub(super) fn require_admin(config: &Config, call: &Call<'_>) -> Result<(), ApiE
 /// 503 when failing closed).
 pub async fn gateway<S: Store>(
     store: &S,
-    config: &Config,
+    limiting: Limiting<'_>,
     path: &str,
     call: &Call<'_>,
 ) -> Result<HeaderMap, ApiResponse<S::Messages>> {
+    let config = limiting.config;
     let mut headers = HeaderMap::new();
     let Some(list) = config.gateway_routes.policies_for(path) else {
         return Ok(headers);
@@ -257,7 +357,7 @@ pub async fn gateway<S: Store>(
         .as_deref()
         .filter(|ip| deny::address_text_hex(ip).is_some());
     let subject = Subject::at(&identity, address);
-    let decided = decide(store, config, policies, subject, 1, Mode::Consume)
+    let decided = decide(store, limiting, policies, subject, 1, Mode::Consume)
         .await
         .map_err(ApiError::into_response)?;
     let refusal = match decided.decision() {

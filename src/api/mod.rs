@@ -32,9 +32,11 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// target-specific code lives here.
 #[derive(Clone, Copy)]
 pub struct Platform {
-    /// Unix time in seconds (the worker has no `SystemTime`). It only names service-wide daily
-    /// buckets and picks visitor-hash days; every decision uses Redis `TIME`.
-    pub now: fn() -> i64,
+    /// Unix time in milliseconds (the worker has no `SystemTime`): the process's one clock. It
+    /// names every counter's day and hour buckets (so the scripts declare every key they touch),
+    /// stamps `created`, times the read caches and names the windows of `upstash-*` limits; the
+    /// native rate-limit algorithms decide on Redis `TIME`, one clock for every edge.
+    pub now_ms: fn() -> u64,
     /// Unicode upper-casing (`for-the-badge` badges). The worker uses the JavaScript engine's
     /// `toUpperCase`: Rust's case tables would add ~16 KB to the wasm.
     pub uppercase: fn(&str) -> String,
@@ -48,15 +50,15 @@ impl Platform {
     /// The standard library's clock and case mapping (native adapters).
     pub fn std() -> Self {
         Platform {
-            now: || {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or_default()
-            },
+            now_ms: crate::service::system_clock_ms,
             uppercase: str::to_uppercase,
             random: |buffer| getrandom::getrandom(buffer).is_ok(),
         }
+    }
+
+    /// [`Platform::now_ms`] in whole unix seconds (what counters name their buckets by).
+    pub fn now_secs(&self) -> i64 {
+        ((self.now_ms)() / 1000) as i64
     }
 }
 
@@ -65,6 +67,8 @@ pub struct Api<S> {
     counters: Counters<S>,
     config: Config,
     platform: Platform,
+    /// Consumes Redis refused, answered from memory while they stand.
+    refusals: limits::Refusals,
 }
 
 /// What the adapter knows about the caller beyond the request itself.
@@ -137,6 +141,7 @@ impl<S: Store> Api<S> {
     pub fn new(store: S, config: Config, platform: Platform) -> Self {
         Api {
             counters: Counters::new(store).with_admin_token(config.admin_token.clone()),
+            refusals: limits::Refusals::new(&config),
             config,
             platform,
         }
@@ -154,6 +159,19 @@ impl<S: Store> Api<S> {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The consumes Redis refused that this API answers from memory while they stand.
+    pub fn refusals(&self) -> &limits::Refusals {
+        &self.refusals
+    }
+
+    fn limiting(&self) -> limits::Limiting<'_> {
+        limits::Limiting {
+            config: &self.config,
+            platform: self.platform,
+            refusals: &self.refusals,
+        }
     }
 
     /// Answer one request. Never fails: every error becomes a JSON answer.
@@ -231,10 +249,10 @@ impl<S: Store> Api<S> {
             ["healthz"] => Err(ApiError::method_not_allowed(&[Method::GET, Method::HEAD])),
             ["limit"] => limits::policies(&self.config, call),
             ["limit", policies, id] => {
-                limits::route(store, &self.config, policies, id, false, call).await
+                limits::route(store, self.limiting(), policies, id, false, call).await
             }
             ["limit", policies, id, "refund"] => {
-                limits::route(store, &self.config, policies, id, true, call).await
+                limits::route(store, self.limiting(), policies, id, true, call).await
             }
             #[cfg(feature = "management")]
             ["limit", policy, id, "override"] => {
@@ -247,7 +265,6 @@ impl<S: Store> Api<S> {
             ["lease", rest @ ..] => {
                 leases::route(store, &self.config, self.platform, rest, call).await
             }
-            ["batch"] => counters::batch(&self.counters, call).await,
             #[cfg(feature = "management")]
             [first, ..] if MANAGEMENT_ROUTES.contains(first) => {
                 manage::route(&self.counters, self.platform, &parts, call).await
@@ -270,6 +287,10 @@ impl<S: Store> Api<S> {
     /// Answer one request, or — in gateway mode (`EDGECOUNT_ORIGIN`), for paths that are not
     /// API routes — decide the client's limit and tell the adapter to forward it to the origin.
     pub async fn serve(&self, request: ApiRequest, client: Client) -> Handled<S::Messages> {
+        // Before the request runs anywhere (a management route runs in another wasm module in
+        // the worker, with its own memory): what it changes must not be answered from memory.
+        self.refusals
+            .forget_what_changes(&request.method, request.path());
         let first = request
             .path()
             .split('/')
@@ -300,7 +321,7 @@ impl<S: Store> Api<S> {
             client,
         };
         let response_headers =
-            match limits::gateway(self.store(), &self.config, request.path(), &call).await {
+            match limits::gateway(self.store(), self.limiting(), request.path(), &call).await {
                 Ok(headers) => headers,
                 Err(answer) => return Handled::Respond(answer),
             };
@@ -335,7 +356,7 @@ const COUNTER_ROUTES: &[&str] = &["hit", "get", "stats", "stream", "badge", "shi
 /// administering counters and namespaces, and the deny list. A build without the `management`
 /// feature hands them on ([`Handled::Delegate`]), and `/limit/{policy}/{id}/override` too.
 pub const MANAGEMENT_ROUTES: &[&str] = &[
-    "create", "set", "update", "reset", "delete", "info", "ns", "export", "import", "deny",
+    "create", "set", "update", "reset", "delete", "info", "ns", "export", "import", "deny", "batch",
 ];
 
 /// Whether `path` is a management route (see [`MANAGEMENT_ROUTES`]).
@@ -350,7 +371,7 @@ pub fn is_management_path(path: &str) -> bool {
 }
 
 /// First path segments of the other API routes.
-const SERVICE_ROUTES: &[&str] = &["batch", "healthz", "limit", "lease"];
+const SERVICE_ROUTES: &[&str] = &["healthz", "limit", "lease"];
 
 /// Every first path segment the API answers (static files aside): gateway mode forwards every
 /// other path to the origin, and the OpenAPI document must describe each.

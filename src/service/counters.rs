@@ -1,6 +1,8 @@
 //! [`Counters`]: every counter operation over a store, each one atomic script (or one pipeline)
 //! in one round trip; admin operations add one read of the stored admin-key hash when the caller
-//! presents a counter's own key.
+//! presents a counter's own key. Time is the caller's (`now`, unix seconds), as in the core.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -10,8 +12,8 @@ use crate::core::counter::namespace::{self, MintedToken, NamespaceListing};
 use crate::core::counter::transfer;
 use crate::core::counter::{
     self, AdminKey, AuthStep, Authority, BatchOutcome, CounterError, CounterInfo, CounterKeys,
-    CounterStats, CreateSpec, Created, ExportedCounter, GlobalStats, HitOutcome, HitRequest,
-    NamespaceKeys, SetOutcome,
+    CounterStats, CreateSpec, Created, ExportedCounter, Figures, GlobalStats, HitOutcome,
+    HitRequest, NamespaceKeys, SetOutcome,
 };
 use crate::core::names::{Name, Namespace};
 use crate::store::{EntryResult, Store, StoreError};
@@ -19,21 +21,6 @@ use crate::store::{EntryResult, Store, StoreError};
 /// `SCRIPT LOAD` ahead of a pipeline of `EVALSHA`s of `script`, so none fails with `NOSCRIPT`.
 fn script_load(script: &Script) -> Command {
     Command::new("SCRIPT").arg("LOAD").arg(script.source())
-}
-
-/// A refusal that admin rights would have lifted is a 401 when no credentials came with the
-/// request (they might be the answer), a 403 when the ones that came do not suffice.
-fn unauthenticated(e: CounterError, bearer: Option<&str>) -> Error<CounterError> {
-    Error::Rule(match (e, bearer) {
-        (CounterError::AdminRequired, None) => {
-            CounterError::TokenRequired("admin key required (Authorization: Bearer …)")
-        }
-        (CounterError::OutsideBounds, None) => CounterError::TokenRequired(
-            "amount outside the counter's update bounds: an admin key is required \
-             (Authorization: Bearer …)",
-        ),
-        (e, _) => e,
-    })
 }
 
 /// The answer of an import: `{"imported":N,"skipped":M}`.
@@ -56,7 +43,8 @@ pub type CounterResult<T> = Result<T, Error<CounterError>>;
 ///
 /// let store = NativeRestStore::connect("http://127.0.0.1:8079", "token")?;
 /// let counters = Counters::new(&store);
-/// let hit = counters.hit(&Name::parse("blog", "home")?, &HitRequest::default(), None).await?;
+/// let now = 1_795_611_900; // unix seconds: names the day's and hour's buckets
+/// let hit = counters.hit(&Name::parse("blog", "home")?, &HitRequest::default(), now).await?;
 /// println!("{} views", hit.value);
 /// # Ok(())
 /// # }
@@ -65,6 +53,10 @@ pub struct Counters<S> {
     store: S,
     /// `EDGECOUNT_ADMIN_TOKEN`: admin over every counter.
     admin_token: Option<String>,
+    /// Set once a hit met Redis Cluster (its script, spanning slots, was refused as `CROSSSLOT`):
+    /// from then on hits send the service-wide figures beside the script ([`Figures::Beside`]).
+    /// Unset, a counted hit is one command. Per store: in the worker, per isolate.
+    figures_beside: AtomicBool,
 }
 
 impl<S: Store> Counters<S> {
@@ -72,6 +64,7 @@ impl<S: Store> Counters<S> {
         Counters {
             store,
             admin_token: None,
+            figures_beside: AtomicBool::new(false),
         }
     }
 
@@ -90,19 +83,28 @@ impl<S: Store> Counters<S> {
         self
     }
 
-    /// +1 (unless `request.count` is false), with buckets, uniques, idempotency and the live
-    /// update in one script. With `global_day_clock` (the edge's unix seconds) the service-wide
-    /// figures ride in the same pipeline: still one round trip.
+    /// +1 (unless `request.count` is false), with buckets, uniques, idempotency, the live update,
+    /// the service-wide figures and the namespace's registry: one script, one command; `now`
+    /// (unix seconds) names the buckets. On Redis Cluster, learnt from the first hit's
+    /// `CROSSSLOT`, the figures go beside the script in the same pipeline (see [`Figures`]).
     pub async fn hit(
         &self,
         name: &Name,
         request: &HitRequest<'_>,
-        global_day_clock: Option<i64>,
+        now: i64,
     ) -> CounterResult<HitOutcome> {
-        let call = counter::hit_call(name, request)?;
-        let Some(now) = global_day_clock.filter(|_| request.count) else {
+        if !self.figures_beside.load(Ordering::Relaxed) {
+            let call = counter::hit_call(name, request, now, Figures::InScript)?;
+            match self.store.run(&call).await {
+                // Refused before it ran: nothing was written.
+                Err(e) if e.is_crossslot() => self.figures_beside.store(true, Ordering::Relaxed),
+                reply => return Ok(counter::parse_hit(reply?)?),
+            }
+        }
+        let call = counter::hit_call(name, request, now, Figures::Beside)?;
+        if !request.count {
             return Ok(counter::parse_hit(self.store.run(&call).await?)?);
-        };
+        }
         let mut commands = vec![call.evalsha()];
         commands.extend(counter::global_hit_commands(name, now));
         let mut entries = self.store.pipeline(&commands).await?;
@@ -129,11 +131,11 @@ impl<S: Store> Counters<S> {
         Ok(counter::parse_get(reply)?)
     }
 
-    /// Create a counter; the answer holds its admin key, shown this once, and the namespace's
-    /// token when this is the namespace's first counter (a second round trip: the namespace's
-    /// keys live in another Cluster slot).
-    pub async fn create(&self, name: &Name, spec: &CreateSpec) -> CounterResult<Created> {
-        let (call, admin_key) = counter::create_call(name, spec)?;
+    /// Create a counter (`created` is `now`, unix seconds); the answer holds its admin key, shown
+    /// this once, and the namespace's token when this is the namespace's first counter (a second
+    /// round trip: the namespace's keys live in another Cluster slot).
+    pub async fn create(&self, name: &Name, spec: &CreateSpec, now: i64) -> CounterResult<Created> {
+        let (call, admin_key) = counter::create_call(name, spec, now)?;
         let reply = self.store.run(&call).await?;
         let mut created = counter::parse_create(reply, name, &admin_key)?;
         let token = AdminKey::generate()?;
@@ -181,7 +183,8 @@ impl<S: Store> Counters<S> {
         }
     }
 
-    /// Set the value: admin, or anyone when the counter has `enable_reset`.
+    /// Set the value: admin, or anyone when the counter has `enable_reset`. A refusal is 403
+    /// with or without credentials: `/set` is CountAPI's route, and its status is the contract.
     pub async fn set(
         &self,
         name: &Name,
@@ -193,10 +196,11 @@ impl<S: Store> Counters<S> {
             .store
             .run(&counter::set_call(name, value, &authority))
             .await?;
-        counter::parse_set(reply).map_err(|e| unauthenticated(e, bearer))
+        Ok(counter::parse_set(reply)?)
     }
 
-    /// Add `amount`: anyone within the counter's bounds, the admin beyond them.
+    /// Add `amount`: anyone within the counter's bounds, the admin beyond them. Like `set`'s
+    /// (CountAPI's route), a refusal is 403 whether or not credentials came.
     pub async fn update(
         &self,
         name: &Name,
@@ -208,7 +212,7 @@ impl<S: Store> Counters<S> {
             .store
             .run(&counter::update_call(name, amount, &authority))
             .await?;
-        counter::parse_update(reply).map_err(|e| unauthenticated(e, bearer))
+        Ok(counter::parse_update(reply)?)
     }
 
     pub async fn reset(&self, name: &Name, bearer: Option<&str>) -> CounterResult<i64> {
@@ -220,13 +224,14 @@ impl<S: Store> Counters<S> {
         Ok(counter::parse_reset(reply)?)
     }
 
-    /// Delete the counter and its history, then take it out of its namespace's listing (a
-    /// second round trip; if that one fails, listings skip the missing counter anyway).
-    pub async fn delete(&self, name: &Name, bearer: Option<&str>) -> CounterResult<()> {
+    /// Delete the counter and its history (every bucket up to `now`, unix seconds), then take it
+    /// out of its namespace's listing (a second round trip; if that one fails, listings skip the
+    /// missing counter anyway).
+    pub async fn delete(&self, name: &Name, bearer: Option<&str>, now: i64) -> CounterResult<()> {
         let authority = self.admin_authority(name, bearer).await?;
         let reply = self
             .store
-            .run(&counter::delete_call(name, &authority))
+            .run(&counter::delete_call(name, &authority, now))
             .await?;
         counter::parse_delete(reply)?;
         let _ = self.store.command(&namespace::forget_command(name)).await;
@@ -238,9 +243,13 @@ impl<S: Store> Counters<S> {
         Ok(counter::parse_info(reply, name)?)
     }
 
-    pub async fn stats(&self, name: &Name, days: u32) -> CounterResult<CounterStats> {
-        let reply = self.store.run(&counter::stats_call(name, days)).await?;
-        Ok(counter::parse_stats(reply)?)
+    /// The history of the `days` days and 48 hours ending at `now` (unix seconds).
+    pub async fn stats(&self, name: &Name, days: u32, now: i64) -> CounterResult<CounterStats> {
+        let reply = self
+            .store
+            .run(&counter::stats_call(name, days, now))
+            .await?;
+        Ok(counter::parse_stats(reply, days, now)?)
     }
 
     /// Service-wide figures; `now` is the edge's unix seconds (names today's bucket).
@@ -257,6 +266,7 @@ impl<S: Store> Counters<S> {
         &self,
         items: &[serde_json::Value],
         bearer: Option<&str>,
+        now: i64,
     ) -> CounterResult<Vec<Result<BatchOutcome, CounterError>>> {
         // A batch spans counters, so only the service admin token lifts update bounds.
         let authority = match bearer {
@@ -265,7 +275,7 @@ impl<S: Store> Counters<S> {
             }
             _ => Authority::Public,
         };
-        let plan = counter::plan_batch(items, &authority)?;
+        let plan = counter::plan_batch(items, &authority, now)?;
         let entries = self.store.pipeline(&plan.commands).await?;
         Ok(plan.parse(entries))
     }
@@ -386,12 +396,14 @@ impl<S: Store> Counters<S> {
         }
     }
 
-    /// Every counter of `ns` with its settings and history, for its token or the admin: one
-    /// round trip for the members, then one per [`transfer::EXPORT_CHUNK`] counters.
+    /// Every counter of `ns` with its settings and history up to `now` (unix seconds), for its
+    /// token or the admin: one round trip for the members, then one per
+    /// [`transfer::EXPORT_CHUNK`] counters.
     pub async fn export(
         &self,
         ns: &Namespace,
         bearer: Option<&str>,
+        now: i64,
     ) -> CounterResult<Vec<ExportedCounter>> {
         let mut entries = self
             .open_namespace(ns, bearer, vec![namespace::members_command(ns)])
@@ -411,11 +423,15 @@ impl<S: Store> Counters<S> {
                 })
                 .collect();
             let mut commands = vec![script_load(&counter::scripts::EXPORT)];
-            commands.extend(names.iter().map(|n| transfer::export_call(n).evalsha()));
+            commands.extend(
+                names
+                    .iter()
+                    .map(|n| transfer::export_call(n, now).evalsha()),
+            );
             let entries = self.store.pipeline(&commands).await?;
             for (name, entry) in names.iter().zip(entries.into_iter().skip(1)) {
                 let reply = entry.map_err(|e| Error::Rule(CounterError::Redis(e)))?;
-                match transfer::parse_export(reply, name) {
+                match transfer::parse_export(reply, name, now) {
                     Ok(counter) => exported.push(counter),
                     // Deleted since it was listed.
                     Err(CounterError::NotFound) => {}
@@ -427,10 +443,16 @@ impl<S: Store> Counters<S> {
     }
 
     /// Import an export (the admin only): every line is checked before the first write; each
-    /// counter that does not exist yet is created whole, one that exists is skipped untouched.
-    pub async fn import(&self, body: &[u8], bearer: Option<&str>) -> CounterResult<Imported> {
+    /// counter that does not exist yet is created whole (`now`, unix seconds, is the `created` of
+    /// a line without one), one that exists is skipped untouched.
+    pub async fn import(
+        &self,
+        body: &[u8],
+        bearer: Option<&str>,
+        now: i64,
+    ) -> CounterResult<Imported> {
         self.require_admin(bearer)?;
-        let counters = transfer::parse_import(body).map_err(CounterError::from)?;
+        let counters = transfer::parse_import(body, now).map_err(CounterError::from)?;
         let mut summary = Imported::default();
         for chunk in transfer::import_chunks(&counters) {
             let mut commands = vec![script_load(&counter::scripts::IMPORT)];

@@ -37,7 +37,7 @@ fn next_step(
             *call = ratelimit::with_ranges_answer(decision, ranges.as_i64()? == 1);
             Ok(true)
         }
-        (Err(StoreError::Redis(m)), None) if m.starts_with("CROSSSLOT") => {
+        (Err(e), None) if e.is_crossslot() => {
             RANGES_APART.store(true, Ordering::Relaxed);
             *waiting = ranges_first(call);
             Ok(waiting.is_some())
@@ -73,6 +73,9 @@ pub struct RateLimiter<S> {
     store: S,
     policies: Vec<Policy>,
     tiers: Tiers,
+    /// The caller's clock (unix ms): it names the windows of `upstash-*` policies (the native
+    /// algorithms decide on Redis `TIME`).
+    clock: fn() -> u64,
 }
 
 impl<S: Store> RateLimiter<S> {
@@ -87,7 +90,14 @@ impl<S: Store> RateLimiter<S> {
             store,
             policies,
             tiers: Tiers::default(),
+            clock: super::system_clock_ms,
         }
+    }
+
+    /// Another clock than the system's (unix ms): the worker's runtime clock, a test's.
+    pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The tiers identities may be put on ([`RateLimiter::set_override`] with
@@ -130,7 +140,9 @@ impl<S: Store> RateLimiter<S> {
         cost: u64,
         mode: Mode,
     ) -> Result<Decision, LimitError> {
-        let mut call = ratelimit::decision_call(&self.policies, &self.tiers, subject, cost, mode)?;
+        let now_ms = (self.clock)();
+        let mut call =
+            ratelimit::decision_call(&self.policies, &self.tiers, subject, cost, mode, now_ms)?;
         let mut waiting = ranges_first(&mut call);
         let reply = loop {
             let reply = self.store.run(&call).await;

@@ -13,6 +13,15 @@ pub use limiter::{LimitError, RateLimiter};
 
 use crate::store::StoreError;
 
+/// Unix time in milliseconds from the standard library: the default clock natively. (Wasm has no
+/// `SystemTime`: the worker passes its runtime's `Date.now()` instead, see `api::Platform`.)
+pub fn system_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 /// Why a service operation failed: the core's rules said no (`E`), or the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error<E> {

@@ -38,6 +38,11 @@ impl StoreError {
         matches!(self, StoreError::Redis(m) if m.starts_with("NOSCRIPT"))
     }
 
+    /// Redis Cluster refused a command whose keys span slots; it did not run.
+    pub fn is_crossslot(&self) -> bool {
+        matches!(self, StoreError::Redis(m) if m.starts_with("CROSSSLOT"))
+    }
+
     /// True when Redis itself could not be reached (as opposed to Redis saying no).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))

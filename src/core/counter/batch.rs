@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::admin::Authority;
-use super::hit::{hit_call, HitOutcome, HitRequest};
+use super::hit::{hit_call, Figures, HitOutcome, HitRequest};
 use super::namespace::register_command;
 use super::ops::update_call;
 use super::{parse_hit, parse_update, scripts, CounterError};
@@ -129,8 +129,13 @@ pub struct BatchPlan {
 /// service admin token, else [`Authority::Public`]: bounds apply). Every operation is checked
 /// before anything is planned: one malformed operation refuses the whole batch (naming its
 /// index), so a refused batch writes nothing. What only Redis can tell (a missing counter, an
-/// amount outside the bounds) fails that operation alone, in [`BatchPlan::parse`].
-pub fn plan_batch(items: &[Value], authority: &Authority) -> Result<BatchPlan, CounterError> {
+/// amount outside the bounds) fails that operation alone, in [`BatchPlan::parse`]. `now` (unix
+/// seconds) names the hits' buckets.
+pub fn plan_batch(
+    items: &[Value],
+    authority: &Authority,
+    now: i64,
+) -> Result<BatchPlan, CounterError> {
     if items.is_empty() || items.len() > MAX_BATCH_OPS {
         return Err(CounterError::BatchSize { max: MAX_BATCH_OPS });
     }
@@ -146,7 +151,7 @@ pub fn plan_batch(items: &[Value], authority: &Authority) -> Result<BatchPlan, C
                     idempotency_key: idempotency_key.as_deref(),
                     ..Default::default()
                 };
-                let call = hit_call(&name, &request)?.evalsha();
+                let call = hit_call(&name, &request, now, Figures::Beside)?.evalsha();
                 if !hit_names.contains(&name) {
                     hit_names.push(name);
                 }
@@ -217,6 +222,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const NOW: i64 = 1_795_611_900;
+
     #[test]
     fn plans_one_pipeline_with_script_loads_first_and_registrations_last() {
         let items = vec![
@@ -224,7 +231,7 @@ mod tests {
             json!({"op": "update", "key": "stock", "amount": -1}),
             json!({"op": "hit", "namespace": "blog", "key": "home"}),
         ];
-        let plan = plan_batch(&items, &Authority::Public).unwrap();
+        let plan = plan_batch(&items, &Authority::Public, NOW).unwrap();
         assert_eq!(plan.commands.len(), 6);
         assert_eq!(plan.commands[0].parts()[..2], ["SCRIPT", "LOAD"]);
         assert_eq!(plan.commands[2].parts()[3], "ec:{blog:home}:v");
@@ -270,7 +277,7 @@ mod tests {
         ] {
             let items = vec![json!({"op": "update", "key": "stock", "amount": amount})];
             assert_eq!(
-                plan_batch(&items, &Authority::Public).is_ok(),
+                plan_batch(&items, &Authority::Public, NOW).is_ok(),
                 ok,
                 "{amount}"
             );
@@ -286,7 +293,7 @@ mod tests {
             json!({"op": "hit", "key": "home", "idempotency_key": "has space"}),
         ] {
             let items = vec![json!({"op": "hit", "key": "home"}), bad.clone()];
-            let e = plan_batch(&items, &Authority::Public).unwrap_err();
+            let e = plan_batch(&items, &Authority::Public, NOW).unwrap_err();
             assert!(
                 matches!(e, CounterError::InvalidBatchItem(ref m) if m.starts_with("operation 1: ")),
                 "{bad}: {e}"
@@ -297,13 +304,13 @@ mod tests {
 
     #[test]
     fn batch_size_is_limited() {
-        assert!(plan_batch(&[], &Authority::Public).is_err());
+        assert!(plan_batch(&[], &Authority::Public, NOW).is_err());
         let many = vec![json!({"op": "hit", "key": "home"}); MAX_BATCH_OPS + 1];
         assert_eq!(
-            plan_batch(&many, &Authority::Public).unwrap_err(),
+            plan_batch(&many, &Authority::Public, NOW).unwrap_err(),
             CounterError::BatchSize { max: 500 }
         );
-        let plan = plan_batch(&many[..MAX_BATCH_OPS], &Authority::Public).unwrap();
+        let plan = plan_batch(&many[..MAX_BATCH_OPS], &Authority::Public, NOW).unwrap();
         // One SCRIPT LOAD, the hits, one registration of the one counter.
         assert_eq!(plan.commands.len(), MAX_BATCH_OPS + 2);
     }

@@ -1,12 +1,13 @@
-//! A hit: +1 and everything around it (buckets, uniques, idempotency, live update) in one script.
+//! A hit: +1 and everything around it (buckets, uniques, idempotency, live update, the
+//! service-wide figures, the namespace's registry) in one script: one Redis command.
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::calendar::day_label;
+use super::calendar::{day_label, hour_label};
 use super::keys::{
-    global_counters_key, global_hits_key, global_shard, CounterKeys, DAILY_TTL_SECS,
+    global_counters_key, global_hits_key, global_shard, CounterKeys, NamespaceKeys, DAILY_TTL_SECS,
     HOURLY_TTL_SECS, IDEMPOTENCY_TTL_SECS,
 };
 use super::namespace::register_command;
@@ -15,25 +16,6 @@ use super::{field, script_answer, scripts, CounterError, ScriptCall};
 use crate::core::command::{Command, Reply};
 use crate::core::names::Name;
 
-/// Whose clock names buckets and stamps `created`. Production always uses [`Clock::Redis`]
-/// (`TIME` inside the script); [`Clock::At`] (unix seconds) exists so tests can cross midnight.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Clock {
-    #[default]
-    Redis,
-    At(i64),
-}
-
-impl Clock {
-    /// The scripts' clock-override argument: empty means `TIME`.
-    pub fn script_arg(self) -> String {
-        match self {
-            Clock::Redis => String::new(),
-            Clock::At(secs) => secs.to_string(),
-        }
-    }
-}
-
 /// Who is hitting, for the uniques HyperLogLog. The IP is hashed here and never leaves Rust.
 #[derive(Clone, Copy, Debug)]
 pub struct Visitor<'a> {
@@ -41,11 +23,6 @@ pub struct Visitor<'a> {
     pub secret: &'a [u8],
     pub ip: &'a str,
     pub user_agent: &'a str,
-    /// The edge's clock (unix seconds). It only chooses which days' hashes to offer the script:
-    /// yesterday, today and tomorrow by this clock; the script takes the one for Redis's day. So
-    /// an edge clock within a day of Redis's counts uniques exactly, across midnight too; beyond
-    /// that (a broken clock) the hit still counts but its visitor does not.
-    pub edge_now_secs: i64,
 }
 
 /// Per-client abuse protection on a counter: at most `limit` counted hits per `window_secs` from
@@ -61,12 +38,16 @@ pub struct AbuseLimit<'a> {
 }
 
 impl AbuseLimit<'_> {
-    fn script_arg(&self) -> String {
+    /// The client's tally key for the window `now` (unix seconds) falls in, and the script's
+    /// `limit/window` argument.
+    fn key_and_arg(&self, keys: &CounterKeys, now: i64) -> (String, String) {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.unwrap_or(b"edgecount-abuse"))
             .expect("HMAC takes keys of any length");
         mac.update(self.ip.as_bytes());
         let client = hex::encode(&mac.finalize().into_bytes()[..8]);
-        format!("{client}={}/{}", self.limit, self.window_secs.max(1))
+        let window = self.window_secs.max(1);
+        let key = keys.abuse(&client, now.div_euclid(window as i64));
+        (key, format!("{}/{window}", self.limit))
     }
 }
 
@@ -82,7 +63,6 @@ pub struct HitRequest<'a> {
     pub visitor: Option<Visitor<'a>>,
     /// `None` turns the per-client limit off.
     pub abuse: Option<AbuseLimit<'a>>,
-    pub clock: Clock,
 }
 
 impl Default for HitRequest<'_> {
@@ -92,7 +72,6 @@ impl Default for HitRequest<'_> {
             idempotency_key: None,
             visitor: None,
             abuse: None,
-            clock: Clock::Redis,
         }
     }
 }
@@ -125,59 +104,108 @@ pub fn visitor_hash(secret: &[u8], ip: &str, user_agent: &str, ns: &str, day: &s
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
-/// `YYYYMMDD=hash,…` for yesterday, today and tomorrow by the edge's clock.
-fn visitor_candidates(visitor: &Visitor<'_>, name: &Name) -> String {
-    [-1i64, 0, 1]
-        .iter()
-        .map(|offset| {
-            let day = day_label(visitor.edge_now_secs + offset * 86_400);
-            let hash = visitor_hash(
-                visitor.secret,
-                visitor.ip,
-                visitor.user_agent,
-                name.ns.as_str(),
-                &day,
-            );
-            format!("{day}={hash}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Check an idempotency key: 1–128 visible ASCII characters (it becomes part of a Redis key).
 pub fn validate_idempotency_key(id: &str) -> Result<&str, CounterError> {
     let ok = (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
     ok.then_some(id).ok_or(CounterError::InvalidIdempotencyKey)
 }
 
-/// The hit script call. Run it alone (`store.eval`) or first in a pipeline with
-/// [`global_hit_commands`]; if that pipeline's first entry is `NOSCRIPT`, nothing of the hit ran:
-/// run [`ScriptCall::eval`] alone (the global figures already counted).
-pub fn hit_call(name: &Name, request: &HitRequest<'_>) -> Result<ScriptCall, CounterError> {
+/// Where a counted hit writes the service-wide figures and its namespace's registry: their keys
+/// live in other Redis Cluster slots than the counter's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figures {
+    /// In the hit script itself, their keys declared beside the counter's: a hit is one command.
+    /// For every Redis whose scripts may span slots (standalone, Upstash, Valkey).
+    InScript,
+    /// Not in the script: Redis Cluster refuses a script whose keys span slots (`CROSSSLOT`), so
+    /// [`global_hit_commands`] go beside it in the same pipeline, and [`global_hit_undo`] takes
+    /// their +1 back when the script then counts nothing.
+    Beside,
+}
+
+/// The hit script call, every key it touches declared: the counter's, the day's and hour's
+/// buckets by `now` (unix seconds, the caller's clock), and with [`Figures::InScript`] the
+/// service-wide figures and the namespace's registry. Run it with `store.run` (EVALSHA, EVAL on
+/// `NOSCRIPT`); with [`Figures::Beside`] first in a pipeline with [`global_hit_commands`].
+pub fn hit_call(
+    name: &Name,
+    request: &HitRequest<'_>,
+    now: i64,
+    figures: Figures,
+) -> Result<ScriptCall, CounterError> {
     let keys = CounterKeys::new(name);
-    let mut script_keys = vec![keys.value(), keys.meta()];
-    if let Some(id) = request.idempotency_key {
-        script_keys.push(keys.idempotency(validate_idempotency_key(id)?));
-    }
-    let candidates = request
+    let day = day_label(now);
+    let mut script_keys = vec![
+        keys.value(),
+        keys.meta(),
+        keys.daily(&day),
+        keys.hourly(&hour_label(now)),
+        keys.uniques(&day),
+    ];
+    let mut declare = |key: String| {
+        script_keys.push(key);
+        script_keys.len().to_string()
+    };
+    let idempotency = match request.idempotency_key {
+        Some(id) => declare(keys.idempotency(validate_idempotency_key(id)?)),
+        None => String::new(),
+    };
+    let (abuse, abuse_limit) = match request.abuse.filter(|_| request.count) {
+        Some(limit) => {
+            let (key, arg) = limit.key_and_arg(&keys, now);
+            (declare(key), arg)
+        }
+        None => Default::default(),
+    };
+    let (global, global_expiry) = match figures {
+        Figures::InScript if request.count => {
+            let [counters, hits, registry] = global_keys(name, now);
+            let first = declare(counters);
+            declare(hits);
+            declare(registry);
+            (first, global_hits_expiry(now).to_string())
+        }
+        _ => Default::default(),
+    };
+    let visitor = request
         .visitor
-        .map(|v| visitor_candidates(&v, name))
+        .map(|v| visitor_hash(v.secret, v.ip, v.user_agent, name.ns.as_str(), &day))
         .unwrap_or_default();
     Ok(ScriptCall {
         script: &scripts::HIT,
         keys: script_keys,
         args: vec![
             if request.count { "1" } else { "0" }.to_owned(),
-            candidates,
+            visitor,
             HOURLY_TTL_SECS.to_string(),
             DAILY_TTL_SECS.to_string(),
             IDEMPOTENCY_TTL_SECS.to_string(),
             DEFAULT_LOWER_BOUND.to_string(),
             DEFAULT_UPPER_BOUND.to_string(),
-            request.clock.script_arg(),
-            request.abuse.map(|a| a.script_arg()).unwrap_or_default(),
+            now.to_string(),
+            abuse_limit,
+            idempotency,
+            abuse,
+            global,
+            global_expiry,
         ],
     })
+}
+
+/// A counter's shard of the counter names and of the day's hits, and its namespace's registry.
+fn global_keys(name: &Name, now: i64) -> [String; 3] {
+    let shard = global_shard(name);
+    [
+        global_counters_key(shard),
+        global_hits_key(&day_label(now), shard),
+        NamespaceKeys::new(&name.ns).counters(),
+    ]
+}
+
+/// When the service-wide hits of `now`'s day expire: the day's start plus the daily retention,
+/// a fixed time, so setting it again changes nothing.
+fn global_hits_expiry(now: i64) -> i64 {
+    now - now.rem_euclid(86_400) + DAILY_TTL_SECS as i64
 }
 
 pub fn parse_hit(reply: Reply) -> Result<HitOutcome, CounterError> {
@@ -194,38 +222,30 @@ pub fn parse_hit(reply: Reply) -> Result<HitOutcome, CounterError> {
     })
 }
 
-/// What a counted hit feeds outside its counter's slot (so not in the script): the counter's
-/// name into its shard's HyperLogLog of counters, +1 in its shard's hits of the day (by the edge
-/// clock: the figure is informative, and the script cannot reach this slot), and the counter into
-/// its namespace's registry. Send them in the same pipeline as the hit; when the script then
-/// counts nothing, [`global_hit_undo`] takes the +1 back. The day's key expires at a fixed time
-/// (the day's start plus the daily retention), so setting it again changes nothing.
-pub fn global_hit_commands(name: &Name, edge_now_secs: i64) -> Vec<Command> {
-    let shard = global_shard(name);
-    let hits = global_hits_key(&day_label(edge_now_secs), shard);
-    let day_start = edge_now_secs - edge_now_secs.rem_euclid(86_400);
+/// On Redis Cluster ([`Figures::Beside`]): what a counted hit feeds outside its counter's slot —
+/// the counter's name into its shard's HyperLogLog of counters, +1 in its shard's hits of the
+/// day, and the counter into its namespace's registry — sent in the same pipeline as the hit
+/// script. When the script then counts nothing, [`global_hit_undo`] takes the +1 back.
+pub fn global_hit_commands(name: &Name, now: i64) -> Vec<Command> {
+    let [counters, hits, _] = global_keys(name, now);
     vec![
-        Command::new("PFADD")
-            .arg(global_counters_key(shard))
-            .arg(name.path()),
+        Command::new("PFADD").arg(counters).arg(name.path()),
         Command::new("INCR").arg(&hits),
         Command::new("EXPIREAT")
             .arg(&hits)
-            .arg(day_start + DAILY_TTL_SECS as i64),
+            .arg(global_hits_expiry(now)),
         register_command(name),
     ]
 }
 
-/// Undo the +1 of [`global_hit_commands`] (same `edge_now_secs`): for a hit the script did not
-/// count (a retry, a client over its abuse limit, an overflow), so the day's figure stays exact
-/// and a refused hit leaves Redis as it was. One more round trip, on those hits only.
-pub fn global_hit_undo(name: &Name, edge_now_secs: i64) -> ScriptCall {
+/// Undo the +1 of [`global_hit_commands`] (same `now`): for a hit the script did not count (a
+/// retry, a client over its abuse limit, an overflow), so the day's figure stays exact and a
+/// refused hit leaves Redis as it was. One more round trip, on those hits only, on Cluster only.
+pub fn global_hit_undo(name: &Name, now: i64) -> ScriptCall {
+    let [_, hits, _] = global_keys(name, now);
     ScriptCall {
         script: &scripts::GLOBAL_HIT_UNDO,
-        keys: vec![global_hits_key(
-            &day_label(edge_now_secs),
-            global_shard(name),
-        )],
+        keys: vec![hits],
         args: vec![],
     }
 }
@@ -238,24 +258,77 @@ mod tests {
         Name::parse("blog", "home").unwrap()
     }
 
+    /// 2026-11-25T13:05Z
+    const NOW: i64 = 1_795_611_900;
+
     #[test]
-    fn hit_call_declares_value_meta_and_idempotency_keys() {
-        let call = hit_call(&name(), &HitRequest::default()).unwrap();
-        assert_eq!(call.keys, ["ec:{blog:home}:v", "ec:{blog:home}:m"]);
+    fn hit_call_declares_every_key_it_touches() {
+        let call = hit_call(&name(), &HitRequest::default(), NOW, Figures::Beside).unwrap();
+        assert_eq!(
+            call.keys,
+            [
+                "ec:{blog:home}:v",
+                "ec:{blog:home}:m",
+                "ec:{blog:home}:d:20261125",
+                "ec:{blog:home}:h:2026112513",
+                "ec:{blog:home}:u:20261125",
+            ]
+        );
         assert_eq!(call.args[0], "1");
         assert_eq!(call.args[1], "");
-        assert_eq!(call.args[7], "");
+        assert_eq!(call.args[7], NOW.to_string());
+        assert_eq!(&call.args[9..], ["", "", "", ""]);
+
         let request = HitRequest {
             idempotency_key: Some("req-1"),
-            count: false,
-            clock: Clock::At(1_795_611_900),
+            abuse: Some(AbuseLimit {
+                ip: "203.0.113.7",
+                limit: 5,
+                window_secs: 3600,
+                secret: None,
+            }),
             ..Default::default()
         };
-        let call = hit_call(&name(), &request).unwrap();
-        assert_eq!(call.keys[2], "ec:{blog:home}:i:req-1");
-        assert_eq!(call.args[0], "0");
-        assert_eq!(call.args[7], "1795611900");
+        let call = hit_call(&name(), &request, NOW, Figures::InScript).unwrap();
+        let shard = global_shard(&name());
+        assert_eq!(call.keys[5], "ec:{blog:home}:i:req-1");
+        let abuse = &call.keys[6];
+        assert!(abuse.starts_with("ec:{blog:home}:a:"), "{abuse}");
+        assert!(abuse.ends_with(&format!(":{}", NOW / 3600)), "{abuse}");
+        assert!(!abuse.contains("203.0.113.7"));
+        assert_eq!(
+            &call.keys[7..],
+            [
+                format!("ec:global:counters:{shard}"),
+                format!("ec:global:hits:20261125:{shard}"),
+                "ec:{blog}:counters".to_owned(),
+            ]
+        );
+        assert_eq!(call.args[8], "5/3600");
+        assert_eq!(&call.args[9..12], ["6", "7", "8"]);
+        assert_eq!(
+            call.args[12],
+            (1_795_564_800 + DAILY_TTL_SECS as i64).to_string()
+        );
         assert_eq!(call.evalsha().name(), "EVALSHA");
+    }
+
+    #[test]
+    fn a_hit_that_cannot_count_declares_no_figures_and_no_tally() {
+        let request = HitRequest {
+            count: false,
+            abuse: Some(AbuseLimit {
+                ip: "203.0.113.7",
+                limit: 5,
+                window_secs: 60,
+                secret: None,
+            }),
+            ..Default::default()
+        };
+        let call = hit_call(&name(), &request, NOW, Figures::InScript).unwrap();
+        assert_eq!(call.keys.len(), 5);
+        assert_eq!(call.args[0], "0");
+        assert_eq!(&call.args[9..], ["", "", "", ""]);
     }
 
     #[test]
@@ -266,35 +339,35 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(
-                hit_call(&name(), &request).unwrap_err(),
+                hit_call(&name(), &request, NOW, Figures::InScript).unwrap_err(),
                 CounterError::InvalidIdempotencyKey
             );
         }
     }
 
     #[test]
-    fn visitor_hashes_are_offered_for_three_days_and_hide_the_ip() {
+    fn the_visitor_hash_is_the_days_and_hides_the_ip() {
         let visitor = Visitor {
             secret: b"secret",
             ip: "203.0.113.7",
             user_agent: "Mozilla/5.0",
-            edge_now_secs: 1_795_611_900, // 2026-11-25T13:05Z
         };
         let request = HitRequest {
             visitor: Some(visitor),
             ..Default::default()
         };
-        let args = hit_call(&name(), &request).unwrap().args;
-        let candidates: Vec<&str> = args[1].split(',').collect();
-        assert_eq!(candidates.len(), 3);
-        assert!(candidates[0].starts_with("20261124="));
-        assert!(candidates[1].starts_with("20261125="));
-        assert!(candidates[2].starts_with("20261126="));
+        let args = hit_call(&name(), &request, NOW, Figures::Beside)
+            .unwrap()
+            .args;
         assert!(!args.iter().any(|a| a.contains("203.0.113.7")));
         let today = visitor_hash(b"secret", "203.0.113.7", "Mozilla/5.0", "blog", "20261125");
-        assert_eq!(candidates[1], format!("20261125={today}"));
+        assert_eq!(args[1], today);
         assert_eq!(today.len(), 32);
         // Another day, namespace or secret gives another hash.
+        assert_ne!(
+            today,
+            visitor_hash(b"secret", "203.0.113.7", "Mozilla/5.0", "blog", "20261126")
+        );
         assert_ne!(
             today,
             visitor_hash(b"secret", "203.0.113.7", "Mozilla/5.0", "shop", "20261125")
@@ -330,7 +403,7 @@ mod tests {
 
     #[test]
     fn global_commands_use_sharded_keys() {
-        let cmds = global_hit_commands(&name(), 1_795_611_900);
+        let cmds = global_hit_commands(&name(), NOW);
         let shard = global_shard(&name());
         assert_eq!(
             cmds[0].parts(),
@@ -353,7 +426,7 @@ mod tests {
         );
         assert_eq!(cmds[3].parts(), ["SADD", "ec:{blog}:counters", "home"]);
         assert_eq!(
-            global_hit_undo(&name(), 1_795_611_900).keys,
+            global_hit_undo(&name(), NOW).keys,
             [cmds[1].parts()[1].clone()]
         );
     }

@@ -11,6 +11,10 @@
 //! | `ec:{ns:key}:h:<YYYYMMDDHH>` | hits that UTC hour | [`HOURLY_TTL_SECS`] (3 days) |
 //! | `ec:{ns:key}:u:<YYYYMMDD>` | HyperLogLog of visitor hashes that day | [`DAILY_TTL_SECS`] |
 //! | `ec:{ns:key}:i:<idempotency key>` | the value a counted request answered | [`IDEMPOTENCY_TTL_SECS`] (1 day) |
+//! | `ec:{ns:key}:a:<client>:<window>` | counted hits of one client (an HMAC of its IP) in one abuse-limit window | the window |
+//!
+//! Days and hours are UTC, by the clock of the process serving the request (the worker's, serve's):
+//! every key is named before the script runs, so each script declares all it touches in `KEYS`.
 //!
 //! Pub/sub channel per counter: `ec:{ns:key}:live`, carrying `{"value":N}` on every change and
 //! `{"deleted":true}` on delete.
@@ -29,10 +33,14 @@
 //! Service-wide figures (`GET /stats`) cannot share a counter's slot. They live in
 //! [`GLOBAL_SHARDS`] shards so no single Cluster node takes every hit: shard `s` of a counter is
 //! fixed by its name, `ec:global:counters:<s>` is a HyperLogLog of counter names (approximate,
-//! never decremented on delete) and `ec:global:hits:<YYYYMMDD>:<s>` counts hits per day, by the
-//! edge's clock (one separate command beside the hit script, see [`super::global_hit_commands`]).
+//! never decremented on delete) and `ec:global:hits:<YYYYMMDD>:<s>` counts hits per day. The hit
+//! script writes them, and the namespace's registry, itself (their keys declared beside the
+//! counter's) where Redis lets one script span slots; on Redis Cluster they are sent beside it in
+//! the same pipeline ([`super::global_hit_commands`]).
 
 use sha2::{Digest, Sha256};
+
+use super::calendar::{day_label, hour_label};
 
 use crate::core::command::Command;
 use crate::core::names::{Name, Namespace};
@@ -91,6 +99,32 @@ impl CounterKeys {
 
     pub fn idempotency(&self, id: &str) -> String {
         format!("{}:i:{id}", self.prefix)
+    }
+
+    /// One client's tally in abuse-limit window number `window` (unix seconds / window length).
+    pub fn abuse(&self, client: &str, window: i64) -> String {
+        format!("{}:a:{client}:{window}", self.prefix)
+    }
+
+    /// Per day, oldest first: its hits and its visitors, for the `days` days ending with the day
+    /// of `now` (unix seconds), and then `extra` days after it.
+    pub fn days_back(&self, now: i64, days: u32, extra: u32) -> Vec<String> {
+        let first = i64::from(days) - 1;
+        (-first..=i64::from(extra))
+            .flat_map(|offset| {
+                let day = day_label(now + offset * 86_400);
+                [self.daily(&day), self.uniques(&day)]
+            })
+            .collect()
+    }
+
+    /// Hourly buckets, oldest first: the `hours` hours ending with the hour of `now`, and then
+    /// `extra` hours after it.
+    pub fn hours_back(&self, now: i64, hours: u32, extra: u32) -> Vec<String> {
+        let first = i64::from(hours) - 1;
+        (-first..=i64::from(extra))
+            .map(|offset| self.hourly(&hour_label(now + offset * 3600)))
+            .collect()
     }
 
     /// The pub/sub channel of live updates (`/stream`).

@@ -3,7 +3,7 @@
 //!
 //! | operation | build | run with | read |
 //! |---|---|---|---|
-//! | hit | [`hit_call`] (+ [`global_hit_commands`]) | `store.eval` (or one pipeline) | [`parse_hit`] |
+//! | hit | [`hit_call`] (on Redis Cluster + [`global_hit_commands`]) | `store.eval` (on Cluster one pipeline) | [`parse_hit`] |
 //! | get | [`get_command`] | `store.command` | [`parse_get`] |
 //! | create | [`create_call`] | `store.eval` | [`parse_create`] |
 //! | set | [`set_call`] | `store.eval` | [`parse_set`] |
@@ -16,8 +16,9 @@
 //! | batch | [`plan_batch`] | `store.pipeline` | [`BatchPlan::parse`] |
 //!
 //! Admin rights ([`Authority`]) are settled before a mutating call, see [`begin_auth`].
-//! Key layout and TTLs: [`keys`]. Every script uses Redis `TIME`, never the edge clock; the edge
-//! clock only picks which visitor-hash days to offer and names the service-wide hit buckets.
+//! Key layout and TTLs: [`keys`]. Time comes from the caller (`now`, unix seconds: the serving
+//! process's clock) and names every day and hour bucket, so each script declares every key it
+//! touches in `KEYS` and none reads `TIME`.
 
 pub mod admin;
 pub mod batch;
@@ -41,7 +42,7 @@ pub use admin::{
 pub use batch::{plan_batch, BatchItem, BatchOp, BatchOutcome, BatchPlan, MAX_BATCH_OPS};
 pub use hit::{
     global_hit_commands, global_hit_undo, hit_call, parse_hit, validate_idempotency_key,
-    visitor_hash, AbuseLimit, Clock, HitOutcome, HitRequest, Visitor,
+    visitor_hash, AbuseLimit, Figures, HitOutcome, HitRequest, Visitor,
 };
 pub use keys::{CounterKeys, NamespaceKeys};
 pub use ops::{
@@ -95,11 +96,12 @@ pub enum CounterError {
     /// 409
     #[error("counter already exists")]
     AlreadyExists,
-    /// 403: set without admin rights on a counter without enable_reset; reset; delete.
-    #[error("admin key required")]
+    /// 403: set without admin rights on a counter without enable_reset (CountAPI's status, with
+    /// or without credentials); reset and delete with credentials that are not an admin's.
+    #[error("admin key required (Authorization: Bearer …)")]
     AdminRequired,
-    /// 403: update without admin rights beyond the counter's update bounds.
-    #[error("amount outside the counter's update bounds")]
+    /// 403: update without admin rights beyond the counter's update bounds (CountAPI's status).
+    #[error("amount outside the counter's update bounds (an admin key lifts them: Authorization: Bearer …)")]
     OutsideBounds,
     /// 401: a namespace route without a token; the message says which token opens it.
     #[error("{0}")]
@@ -270,10 +272,12 @@ mod tests {
     #[test]
     fn scripts_carry_the_prelude() {
         for script in scripts::all() {
-            assert!(script.source().contains("local function counter_now"));
+            assert!(script.source().contains("local function counter_prefix"));
+            // Time comes from the caller, who names every key.
+            assert!(!script.source().contains("TIME"), "{}", script.source());
         }
         // counter_hit.lua's own body follows the prelude (embedded minified: no comments).
-        assert!(scripts::HIT.source().contains("local abuse_client,"));
+        assert!(scripts::HIT.source().contains("local function key_at"));
         for script in scripts::all() {
             assert!(!script.source().contains("--"), "{}", script.source());
         }

@@ -3,7 +3,6 @@
 use serde::Serialize;
 
 use super::admin::{AdminKey, Authority};
-use super::hit::Clock;
 use super::keys::{CounterKeys, DAILY_TTL_SECS, HOURLY_TTL_SECS};
 use super::{field, parse_flag, parse_integer, script_answer, scripts, CounterError, ScriptCall};
 use crate::core::command::{Command, Reply};
@@ -122,16 +121,12 @@ pub fn countapi_create_name(
     }
 }
 
-/// The create script call and the admin key to show once (only its hash goes to Redis).
-pub fn create_call(name: &Name, spec: &CreateSpec) -> Result<(ScriptCall, AdminKey), CounterError> {
-    create_call_at(name, spec, Clock::Redis)
-}
-
-/// [`create_call`] with an explicit clock (tests).
-pub fn create_call_at(
+/// The create script call and the admin key to show once (only its hash goes to Redis); `now`
+/// (unix seconds) is its `created`.
+pub fn create_call(
     name: &Name,
     spec: &CreateSpec,
-    clock: Clock,
+    now: i64,
 ) -> Result<(ScriptCall, AdminKey), CounterError> {
     let admin_key = AdminKey::generate()?;
     let keys = CounterKeys::new(name);
@@ -144,7 +139,7 @@ pub fn create_call_at(
             if spec.enable_reset { "1" } else { "0" }.to_owned(),
             spec.lower_bound.to_string(),
             spec.upper_bound.to_string(),
-            clock.script_arg(),
+            now.to_string(),
         ],
     };
     Ok((call, admin_key))
@@ -240,22 +235,18 @@ pub fn parse_reset(reply: Reply) -> Result<i64, CounterError> {
     Ok(field(&items, 0)?.as_i64()?)
 }
 
-/// Remove the counter with all its buckets (admin only).
-pub fn delete_call(name: &Name, authority: &Authority) -> ScriptCall {
-    delete_call_at(name, authority, Clock::Redis)
-}
-
-/// [`delete_call`] with an explicit clock (tests).
-pub fn delete_call_at(name: &Name, authority: &Authority, clock: Clock) -> ScriptCall {
+/// Remove the counter with all its buckets (admin only): every day and hour inside the retention
+/// windows ending at `now` (unix seconds), one step past them on both sides (a bucket written a
+/// moment before its TTL was refreshed, a clock a little ahead).
+pub fn delete_call(name: &Name, authority: &Authority, now: i64) -> ScriptCall {
+    let counter = CounterKeys::new(name);
+    let mut keys = value_and_meta(name);
+    keys.extend(counter.days_back(now, (DAILY_TTL_SECS / 86_400) as u32 + 2, 1));
+    keys.extend(counter.hours_back(now, (HOURLY_TTL_SECS / 3600) as u32 + 2, 1));
     ScriptCall {
         script: &scripts::DELETE,
-        keys: value_and_meta(name),
-        args: vec![
-            authority.script_arg(),
-            (DAILY_TTL_SECS / 86_400).to_string(),
-            (HOURLY_TTL_SECS / 3600).to_string(),
-            clock.script_arg(),
-        ],
+        keys,
+        args: vec![authority.script_arg()],
     }
 }
 
@@ -380,8 +371,9 @@ mod tests {
     #[test]
     fn create_stores_only_the_hash() {
         let name = Name::parse("blog", "home").unwrap();
-        let (call, key) = create_call(&name, &CreateSpec::default()).unwrap();
+        let (call, key) = create_call(&name, &CreateSpec::default(), 1_795_611_900).unwrap();
         assert_eq!(call.keys, ["ec:{blog:home}:v", "ec:{blog:home}:m"]);
+        assert_eq!(call.args[5], "1795611900");
         assert_eq!(call.args[1], key.hash());
         assert!(!call.args.iter().any(|a| a == key.as_str()));
         let created = parse_create(ok(vec![s("0")]), &name, &key).unwrap();
@@ -411,8 +403,15 @@ mod tests {
         assert_eq!(parse_delete(forbidden()), Err(CounterError::AdminRequired));
         assert_eq!(parse_get(Reply::Nil), Err(CounterError::NotFound));
         assert_eq!(parse_get(s("12")), Ok(12));
-        let delete = delete_call(&name, &Authority::GlobalAdmin);
-        assert_eq!(delete.args[1..3], ["400", "72"]);
+        // Every bucket inside the retention windows (400 days, 72 hours) and one past each side.
+        let delete = delete_call(&name, &Authority::GlobalAdmin, 1_795_611_900);
+        assert_eq!(delete.args, ["*"]);
+        assert_eq!(delete.keys.len(), 2 + 2 * 403 + 75);
+        assert_eq!(delete.keys[2], "ec:{blog:home}:d:20251020");
+        assert!(delete
+            .keys
+            .contains(&"ec:{blog:home}:u:20261126".to_owned()));
+        assert_eq!(delete.keys.last().unwrap(), "ec:{blog:home}:h:2026112514");
     }
 
     #[test]

@@ -2,8 +2,7 @@
 
 use serde::Serialize;
 
-use super::calendar::{day_label, iso_date, iso_hour};
-use super::hit::Clock;
+use super::calendar::{day_label, hour_label, iso_date, iso_hour};
 use super::keys::{
     global_counters_key, global_hits_key, CounterKeys, GLOBAL_SHARDS, MAX_STATS_DAYS, STATS_HOURS,
 };
@@ -29,20 +28,19 @@ pub fn parse_days(raw: Option<&str>) -> Result<u32, CounterError> {
     }
 }
 
-pub fn stats_call(name: &Name, days: u32) -> ScriptCall {
-    stats_call_at(name, days, Clock::Redis)
-}
-
-/// [`stats_call`] with an explicit clock (tests).
-pub fn stats_call_at(name: &Name, days: u32, clock: Clock) -> ScriptCall {
+/// The history of the `days` days and [`STATS_HOURS`] hours ending with `now` (unix seconds, the
+/// caller's clock), every bucket named here and declared. Read it back with [`parse_stats`] and
+/// the same `days` and `now`.
+pub fn stats_call(name: &Name, days: u32, now: i64) -> ScriptCall {
+    let days = days.clamp(1, MAX_STATS_DAYS);
+    let counter = CounterKeys::new(name);
+    let mut keys = vec![counter.value()];
+    keys.extend(counter.days_back(now, days, 0));
+    keys.extend(counter.hours_back(now, STATS_HOURS, 0));
     ScriptCall {
         script: &scripts::STATS,
-        keys: vec![CounterKeys::new(name).value()],
-        args: vec![
-            days.clamp(1, MAX_STATS_DAYS).to_string(),
-            STATS_HOURS.to_string(),
-            clock.script_arg(),
-        ],
+        keys,
+        args: vec![days.to_string()],
     }
 }
 
@@ -62,7 +60,7 @@ pub struct HourStats {
 }
 
 /// `{"total":N,"days":[{"date","hits","uniques"}…],"hours":[{"hour","hits"}…48]}`, oldest first,
-/// ending with today and the current hour by Redis's clock.
+/// ending with today and the current hour by the serving process's clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CounterStats {
     pub total: i64,
@@ -70,30 +68,29 @@ pub struct CounterStats {
     pub hours: Vec<HourStats>,
 }
 
-/// The history, or 404.
-pub fn parse_stats(reply: Reply) -> Result<CounterStats, CounterError> {
+/// The history [`stats_call`] asked for (the same `days` and `now`), or 404.
+pub fn parse_stats(reply: Reply, days: u32, now: i64) -> Result<CounterStats, CounterError> {
+    let days = days.clamp(1, MAX_STATS_DAYS);
     let items = script_answer(reply, CounterError::AdminRequired)?;
     let total = field(&items, 0)?.as_i64()?;
-    let n_days = usize::try_from(field(&items, 1)?.as_i64()?).unwrap_or(0);
-    let day_fields = &items[2.min(items.len())..];
-    let days = day_fields
-        .chunks(3)
-        .take(n_days)
-        .map(|c| {
+    let day_fields = &items[1.min(items.len())..];
+    let first_day = now - (i64::from(days) - 1) * 86_400;
+    let days = (0..days as usize)
+        .map(|i| {
             Ok(DayStats {
-                date: iso_date(field(c, 0)?.as_str()?),
-                hits: field(c, 1)?.as_i64()?,
-                uniques: field(c, 2)?.as_i64()?,
+                date: iso_date(&day_label(first_day + i as i64 * 86_400)),
+                hits: field(day_fields, 2 * i)?.as_i64()?,
+                uniques: field(day_fields, 2 * i + 1)?.as_i64()?,
             })
         })
         .collect::<Result<Vec<_>, CounterError>>()?;
-    let hour_fields = day_fields.get(n_days * 3..).unwrap_or_default();
-    let hours = hour_fields
-        .chunks(2)
-        .map(|c| {
+    let hour_fields = day_fields.get(days.len() * 2..).unwrap_or_default();
+    let first_hour = now - (i64::from(STATS_HOURS) - 1) * 3600;
+    let hours = (0..STATS_HOURS as usize)
+        .map(|i| {
             Ok(HourStats {
-                hour: iso_hour(field(c, 0)?.as_str()?),
-                hits: field(c, 1)?.as_i64()?,
+                hour: iso_hour(&hour_label(first_hour + i as i64 * 3600)),
+                hits: field(hour_fields, i)?.as_i64()?,
             })
         })
         .collect::<Result<Vec<_>, CounterError>>()?;
@@ -166,21 +163,43 @@ mod tests {
     }
 
     #[test]
-    fn stats_reply_parses() {
-        let mut items = vec![s("ok"), s("42"), Reply::Int(2)];
-        items.extend([s("20261124"), s("1"), Reply::Int(1)]);
-        items.extend([s("20261125"), s("4"), Reply::Int(2)]);
-        items.extend([s("2026112512"), s("3"), s("2026112513"), s("1")]);
-        let stats = parse_stats(Reply::Array(items)).unwrap();
+    fn stats_calls_name_every_bucket_and_replies_parse() {
+        let name = Name::parse("blog", "home").unwrap();
+        let now = 1_795_611_900; // 2026-11-25T13:05Z
+        let call = stats_call(&name, 2, now);
+        assert_eq!(call.args, ["2"]);
+        assert_eq!(call.keys.len(), 1 + 2 * 2 + STATS_HOURS as usize);
+        assert_eq!(
+            &call.keys[..5],
+            [
+                "ec:{blog:home}:v",
+                "ec:{blog:home}:d:20261124",
+                "ec:{blog:home}:u:20261124",
+                "ec:{blog:home}:d:20261125",
+                "ec:{blog:home}:u:20261125",
+            ]
+        );
+        assert_eq!(call.keys[5], "ec:{blog:home}:h:2026112314");
+        assert_eq!(call.keys.last().unwrap(), "ec:{blog:home}:h:2026112513");
+
+        let mut items = vec![s("ok"), s("42")];
+        items.extend([s("1"), Reply::Int(1), s("4"), Reply::Int(2)]);
+        items.extend((0..STATS_HOURS).map(|h| s(&h.to_string())));
+        let stats = parse_stats(Reply::Array(items), 2, now).unwrap();
         assert_eq!(stats.total, 42);
         assert_eq!(stats.days.len(), 2);
+        assert_eq!(stats.days[0].date, "2026-11-24");
         assert_eq!(stats.days[1].date, "2026-11-25");
-        assert_eq!(stats.days[1].uniques, 2);
-        assert_eq!(stats.hours[1].hour, "2026-11-25T13:00:00Z");
+        assert_eq!((stats.days[1].hits, stats.days[1].uniques), (4, 2));
+        assert_eq!(stats.hours.len(), STATS_HOURS as usize);
+        assert_eq!(stats.hours[47].hour, "2026-11-25T13:00:00Z");
+        assert_eq!(stats.hours[47].hits, 47);
         assert_eq!(
-            parse_stats(Reply::Array(vec![s("not_found")])),
+            parse_stats(Reply::Array(vec![s("not_found")]), 2, now),
             Err(CounterError::NotFound)
         );
+        // A short answer is an error, not a made-up zero.
+        assert!(parse_stats(Reply::Array(vec![s("ok"), s("1")]), 2, now).is_err());
     }
 
     #[test]

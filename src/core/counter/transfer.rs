@@ -23,15 +23,15 @@ use super::{field, script_answer, scripts, CounterError, ScriptCall};
 use crate::core::command::Reply;
 use crate::core::names::Name;
 
-/// Daily buckets an export looks at (their retention).
-pub const EXPORT_DAYS: u64 = DAILY_TTL_SECS / 86_400;
-/// Hourly buckets an export looks at (their retention).
-pub const EXPORT_HOURS: u64 = HOURLY_TTL_SECS / 3600;
+/// Daily buckets an export looks at: today and the retention before it.
+pub const EXPORT_DAYS: u32 = (DAILY_TTL_SECS / 86_400) as u32 + 1;
+/// Hourly buckets an export looks at: this hour and the retention before it.
+pub const EXPORT_HOURS: u32 = (HOURLY_TTL_SECS / 3600) as u32 + 1;
 /// The most daily or hourly entries one imported counter may carry.
 pub const MAX_IMPORTED_BUCKETS: usize = 1000;
 /// Counters per pipeline when exporting.
 pub const EXPORT_CHUNK: usize = 20;
-/// The most argument bytes one import pipeline carries: a REST request must stay under the 1 MiB
+/// The most key and argument bytes one import pipeline carries: a REST request must stay under the 1 MiB
 /// body Upstash (and `edgecount proxy`) accept, JSON quoting included.
 pub const IMPORT_CHUNK_BYTES: usize = 800_000;
 
@@ -177,22 +177,23 @@ fn list<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a [Value], S
     }
 }
 
-/// The export script call of one counter.
-pub fn export_call(name: &Name) -> ScriptCall {
-    let keys = CounterKeys::new(name);
+/// The export script call of one counter: every bucket inside the retention windows ending at
+/// `now` (unix seconds), named and declared. Read it back with [`parse_export`] and the same `now`.
+pub fn export_call(name: &Name, now: i64) -> ScriptCall {
+    let counter = CounterKeys::new(name);
+    let mut keys = vec![counter.value(), counter.meta()];
+    keys.extend(counter.days_back(now, EXPORT_DAYS, 0));
+    keys.extend(counter.hours_back(now, EXPORT_HOURS, 0));
     ScriptCall {
         script: &scripts::EXPORT,
-        keys: vec![keys.value(), keys.meta()],
-        args: vec![
-            EXPORT_DAYS.to_string(),
-            EXPORT_HOURS.to_string(),
-            String::new(),
-        ],
+        keys,
+        args: vec![EXPORT_DAYS.to_string()],
     }
 }
 
-/// The exported counter, or [`CounterError::NotFound`] (deleted since it was listed).
-pub fn parse_export(reply: Reply, name: &Name) -> Result<ExportedCounter, CounterError> {
+/// The exported counter (the buckets that exist, oldest first), or [`CounterError::NotFound`]
+/// (deleted since it was listed).
+pub fn parse_export(reply: Reply, name: &Name, now: i64) -> Result<ExportedCounter, CounterError> {
     let items = script_answer(reply, CounterError::AdminRequired)?;
     let text =
         |i: usize| -> Result<String, CounterError> { Ok(field(&items, i)?.as_str()?.to_owned()) };
@@ -203,32 +204,43 @@ pub fn parse_export(reply: Reply, name: &Name) -> Result<ExportedCounter, Counte
         }
     };
     let admin = text(5)?;
-    let n_days = usize::try_from(field(&items, 6)?.as_i64()?).unwrap_or(0);
-    let day_fields = items.get(7..).unwrap_or_default();
-    let mut days = Vec::with_capacity(n_days);
-    for chunk in day_fields.chunks(4).take(n_days) {
-        let hll = field(chunk, 3)?;
-        let hll = match hll {
+    let day_fields = items.get(6..).unwrap_or_default();
+    let first_day = now - (i64::from(EXPORT_DAYS) - 1) * 86_400;
+    let mut days = Vec::new();
+    for i in 0..EXPORT_DAYS as usize {
+        let hits = match field(day_fields, 3 * i)? {
+            Reply::Bytes(bytes) if bytes.is_empty() => None,
+            hits => Some(hits.as_i64()?),
+        };
+        let hll = match field(day_fields, 3 * i + 2)? {
             Reply::Bytes(bytes) if !bytes.is_empty() => Some(hex::encode(bytes)),
             _ => None,
         };
+        if hits.is_none() && hll.is_none() {
+            continue;
+        }
         days.push(ExportedDay {
-            date: iso_date(field(chunk, 0)?.as_str()?),
-            hits: field(chunk, 1)?.as_i64()?,
-            uniques: field(chunk, 2)?.as_i64()?,
+            date: iso_date(&day_label(first_day + i as i64 * 86_400)),
+            hits: hits.unwrap_or(0),
+            uniques: field(day_fields, 3 * i + 1)?.as_i64()?,
             uniques_hll: hll,
         });
     }
-    let hour_fields = day_fields.get(n_days * 4..).unwrap_or_default();
-    let hours = hour_fields
-        .chunks(2)
-        .map(|c| {
-            Ok(ExportedHour {
-                hour: iso_hour(field(c, 0)?.as_str()?),
-                hits: field(c, 1)?.as_i64()?,
-            })
-        })
-        .collect::<Result<Vec<_>, CounterError>>()?;
+    let hour_fields = day_fields
+        .get(EXPORT_DAYS as usize * 3..)
+        .unwrap_or_default();
+    let first_hour = now - (i64::from(EXPORT_HOURS) - 1) * 3600;
+    let mut hours = Vec::new();
+    for i in 0..EXPORT_HOURS as usize {
+        let hits = field(hour_fields, i)?;
+        if matches!(hits, Reply::Bytes(bytes) if bytes.is_empty()) {
+            continue;
+        }
+        hours.push(ExportedHour {
+            hour: iso_hour(&hour_label(first_hour + i as i64 * 3600)),
+            hits: hits.as_i64()?,
+        });
+    }
     Ok(ExportedCounter {
         namespace: name.ns.to_string(),
         key: name.key.to_string(),
@@ -298,13 +310,14 @@ pub struct ImportError {
 pub struct ImportedCounter {
     pub name: Name,
     pub call: ScriptCall,
-    /// The bytes of its script arguments (what a pipeline of it carries).
+    /// The bytes of its script keys and arguments (what a pipeline of it carries).
     pub size: usize,
 }
 
 /// Check a whole NDJSON body: every line parses, every name, number, date, bound and
 /// HyperLogLog holds up, and no counter comes twice. Nothing is written before this succeeds.
-pub fn parse_import(body: &[u8]) -> Result<Vec<ImportedCounter>, ImportError> {
+/// `now` (unix seconds) is the `created` of a line without one.
+pub fn parse_import(body: &[u8], now: i64) -> Result<Vec<ImportedCounter>, ImportError> {
     let text = std::str::from_utf8(body).map_err(|e| ImportError {
         line: 1 + body[..e.valid_up_to()]
             .iter()
@@ -325,7 +338,7 @@ pub fn parse_import(body: &[u8]) -> Result<Vec<ImportedCounter>, ImportError> {
         let value: Value =
             serde_json::from_str(line).map_err(|e| fail(format!("not JSON: {e}")))?;
         let counter = ExportedCounter::from_json(&value)
-            .and_then(|exported| check(&exported))
+            .and_then(|exported| check(&exported, now))
             .map_err(fail)?;
         if counters.iter().any(|c| c.name == counter.name) {
             return Err(fail(format!("{} comes twice", counter.name)));
@@ -342,7 +355,7 @@ pub fn parse_import(body: &[u8]) -> Result<Vec<ImportedCounter>, ImportError> {
 }
 
 /// One line's checks, and its script call.
-fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
+fn check(counter: &ExportedCounter, now: i64) -> Result<ImportedCounter, String> {
     let name = Name::parse(&counter.namespace, &counter.key).map_err(|e| e.to_string())?;
     if counter.update_upperbound < 0 {
         return Err("update_upperbound must be positive".to_owned());
@@ -352,8 +365,8 @@ fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
     }
     let created = match counter.created {
         Some(ms) if ms < 0 => return Err("created must be unix milliseconds ≥ 0".to_owned()),
-        Some(ms) => (ms / 1000).to_string(),
-        None => String::new(),
+        Some(ms) => ms / 1000,
+        None => now,
     };
     let admin = match &counter.admin_key_hash {
         Some(hash)
@@ -370,9 +383,11 @@ fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
             "at most {MAX_IMPORTED_BUCKETS} days and {MAX_IMPORTED_BUCKETS} hours per counter"
         ));
     }
+    let counter_keys = CounterKeys::new(&name);
+    let mut keys = vec![counter_keys.value(), counter_keys.meta()];
     let mut args = vec![
         counter.value.to_string(),
-        created,
+        created.to_string(),
         if counter.enable_reset { "1" } else { "0" }.to_owned(),
         counter.update_lowerbound.to_string(),
         counter.update_upperbound.to_string(),
@@ -401,8 +416,9 @@ fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
             }
         };
         let start = days * 86_400;
+        let label = day_label(start);
+        keys.extend([counter_keys.daily(&label), counter_keys.uniques(&label)]);
         args.extend([
-            day_label(start),
             day.hits.to_string(),
             hll,
             (start + DAILY_TTL_SECS as i64).to_string(),
@@ -419,24 +435,23 @@ fn check(counter: &ExportedCounter) -> Result<ImportedCounter, String> {
         if hour.hits < 0 {
             return Err(format!("hits of {} must be ≥ 0", hour.hour));
         }
+        keys.push(counter_keys.hourly(&hour_label(start)));
         args.extend([
-            hour_label(start),
             hour.hits.to_string(),
             (start + HOURLY_TTL_SECS as i64).to_string(),
         ]);
     }
-    let size = args.iter().map(String::len).sum::<usize>();
+    let size = keys.iter().chain(&args).map(String::len).sum::<usize>();
     if size > IMPORT_CHUNK_BYTES {
         return Err(format!(
             "its history is {size} bytes, more than one request to Redis may carry \
              ({IMPORT_CHUNK_BYTES}): split its days over several lines of another counter name"
         ));
     }
-    let keys = CounterKeys::new(&name);
     Ok(ImportedCounter {
         call: ScriptCall {
             script: &scripts::IMPORT,
-            keys: vec![keys.value(), keys.meta()],
+            keys,
             args,
         },
         size,
@@ -526,6 +541,9 @@ pub fn check_hyperloglog(bytes: &[u8]) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
+    /// 2026-11-25T13:05Z
+    const NOW: i64 = 1_795_611_900;
+
     fn line(extra: &str) -> String {
         format!(r#"{{"namespace":"blog","key":"home","value":12{extra}}}"#)
     }
@@ -540,11 +558,11 @@ mod tests {
 
     #[test]
     fn a_minimal_line_imports_with_defaults() {
-        let counters = parse_import(line("").as_bytes()).unwrap();
+        let counters = parse_import(line("").as_bytes(), NOW).unwrap();
         assert_eq!(counters.len(), 1);
         let call = &counters[0].call;
         assert_eq!(call.keys, ["ec:{blog:home}:v", "ec:{blog:home}:m"]);
-        assert_eq!(call.args, ["12", "", "0", "-1", "1", "", "0"]);
+        assert_eq!(call.args, ["12", &NOW.to_string(), "0", "-1", "1", "", "0"]);
     }
 
     #[test]
@@ -553,23 +571,26 @@ mod tests {
         let body = line(&format!(
             r#","created":1795611900000,"days":[{{"date":"2026-11-25","hits":3,"uniques":0,"uniques_hll":"{hll}"}}],"hours":[{{"hour":"2026-11-25T13:00:00Z","hits":3}}]"#
         ));
-        let call = &parse_import(body.as_bytes()).unwrap()[0].call;
+        let call = &parse_import(body.as_bytes(), 1).unwrap()[0].call;
+        assert_eq!(
+            call.keys[2..],
+            [
+                "ec:{blog:home}:d:20261125",
+                "ec:{blog:home}:u:20261125",
+                "ec:{blog:home}:h:2026112513"
+            ]
+        );
         assert_eq!(call.args[1], "1795611900");
         assert_eq!(call.args[6], "1");
-        assert_eq!(call.args[7], "20261125");
-        assert_eq!(call.args[8], "3");
-        assert_eq!(call.args[9], hex::encode(empty_sparse()));
+        assert_eq!(call.args[7], "3");
+        assert_eq!(call.args[8], hex::encode(empty_sparse()));
         assert_eq!(
-            call.args[10],
+            call.args[9],
             (1_795_564_800 + DAILY_TTL_SECS as i64).to_string()
         );
         assert_eq!(
-            call.args[11..],
-            [
-                "2026112513",
-                "3",
-                &(1_795_611_600 + HOURLY_TTL_SECS as i64).to_string()
-            ]
+            call.args[10..],
+            ["3", &(1_795_611_600 + HOURLY_TTL_SECS as i64).to_string()]
         );
     }
 
@@ -634,17 +655,17 @@ mod tests {
         for (bad, expected) in cases {
             let body = format!("{}\n{bad}\n", line(""));
             let body = body.replacen("home", "first", 1);
-            let e = parse_import(body.as_bytes()).unwrap_err();
+            let e = parse_import(body.as_bytes(), NOW).unwrap_err();
             assert_eq!(e.line, 2, "{bad}: {e}");
             assert!(e.message.contains(expected), "{bad}: {e}");
         }
         let twice = format!("{}\n{}", line(""), line(""));
-        assert!(parse_import(twice.as_bytes())
+        assert!(parse_import(twice.as_bytes(), NOW)
             .unwrap_err()
             .message
             .contains("twice"));
-        assert!(parse_import(b"\n\n").is_err());
-        assert_eq!(parse_import(b"{}\n\xff").unwrap_err().line, 2);
+        assert!(parse_import(b"\n\n", NOW).is_err());
+        assert_eq!(parse_import(b"{}\n\xff", NOW).unwrap_err().line, 2);
     }
 
     #[test]
@@ -670,7 +691,7 @@ mod tests {
             line("").replace("home", "light"),
         ]
         .join("\n");
-        let counters = parse_import(body.as_bytes()).unwrap();
+        let counters = parse_import(body.as_bytes(), NOW).unwrap();
         let chunks = import_chunks(&counters);
         assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [1, 2]);
         // 40 such days no longer fit in one request: refused with the line's number.
@@ -684,7 +705,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let e = parse_import(too_big.as_bytes()).unwrap_err();
+        let e = parse_import(too_big.as_bytes(), NOW).unwrap_err();
         assert!(e.message.contains("more than one request"), "{e}");
     }
 
@@ -720,7 +741,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            parse_import(text.as_bytes()).unwrap()[0].call.args[..6],
+            parse_import(text.as_bytes(), NOW).unwrap()[0].call.args[..6],
             ["42", "1600000000", "1", "-2", "3", ""]
         );
     }
@@ -747,7 +768,7 @@ mod tests {
     fn exports_parse_from_the_script_answer() {
         let s = |v: &str| Reply::Bytes(v.as_bytes().to_vec());
         let name = Name::parse("blog", "home").unwrap();
-        let reply = Reply::Array(vec![
+        let mut items = vec![
             s("ok"),
             s("12"),
             s("1795611900"),
@@ -755,15 +776,23 @@ mod tests {
             s("-2"),
             s("3"),
             s(""),
-            Reply::Int(1),
-            s("20261125"),
-            s("3"),
-            Reply::Int(1),
-            Reply::Bytes(empty_sparse()),
-            s("2026112513"),
-            s("3"),
-        ]);
-        let exported = parse_export(reply, &name).unwrap();
+        ];
+        // Every day but today is empty; today has hits and a HyperLogLog.
+        for _ in 1..EXPORT_DAYS {
+            items.extend([s(""), Reply::Int(0), s("")]);
+        }
+        items.extend([s("3"), Reply::Int(1), Reply::Bytes(empty_sparse())]);
+        // Only this hour has hits.
+        items.extend((1..EXPORT_HOURS).map(|_| s("")));
+        items.push(s("3"));
+        let call = export_call(&name, NOW);
+        assert_eq!(
+            call.keys.len(),
+            2 + 2 * EXPORT_DAYS as usize + EXPORT_HOURS as usize
+        );
+        assert_eq!(call.keys.last().unwrap(), "ec:{blog:home}:h:2026112513");
+        let reply = Reply::Array(items);
+        let exported = parse_export(reply, &name, NOW).unwrap();
         assert_eq!(exported.value, 12);
         assert_eq!(exported.created, Some(1_795_611_900_000));
         assert!(exported.enable_reset);
@@ -772,11 +801,14 @@ mod tests {
             (-2, 3)
         );
         assert_eq!(exported.admin_key_hash, None);
+        assert_eq!(exported.days.len(), 1);
         assert_eq!(exported.days[0].date, "2026-11-25");
+        assert_eq!((exported.days[0].hits, exported.days[0].uniques), (3, 1));
+        assert_eq!(exported.hours.len(), 1);
         assert_eq!(exported.hours[0].hour, "2026-11-25T13:00:00Z");
         // What is exported imports again.
         let line = serde_json::to_string(&exported).unwrap();
-        let imported = parse_import(line.as_bytes()).unwrap();
-        assert_eq!(imported[0].call.args[9], hex::encode(empty_sparse()));
+        let imported = parse_import(line.as_bytes(), NOW).unwrap();
+        assert_eq!(imported[0].call.args[8], hex::encode(empty_sparse()));
     }
 }

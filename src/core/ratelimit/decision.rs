@@ -104,21 +104,28 @@ pub struct Decision {
     pub policies: Vec<PolicyDecision>,
     /// The Redis time (ms since the epoch) the decision was taken at.
     pub now_ms: u64,
+    /// When denied: how long the deny lasts, if it has an end (what the block cache may keep
+    /// the refusal for); `None` without an end, or when not denied.
+    #[serde(skip)]
+    pub deny_left_ms: Option<u64>,
 }
 
 /// Numbers per policy in the script's reply.
 const FIELDS: usize = 7;
 
-/// Read the script's reply `{now_ms, allowed, denied, (allowed, remaining, reset_ms,
-/// retry_after_ms, limit, window_ms, source) per policy}` for the `policies` the call was built
-/// with.
+/// Numbers before the policies' in the script's reply.
+const HEAD: usize = 4;
+
+/// Read the script's reply `{now_ms, allowed, denied, deny_left_ms, (allowed, remaining,
+/// reset_ms, retry_after_ms, limit, window_ms, source) per policy}` for the `policies` the call
+/// was built with.
 pub fn parse_decision(policies: &[Policy], reply: &Reply) -> Result<Decision, RateLimitError> {
     let bad = |why: String| RateLimitError::BadReply(format!("{why}: {reply}"));
     let items = reply.as_array().map_err(|e| bad(e.to_string()))?;
-    if policies.is_empty() || items.len() != 3 + FIELDS * policies.len() {
+    if policies.is_empty() || items.len() != HEAD + FIELDS * policies.len() {
         return Err(bad(format!(
             "expected {} integers for {} policies",
-            3 + FIELDS * policies.len(),
+            HEAD + FIELDS * policies.len(),
             policies.len()
         )));
     }
@@ -131,7 +138,7 @@ pub fn parse_decision(policies: &[Policy], reply: &Reply) -> Result<Decision, Ra
         .collect::<Result<Vec<u64>, _>>()?;
     let per_policy = policies
         .iter()
-        .zip(numbers[3..].chunks_exact(FIELDS))
+        .zip(numbers[HEAD..].chunks_exact(FIELDS))
         .map(|(p, n)| PolicyDecision {
             policy: p.name().to_owned(),
             algorithm: p.algorithm(),
@@ -149,7 +156,11 @@ pub fn parse_decision(policies: &[Policy], reply: &Reply) -> Result<Decision, Ra
             },
         })
         .collect();
-    Ok(Decision::summarise(numbers[0], numbers[2] == 1, per_policy))
+    let mut decision = Decision::summarise(numbers[0], numbers[2] == 1, per_policy);
+    if decision.denied && numbers[3] > 0 {
+        decision.deny_left_ms = Some(numbers[3]);
+    }
+    Ok(decision)
 }
 
 impl Decision {
@@ -174,6 +185,22 @@ impl Decision {
         let mut decision = Decision::summarise(0, false, per_policy);
         decision.reason = Reason::FailOpen;
         decision
+    }
+
+    /// The same decision `elapsed_ms` later, absent other traffic: every wait and reset that much
+    /// nearer (never below zero), the Redis time that much later. Exact while no policy's wait has
+    /// ended (what [`super::blocks`] keeps it for): until then no policy can change its answer.
+    pub fn aged(&self, elapsed_ms: u64) -> Decision {
+        let mut aged = self.clone();
+        aged.now_ms = self.now_ms.saturating_add(elapsed_ms);
+        aged.reset_ms = self.reset_ms.saturating_sub(elapsed_ms);
+        aged.retry_after_ms = self.retry_after_ms.saturating_sub(elapsed_ms);
+        aged.deny_left_ms = self.deny_left_ms.map(|ms| ms.saturating_sub(elapsed_ms));
+        for p in &mut aged.policies {
+            p.reset_ms = p.reset_ms.saturating_sub(elapsed_ms);
+            p.retry_after_ms = p.retry_after_ms.saturating_sub(elapsed_ms);
+        }
+        aged
     }
 
     /// The overall decision from every policy's answer: allowed iff the identity is not denied
@@ -240,6 +267,7 @@ impl Decision {
             violated,
             shadowed,
             now_ms,
+            deny_left_ms: None,
             policies,
         }
     }
@@ -261,9 +289,9 @@ mod tests {
         ]
     }
 
-    /// A reply: `now, allowed, denied`, then per policy `allowed, remaining, reset, retry, L, W,
+    /// A reply: `now, allowed, denied, deny_left_ms`, then per policy `allowed, remaining, reset, retry, L, W,
     /// source`.
-    fn reply(head: [i64; 3], policies: &[[i64; 7]]) -> Reply {
+    fn reply(head: [i64; 4], policies: &[[i64; 7]]) -> Reply {
         let mut all = head.to_vec();
         for p in policies {
             all.extend(p);
@@ -274,7 +302,7 @@ mod tests {
     #[test]
     fn allowed_decision_is_bound_by_the_fewest_remaining() {
         let r = reply(
-            [5000, 1, 0],
+            [5000, 1, 0, 0],
             &[
                 [1, 42, 60000, 0, 100, 60000, 0],
                 [1, 3, 700, 0, 10, 1000, 0],
@@ -295,7 +323,7 @@ mod tests {
     #[test]
     fn denied_decision_is_bound_by_the_longest_wait() {
         let r = reply(
-            [5000, 0, 0],
+            [5000, 0, 0, 0],
             &[
                 [0, 0, 60000, 9000, 100, 60000, 0],
                 [0, 0, 1000, 100, 10, 1000, 0],
@@ -306,7 +334,7 @@ mod tests {
         assert_eq!(d.violated, ["api", "burst"]);
         assert_eq!((d.policy.as_str(), d.retry_after_ms), ("api", 9000));
         let r = reply(
-            [5000, 0, 0],
+            [5000, 0, 0, 0],
             &[
                 [1, 5, 60000, 0, 100, 60000, 0],
                 [0, 0, 1000, 100, 10, 1000, 0],
@@ -323,7 +351,7 @@ mod tests {
     #[test]
     fn limits_in_effect_and_their_source_come_from_the_script() {
         let r = reply(
-            [5000, 1, 0],
+            [5000, 1, 0, 0],
             &[[1, 4999, 0, 0, 5000, 60000, 2], [1, 9, 100, 0, 10, 1000, 1]],
         );
         let d = parse_decision(&two(), &r).unwrap();
@@ -342,7 +370,7 @@ mod tests {
             Policy::gcra("burst", 10, Duration::from_secs(1)).shadowed(),
         ];
         let r = reply(
-            [5000, 1, 0],
+            [5000, 1, 0, 0],
             &[
                 [1, 42, 60000, 0, 100, 60000, 0],
                 [0, 0, 1000, 100, 10, 1000, 0],
@@ -361,7 +389,7 @@ mod tests {
     #[test]
     fn a_denied_identity_is_refused_with_its_policies_reported() {
         let r = reply(
-            [5000, 0, 1],
+            [5000, 0, 1, 0],
             &[
                 [1, 42, 60000, 0, 100, 60000, 0],
                 [1, 3, 700, 0, 10, 1000, 0],
@@ -386,13 +414,14 @@ mod tests {
 
     #[test]
     fn malformed_replies_are_errors() {
-        let mut negative = vec![1; 17];
-        negative[16] = -1;
+        let mut negative = vec![1; 18];
+        negative[17] = -1;
         for reply in [
             Reply::Int(1),
             ints(&[1, 1, 1, 1, 1]),
             ints(&negative),
-            Reply::Array(vec![Reply::Nil; 17]),
+            ints(&[1; 17]),
+            Reply::Array(vec![Reply::Nil; 18]),
         ] {
             assert!(matches!(
                 parse_decision(&two(), &reply),
@@ -400,7 +429,7 @@ mod tests {
             ));
         }
         let digits = Reply::Array(
-            ["1", "1", "0", "1", "2", "3", "0", "100", "60000", "0"]
+            ["1", "1", "0", "0", "1", "2", "3", "0", "100", "60000", "0"]
                 .iter()
                 .map(|s| Reply::Bytes(s.as_bytes().to_vec()))
                 .collect(),

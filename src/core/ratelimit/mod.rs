@@ -10,22 +10,24 @@
 //!
 //! ```ignore
 //! let policies = policy_set.select("api+burst")?;          // from the route
-//! let call = ratelimit::decision_call(&policies, id, cost, Mode::Consume)?;
+//! let call = ratelimit::decision_call(&policies, &tiers, id, cost, Mode::Consume, now_ms)?;
 //! let reply = store.eval(call.script, &call.keys, &call.args).await?;
 //! let decision = ratelimit::parse_decision(&policies, &reply)?;
 //! headers::insert_rate_limit_headers(&decision, response.headers_mut());
 //! // 200 with headers::decision_body, or 429 with headers::problem_body (application/problem+json)
 //! ```
 //!
-//! Keys: `rl:{<id>}:<policy>:<algorithm>:…` (see [`base_key`]); the identity is percent-encoded
-//! (see [`encode_id`]) so `{`, `}` in user input cannot move the hash tag: all keys of one
-//! identity share one Redis Cluster slot. Every key the script writes carries a TTL.
+//! Keys: `rl:{<id>}:<policy>:state` (see [`state_keys`]); the identity is percent-encoded (see
+//! [`encode_id`]) so `{`, `}` in user input cannot move the hash tag: all keys of one identity
+//! share one Redis Cluster slot. Every key the script touches is declared in its call; every key
+//! it writes carries a TTL.
 
 use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::core::command::Script;
 
+pub mod blocks;
 pub mod decision;
 pub mod deny;
 pub mod headers;
@@ -162,15 +164,19 @@ impl<'a> From<&'a String> for Subject<'a> {
 
 /// The script call deciding `mode` with `cost` for `subject` over `policies` (all of them
 /// atomically, with the identity's overrides and `tiers` resolved and the deny list checked in
-/// the script), timed by Redis `TIME`. This is the only builder the HTTP layer should use.
+/// the script), every key it touches declared. The native algorithms decide on Redis `TIME`, one
+/// clock for every edge; `now_ms`, the caller's clock, names the windows of the `upstash-*`
+/// policies, which decide on it as @upstash/ratelimit decides on the client's `Date.now()`. This
+/// is the only builder the HTTP layer should use.
 pub fn decision_call<'a>(
     policies: &[Policy],
     tiers: &Tiers,
     subject: impl Into<Subject<'a>>,
     cost: u64,
     mode: Mode,
+    now_ms: u64,
 ) -> Result<ScriptCall, RateLimitError> {
-    build_call(policies, tiers, subject.into(), cost, mode, None)
+    build_call(policies, tiers, subject.into(), cost, mode, now_ms, None)
 }
 
 /// TESTS ONLY: like [`decision_call`], but the script uses `now_ms` instead of Redis `TIME`, so
@@ -186,7 +192,15 @@ pub fn decision_call_at_test_time<'a>(
     mode: Mode,
     now_ms: u64,
 ) -> Result<ScriptCall, RateLimitError> {
-    build_call(policies, tiers, subject.into(), cost, mode, Some(now_ms))
+    build_call(
+        policies,
+        tiers,
+        subject.into(),
+        cost,
+        mode,
+        now_ms,
+        Some(now_ms),
+    )
 }
 
 /// Script arguments per policy (see `scripts/limit.lua`).
@@ -198,7 +212,8 @@ fn build_call(
     subject: Subject<'_>,
     cost: u64,
     mode: Mode,
-    now_ms: Option<u64>,
+    now_ms: u64,
+    test_now_ms: Option<u64>,
 ) -> Result<ScriptCall, RateLimitError> {
     let cost = checked_cost(policies, cost, mode)?;
     if let Some(p) = policies
@@ -212,26 +227,26 @@ fn build_call(
         )));
     }
     let tag = encode_id(subject.id)?;
+    let address = match subject.address {
+        Some(address) => deny::address_text_hex(address).ok_or_else(|| {
+            RateLimitError::InvalidId(format!(
+                "the client address \"{address}\" is not an IPv4 or IPv6 address"
+            ))
+        })?,
+        None => String::new(),
+    };
     let mut keys = vec![format!("rl:{{{tag}}}:o"), format!("rl:{{{tag}}}:deny")];
     let mut args = Vec::with_capacity(5 + ARGS_PER_POLICY * policies.len());
-    args.push(mode.as_str().to_owned());
-    args.push(cost.to_string());
-    args.push(subject.id.to_owned());
-    args.push(now_ms.map(|t| t.to_string()).unwrap_or_default());
-    match subject.address {
-        Some(address) => {
-            let hex = deny::address_text_hex(address).ok_or_else(|| {
-                RateLimitError::InvalidId(format!(
-                    "the client address \"{address}\" is not an IPv4 or IPv6 address"
-                ))
-            })?;
-            keys.push(deny::NETWORKS_KEY.to_owned());
-            args.push(hex);
-        }
-        None => args.push(String::new()),
-    }
+    args.extend([
+        mode.as_str().to_owned(),
+        cost.to_string(),
+        now_ms.to_string(),
+        test_now_ms.map(|t| t.to_string()).unwrap_or_default(),
+        address,
+    ]);
     for p in policies {
-        let upstash = p.algorithm().is_upstash();
+        let first_key = keys.len() + 1;
+        keys.extend(state_keys(p, &tag, subject.id, now_ms));
         args.extend([
             p.name().to_owned(),
             p.algorithm().as_str().to_owned(),
@@ -239,15 +254,38 @@ fn build_call(
             p.window_ms().to_string(),
             if p.shadow() { "1" } else { "0" }.to_owned(),
             tiers.script_arg(p.name()),
-            if upstash { p.upstash_prefix() } else { "" }.to_owned(),
+            first_key.to_string(),
             p.refill().to_string(),
         ]);
+    }
+    if subject.address.is_some() {
+        keys.push(deny::NETWORKS_KEY.to_owned());
     }
     Ok(ScriptCall {
         script: script(),
         keys,
         args,
     })
+}
+
+/// The keys holding one policy's state for one identity (`tag`, its encoded form), the window
+/// keys of the `upstash-*` policies by `now_ms`:
+/// - native: `rl:{<id>}:<policy>:state`, whatever algorithm, limit and window an override or
+///   tier gives it (the state records them, see `scripts/limit.lua`);
+/// - `upstash-fixed`: `<prefix>:<id>:<window index>`; `upstash-sliding`: that and the previous
+///   window's; `upstash-token`: `<prefix>:<id>` — @upstash/ratelimit's own keys.
+pub fn state_keys(policy: &Policy, tag: &str, id: &str, now_ms: u64) -> Vec<String> {
+    let prefix = policy.upstash_prefix();
+    let window = (now_ms / policy.window_ms().max(1)) as i64;
+    match policy.algorithm() {
+        Algorithm::UpstashFixed => vec![format!("{prefix}:{id}:{window}")],
+        Algorithm::UpstashSliding => vec![
+            format!("{prefix}:{id}:{window}"),
+            format!("{prefix}:{id}:{}", window - 1),
+        ],
+        Algorithm::UpstashToken => vec![format!("{prefix}:{id}")],
+        _ => vec![format!("rl:{{{tag}}}:{}:state", policy.name())],
+    }
 }
 
 /// Validate the policy list and the cost. A native policy's cost is checked by the script
@@ -304,7 +342,10 @@ pub(crate) fn checked_cost(
 /// of one, and a range added between the two applies from the next decision. `None` when the
 /// decision has no address to check.
 pub fn ranges_call(decision: &ScriptCall) -> Option<ScriptCall> {
-    let ranges = decision.keys.get(2)?;
+    if decision.args[4].is_empty() || decision.args[4] == "-" {
+        return None;
+    }
+    let ranges = decision.keys.last()?;
     let mut args = decision.args[..5].to_vec();
     args[0] = "ranges".to_owned();
     Some(ScriptCall {
@@ -314,10 +355,10 @@ pub fn ranges_call(decision: &ScriptCall) -> Option<ScriptCall> {
     })
 }
 
-/// `decision` without the ranges hash, told whether the ranges hold its client address (the
-/// answer of [`ranges_call`]): a denied decision still consumes nothing.
+/// `decision` without the ranges hash (its last key), told whether the ranges hold its client
+/// address (the answer of [`ranges_call`]): a denied decision still consumes nothing.
 pub fn with_ranges_answer(mut decision: ScriptCall, denied: bool) -> ScriptCall {
-    decision.keys.truncate(2);
+    decision.keys.pop();
     decision.args[4] = if denied { "-" } else { "" }.to_owned();
     decision
 }
@@ -360,29 +401,6 @@ pub fn encode_id(id: &str) -> Result<String, RateLimitError> {
     Ok(utf8_percent_encode(id, ID_ESCAPED).to_string())
 }
 
-/// The base key of one native policy for one (encoded) identity (the script derives the same
-/// from the limit and window in effect). Limit and window are part of the key
-/// where the stored state is only meaningful for them (token, GCRA: a change of configuration
-/// starts from a full bucket); window counts only depend on the window.
-/// - fixed:   `rl:{<id>}:<policy>:fixed:<window_ms>` (+ `:<window index>`, added by the script)
-/// - sliding: `rl:{<id>}:<policy>:sliding:<window_ms>` (+ `:<window index>`)
-/// - token:   `rl:{<id>}:<policy>:token:<limit>:<window_ms>`
-/// - gcra:    `rl:{<id>}:<policy>:gcra:<limit>:<window_ms>`
-pub fn base_key(
-    encoded_id: &str,
-    name: &str,
-    algorithm: Algorithm,
-    limit: u64,
-    window_ms: u64,
-) -> String {
-    match algorithm {
-        Algorithm::TokenBucket | Algorithm::Gcra => {
-            format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{limit}:{window_ms}")
-        }
-        _ => format!("rl:{{{encoded_id}}}:{name}:{algorithm}:{window_ms}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,22 +416,59 @@ mod tests {
             api(),
             Policy::gcra("burst", 10, Duration::from_secs(1)).shadowed(),
         ];
-        let call =
-            decision_call(&policies, &Tiers::default(), "user:42", 3, Mode::Consume).unwrap();
-        // The overrides and the deny mark, in the identity's slot; state keys come from them.
-        assert_eq!(call.keys, ["rl:{user:42}:o", "rl:{user:42}:deny"]);
+        let call = decision_call(
+            &policies,
+            &Tiers::default(),
+            "user:42",
+            3,
+            Mode::Consume,
+            NOW_MS,
+        )
+        .unwrap();
+        // The overrides, the deny mark and each policy's state: all in the identity's slot.
+        assert_eq!(
+            call.keys,
+            [
+                "rl:{user:42}:o",
+                "rl:{user:42}:deny",
+                "rl:{user:42}:api:state",
+                "rl:{user:42}:burst:state"
+            ]
+        );
         assert_eq!(
             call.args,
             [
-                "consume", "3", "user:42", "", "", "api", "sliding", "100", "60000", "0", "", "",
-                "100", "burst", "gcra", "10", "1000", "1", "", "", "10"
+                "consume",
+                "3",
+                "1795611900123",
+                "",
+                "",
+                "api",
+                "sliding",
+                "100",
+                "60000",
+                "0",
+                "",
+                "3",
+                "100",
+                "burst",
+                "gcra",
+                "10",
+                "1000",
+                "1",
+                "",
+                "4",
+                "10"
             ]
         );
         let cmd = call.evalsha();
         assert_eq!(cmd.name(), "EVALSHA");
         assert_eq!(cmd.parts()[1], script().sha1());
-        assert_eq!(cmd.parts()[2], "2");
+        assert_eq!(cmd.parts()[2], "4");
     }
+
+    /// 2026-11-25T13:05:00.123Z
+    const NOW_MS: u64 = 1_795_611_900_123;
 
     #[test]
     fn a_client_address_brings_the_ranges_key() {
@@ -423,23 +478,40 @@ mod tests {
             Subject::at("user:42", Some("203.0.113.7")),
             1,
             Mode::Consume,
+            NOW_MS,
         )
         .unwrap();
         assert_eq!(
             call.keys,
-            ["rl:{user:42}:o", "rl:{user:42}:deny", "rl:deny:net"]
+            [
+                "rl:{user:42}:o",
+                "rl:{user:42}:deny",
+                "rl:{user:42}:api:state",
+                "rl:deny:net"
+            ]
         );
         assert_eq!(call.args[4], "4cb007107");
         // On Redis Cluster: the ranges alone first, then the decision told the answer.
         let ranges = ranges_call(&call).unwrap();
         assert_eq!(ranges.keys, ["rl:deny:net"]);
-        assert_eq!(ranges.args, ["ranges", "1", "user:42", "", "4cb007107"]);
+        assert_eq!(
+            ranges.args,
+            ["ranges", "1", "1795611900123", "", "4cb007107"]
+        );
         let apart = with_ranges_answer(call.clone(), true);
-        assert_eq!(apart.keys, ["rl:{user:42}:o", "rl:{user:42}:deny"]);
-        assert_eq!(apart.args[..5], ["consume", "1", "user:42", "", "-"]);
+        assert_eq!(apart.keys, call.keys[..3]);
+        assert_eq!(apart.args[..5], ["consume", "1", "1795611900123", "", "-"]);
         assert_eq!(apart.args[5..], call.args[5..]);
+        assert!(ranges_call(&apart).is_none());
         assert_eq!(with_ranges_answer(call, false).args[4], "");
-        let without = decision_call(&[api()], &Tiers::default(), "user:42", 1, Mode::Consume);
+        let without = decision_call(
+            &[api()],
+            &Tiers::default(),
+            "user:42",
+            1,
+            Mode::Consume,
+            NOW_MS,
+        );
         assert!(ranges_call(&without.unwrap()).is_none());
         let error = decision_call(
             &[api()],
@@ -447,6 +519,7 @@ mod tests {
             Subject::at("user:42", Some("203.0.113")),
             1,
             Mode::Consume,
+            NOW_MS,
         )
         .unwrap_err();
         assert_eq!(error.status(), StatusCode::BAD_REQUEST);
@@ -460,30 +533,43 @@ mod tests {
         .unwrap();
         let tiers = Tiers::parse("pro: api=gcra:5000/60s", &set).unwrap();
         let policies = set.select("api+shared").unwrap();
-        let call = decision_call(&policies, &tiers, "u", 1, Mode::Peek).unwrap();
+        let call = decision_call(&policies, &tiers, "u", 1, Mode::Peek, NOW_MS).unwrap();
         assert_eq!(call.args[10], "pro=gcra:5000:60000");
         assert_eq!(
             call.args[13..],
+            ["shared", "upstash-token", "10", "60000", "0", "", "4", "2"]
+        );
+        // @upstash/ratelimit's own keys, the identity verbatim; windows by the caller's clock.
+        assert_eq!(call.keys[3], "my:rl:u");
+        let windows = PolicySet::parse("f=upstash-fixed:5/1m; s=upstash-sliding:5/1m").unwrap();
+        let call = decision_call(
+            &windows.select("f+s").unwrap(),
+            &tiers,
+            "user 1",
+            1,
+            Mode::Peek,
+            NOW_MS,
+        )
+        .unwrap();
+        let window = NOW_MS / 60_000;
+        assert_eq!(
+            call.keys[2..],
             [
-                "shared",
-                "upstash-token",
-                "10",
-                "60000",
-                "0",
-                "",
-                "my:rl",
-                "2"
+                format!("@upstash/ratelimit:user 1:{window}"),
+                format!("@upstash/ratelimit:user 1:{window}"),
+                format!("@upstash/ratelimit:user 1:{}", window - 1),
             ]
         );
+        assert_eq!((&call.args[11][..], &call.args[19][..]), ("3", "4"));
     }
 
     #[test]
     fn only_the_test_builder_sets_a_time() {
         let tiers = Tiers::default();
         let call = decision_call_at_test_time(&[api()], &tiers, "u", 1, Mode::Peek, 1234).unwrap();
-        assert_eq!(call.args[3], "1234");
-        let call = decision_call(&[api()], &tiers, "u", 1, Mode::Peek).unwrap();
-        assert_eq!(call.args[3], "");
+        assert_eq!(call.args[2..4], ["1234", "1234"]);
+        let call = decision_call(&[api()], &tiers, "u", 1, Mode::Peek, 1234).unwrap();
+        assert_eq!(call.args[2..4], ["1234", ""]);
     }
 
     #[test]
@@ -492,13 +578,7 @@ mod tests {
         assert_eq!(encode_id("a}b{c").unwrap(), "a%7Db%7Bc");
         assert_eq!(encode_id("%7D").unwrap(), "%257D");
         assert_eq!(encode_id("ip 1.2.3.4/é").unwrap(), "ip%201.2.3.4%2F%C3%A9");
-        let key = base_key(
-            &encode_id("}{x}").unwrap(),
-            "api",
-            Algorithm::SlidingWindow,
-            100,
-            60_000,
-        );
+        let key = &state_keys(&api(), &encode_id("}{x}").unwrap(), "}{x}", NOW_MS)[0];
         let tag_start = key.find('{').unwrap();
         let tag_end = tag_start + key[tag_start..].find('}').unwrap();
         assert_eq!(&key[tag_start + 1..tag_end], "%7D%7Bx%7D");
@@ -516,8 +596,15 @@ mod tests {
         let shared: Policy = "shared=upstash-fixed:5/1s".parse().unwrap();
         // A native policy's cost is the script's to check (an override may raise the limit);
         // the others' here.
-        let err =
-            decision_call(&[api(), shared.clone()], &tiers, "u", 6, Mode::Consume).unwrap_err();
+        let err = decision_call(
+            &[api(), shared.clone()],
+            &tiers,
+            "u",
+            6,
+            Mode::Consume,
+            NOW_MS,
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             RateLimitError::CostExceedsLimit {
@@ -527,20 +614,20 @@ mod tests {
             }
         );
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
-        assert!(decision_call(&[api()], &tiers, "u", 1_000, Mode::Consume).is_ok());
-        let refund = decision_call(&[api()], &tiers, "u", u64::MAX, Mode::Refund).unwrap();
+        assert!(decision_call(&[api()], &tiers, "u", 1_000, Mode::Consume, NOW_MS).is_ok());
+        let refund = decision_call(&[api()], &tiers, "u", u64::MAX, Mode::Refund, NOW_MS).unwrap();
         assert_eq!(refund.args[1], MAX_LIMIT_TIMES_WINDOW_MS.to_string());
         assert!(matches!(
-            decision_call(&[], &tiers, "u", 1, Mode::Consume),
+            decision_call(&[], &tiers, "u", 1, Mode::Consume, NOW_MS),
             Err(RateLimitError::InvalidPolicyList(_))
         ));
         assert!(matches!(
-            decision_call(&[api(), api()], &tiers, "u", 1, Mode::Consume),
+            decision_call(&[api(), api()], &tiers, "u", 1, Mode::Consume, NOW_MS),
             Err(RateLimitError::InvalidPolicyList(_))
         ));
         let conc = Policy::concurrency("conc", 3, Duration::from_secs(30));
         assert!(matches!(
-            decision_call(&[conc], &tiers, "u", 1, Mode::Consume),
+            decision_call(&[conc], &tiers, "u", 1, Mode::Consume, NOW_MS),
             Err(RateLimitError::WrongKind(_))
         ));
     }

@@ -1,5 +1,5 @@
-//! A pure Rust model of `scripts/limit.lua`: the same rules, the same key layout and stored
-//! values, on an in-memory map, with the time as a parameter. Tests replay sequences against
+//! A pure Rust model of `scripts/limit.lua`: the same rules, the same keys ([`state_keys`]) and
+//! stored values, on an in-memory map, with the time as a parameter. Tests replay sequences against
 //! both and require identical replies; unit tests use it to check the rules themselves.
 //!
 //! TTLs are not modelled: the script's TTLs outlive the state's last relevant instant, and an
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    base_key, checked_cost, encode_id, parse_decision, Algorithm, Decision, Mode, Policy,
+    checked_cost, encode_id, parse_decision, state_keys, Algorithm, Decision, Mode, Policy,
     RateLimitError,
 };
 use crate::core::command::Reply;
@@ -27,9 +27,19 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     -(-a).div_euclid(b)
 }
 
-fn split_pair(stored: &str) -> (i64, i64) {
-    let (a, b) = stored.split_once(':').expect("model state is a:b");
-    (a.parse().expect("integer"), b.parse().expect("integer"))
+/// The fields of a stored native state `<algorithm>:<L>:<W>:<fields>`, unless it was kept under
+/// another algorithm or window (for token and gcra, another limit too): then there is none.
+fn state_fields(stored: &str, algorithm: Algorithm, limit: i64, window: i64) -> Option<Vec<i64>> {
+    let mut parts = stored.split(':');
+    let (alg, l, w) = (parts.next()?, parts.next()?, parts.next()?);
+    let bound_to_limit = matches!(algorithm, Algorithm::TokenBucket | Algorithm::Gcra);
+    if alg != algorithm.as_str()
+        || w.parse::<i64>().ok()? != window
+        || (bound_to_limit && l.parse::<i64>().ok()? != limit)
+    {
+        return None;
+    }
+    parts.map(|f| f.parse().ok()).collect()
 }
 
 /// One policy's state during a decision (the script's table `p`).
@@ -39,7 +49,8 @@ struct State {
     window: i64,
     now: i64,
     key: String,
-    prev_key: String,
+    /// fixed and sliding: the window's number.
+    index: i64,
     elapsed: i64,
     /// fixed: count; sliding: current-window count; token: level; gcra: debt.
     value: i64,
@@ -91,19 +102,17 @@ impl Model {
                     limit: p.limit() as i64,
                     window: p.window_ms() as i64,
                     now,
-                    key: String::new(),
-                    prev_key: String::new(),
+                    key: state_keys(p, &tag, id, now_ms).remove(0),
+                    index: 0,
                     elapsed: 0,
                     value: 0,
                     other: 0,
                     retry: 0,
                 };
-                let base = base_key(&tag, p.name(), p.algorithm(), p.limit(), p.window_ms());
-                self.load(&mut state, &base);
+                self.load(&mut state);
                 if mode == Mode::Reset {
                     self.keys.remove(&state.key);
-                    self.keys.remove(&state.prev_key);
-                    self.load(&mut state, &base);
+                    self.load(&mut state);
                 }
                 state
             })
@@ -139,6 +148,7 @@ impl Model {
             Reply::Int(now),
             Reply::Int(all_allowed as i64),
             Reply::Int(0),
+            Reply::Int(0),
         ];
         for s in &states {
             let (remaining, reset) = report(s);
@@ -168,47 +178,40 @@ impl Model {
         parse_decision(policies, &reply)
     }
 
-    fn get_count(&self, key: &str) -> i64 {
-        self.keys.get(key).map_or(0, |v| v.parse().expect("count"))
-    }
-
-    fn put_count(&mut self, key: &str, count: i64) {
-        if count > 0 {
-            self.keys.insert(key.to_owned(), count.to_string());
-        } else {
-            self.keys.remove(key);
-        }
-    }
-
-    fn load(&self, s: &mut State, base: &str) {
+    fn load(&self, s: &mut State) {
         let (l, w, now) = (s.limit, s.window, s.now);
+        let fields = self
+            .keys
+            .get(&s.key)
+            .and_then(|stored| state_fields(stored, s.algorithm, l, w));
+        let field = |i: usize| fields.as_ref().and_then(|f| f.get(i).copied());
         match s.algorithm {
             Algorithm::FixedWindow | Algorithm::SlidingWindow => {
-                let index = floor_div(now, w);
-                s.elapsed = now - index * w;
-                s.key = format!("{base}:{index}");
-                s.value = self.get_count(&s.key);
-                if s.algorithm == Algorithm::SlidingWindow {
-                    s.prev_key = format!("{base}:{}", index - 1);
-                    s.other = self.get_count(&s.prev_key);
-                }
+                s.index = floor_div(now, w);
+                s.elapsed = now - s.index * w;
+                (s.value, s.other) = match field(0) {
+                    Some(index) if index == s.index => (field(1).unwrap(), field(2).unwrap_or(0)),
+                    // The window before: its current count is now the previous one.
+                    Some(index)
+                        if index == s.index - 1 && s.algorithm == Algorithm::SlidingWindow =>
+                    {
+                        (0, field(1).unwrap())
+                    }
+                    _ => (0, 0),
+                };
             }
             Algorithm::TokenBucket => {
-                s.key = base.to_owned();
                 s.value = l * w;
                 s.other = now;
-                if let Some(stored) = self.keys.get(base) {
-                    let (level, ts) = split_pair(stored);
+                if let (Some(level), Some(ts)) = (field(0), field(1)) {
                     let refill_ms = (now - ts).max(0).min(w);
                     s.value = (l * w).min(level + refill_ms * l);
                     s.other = ts.max(now);
                 }
             }
             Algorithm::Gcra => {
-                s.key = base.to_owned();
                 s.value = 0;
-                if let Some(stored) = self.keys.get(base) {
-                    let (tat_ms, tat_rem) = split_pair(stored);
+                if let (Some(tat_ms), Some(tat_rem)) = (field(0), field(1)) {
                     let ahead_ms = (tat_ms - now).min(w + 1);
                     s.value = (l * w).min((ahead_ms * l + tat_rem).max(0));
                 }
@@ -222,38 +225,34 @@ impl Model {
         }
     }
 
-    fn store_bucket(&mut self, s: &State) {
+    /// Write the state as the script does (`store_state`), or remove it when nothing is left.
+    fn store(&mut self, s: &State) {
         let (l, w) = (s.limit, s.window);
-        match s.algorithm {
-            Algorithm::TokenBucket if s.value < l * w => {
-                self.keys
-                    .insert(s.key.clone(), format!("{}:{}", s.value, s.other));
-            }
+        let fields = match s.algorithm {
+            Algorithm::FixedWindow if s.value > 0 => vec![s.index, s.value],
+            Algorithm::SlidingWindow if s.value + s.other > 0 => vec![s.index, s.value, s.other],
+            Algorithm::TokenBucket if s.value < l * w => vec![s.value, s.other],
             Algorithm::Gcra if s.value > 0 => {
                 let ahead_ms = floor_div(s.value, l);
-                let stored = format!("{}:{}", s.now + ahead_ms, s.value - ahead_ms * l);
-                self.keys.insert(s.key.clone(), stored);
+                vec![s.now + ahead_ms, s.value - ahead_ms * l]
             }
             _ => {
                 self.keys.remove(&s.key);
+                return;
             }
+        };
+        let mut stored = format!("{}:{l}:{w}", s.algorithm.as_str());
+        for field in fields {
+            stored.push_str(&format!(":{field}"));
         }
+        self.keys.insert(s.key.clone(), stored);
     }
 
     fn consume(&mut self, s: &mut State, cost: i64) {
         match s.algorithm {
-            Algorithm::FixedWindow | Algorithm::SlidingWindow => {
-                s.value += cost;
-                self.put_count(&s.key.clone(), s.value);
-            }
-            Algorithm::TokenBucket => {
-                s.value -= cost * s.window;
-                self.store_bucket(s);
-            }
-            Algorithm::Gcra => {
-                s.value += cost * s.window;
-                self.store_bucket(s);
-            }
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => s.value += cost,
+            Algorithm::TokenBucket => s.value -= cost * s.window,
+            Algorithm::Gcra => s.value += cost * s.window,
             Algorithm::Concurrency
             | Algorithm::UpstashFixed
             | Algorithm::UpstashSliding
@@ -261,45 +260,32 @@ impl Model {
                 "the model covers the native algorithms (Model::reply refuses the others)"
             ),
         }
+        self.store(s);
     }
 
     fn refund(&mut self, s: &mut State, cost: i64) {
         let (l, w) = (s.limit, s.window);
+        let before = (s.value, s.other);
         match s.algorithm {
             Algorithm::FixedWindow | Algorithm::SlidingWindow => {
                 let from_curr = cost.min(s.value);
-                if from_curr > 0 {
-                    s.value -= from_curr;
-                    self.put_count(&s.key.clone(), s.value);
-                }
+                s.value -= from_curr;
                 if s.algorithm == Algorithm::SlidingWindow {
-                    let from_prev = (cost - from_curr).min(s.other);
-                    if from_prev > 0 {
-                        s.other -= from_prev;
-                        self.put_count(&s.prev_key.clone(), s.other);
-                    }
+                    s.other -= (cost - from_curr).min(s.other);
                 }
             }
-            Algorithm::TokenBucket => {
-                let level = (l * w).min(s.value + cost * w);
-                if level != s.value {
-                    s.value = level;
-                    self.store_bucket(s);
-                }
-            }
-            Algorithm::Gcra => {
-                let debt = (s.value - cost * w).max(0);
-                if debt != s.value {
-                    s.value = debt;
-                    self.store_bucket(s);
-                }
-            }
+            Algorithm::TokenBucket => s.value = (l * w).min(s.value + cost * w),
+            Algorithm::Gcra => s.value = (s.value - cost * w).max(0),
             Algorithm::Concurrency
             | Algorithm::UpstashFixed
             | Algorithm::UpstashSliding
             | Algorithm::UpstashToken => unreachable!(
                 "the model covers the native algorithms (Model::reply refuses the others)"
             ),
+        }
+        // Like the script: nothing given back, nothing written.
+        if (s.value, s.other) != before {
+            self.store(s);
         }
     }
 }
@@ -429,12 +415,12 @@ mod tests {
             consume(&mut m, &p, T0 + 10_000).allowed,
             "the next window starts afresh"
         );
+        // One key per policy: the new window's count replaced the old one's.
         assert_eq!(
-            m.keys
-                .get("rl:{id}:f:fixed:10000:170000000")
-                .map(String::as_str),
-            Some("3")
+            m.keys.get("rl:{id}:f:state").map(String::as_str),
+            Some("fixed:3:10000:170000001:1")
         );
+        assert_eq!(m.keys.len(), 1);
     }
 
     #[test]

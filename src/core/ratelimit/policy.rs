@@ -11,7 +11,8 @@
 //! - `limit`: integer ≥ 1;
 //! - `window`: integer and unit, one of `ms`, `s`, `m`, `h`, `d`; at least 1 ms;
 //! - options, space-separated: `shadow` (decide and report, never refuse), `fail=open|closed` (what
-//!   a decision does when Redis is unreachable; default `EDGECOUNT_FAIL_MODE`), and for the
+//!   a decision does when Redis is unreachable; default `EDGECOUNT_FAIL_MODE`), `cache=off` (its
+//!   refusals are never answered from the block cache, see [`super::blocks`]), and for the
 //!   `upstash-*` algorithms `prefix=<text>` (the library's `prefix`, default `@upstash/ratelimit`)
 //!   and, for `upstash-token`, `refill=<n>` (tokens added per window, default the limit).
 //!
@@ -164,6 +165,8 @@ pub struct Policy {
     prefix: Option<String>,
     /// `upstash-token`: tokens added per window (default: the limit).
     refill: Option<u64>,
+    /// Its refusals may be answered from the block cache (`cache=off` says no).
+    cached: bool,
 }
 
 impl Policy {
@@ -185,9 +188,17 @@ impl Policy {
             fail_mode: None,
             prefix: None,
             refill: None,
+            cached: true,
         };
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// The same policy with its refusals always decided by Redis (`cache=off`): never answered
+    /// from the block cache ([`super::blocks`]).
+    pub fn uncached(mut self) -> Policy {
+        self.cached = false;
+        self
     }
 
     /// The same policy in shadow mode: decided and reported, never refusing.
@@ -253,6 +264,11 @@ impl Policy {
 
     pub fn fail_mode(&self) -> Option<FailMode> {
         self.fail_mode
+    }
+
+    /// Whether its refusals may be answered from the block cache.
+    pub fn cached(&self) -> bool {
+        self.cached
     }
 
     /// The key prefix of an `upstash-*` policy (the library's default unless set).
@@ -325,6 +341,9 @@ impl fmt::Display for Policy {
         if let Some(refill) = self.refill {
             write!(f, " refill={refill}")?;
         }
+        if !self.cached {
+            f.write_str(" cache=off")?;
+        }
         Ok(())
     }
 }
@@ -371,6 +390,7 @@ impl FromStr for Policy {
             fail_mode: None,
             prefix: None,
             refill: None,
+            cached: true,
         };
         for option in words {
             let bad_option = |why: String| invalid(&format!("option \"{option}\": {why}"));
@@ -386,9 +406,12 @@ impl FromStr for Policy {
                             .map_err(|_| bad_option("refill must be a whole number".to_owned()))?,
                     )
                 }
+                Some(("cache", "on")) => policy.cached = true,
+                Some(("cache", "off")) => policy.cached = false,
                 _ => {
                     return Err(bad_option(
-                        "unknown (options: shadow, fail=open|closed, prefix=…, refill=N)"
+                        "unknown (options: shadow, fail=open|closed, cache=on|off, prefix=…, \
+                         refill=N)"
                             .to_owned(),
                     ))
                 }
@@ -613,9 +636,9 @@ mod tests {
     #[test]
     fn options_follow_the_spec() {
         let set = PolicySet::parse(
-            "login=gcra:5/1m fail=closed; soft=sliding:100/60s shadow fail=open; \
+            "login=gcra:5/1m fail=closed cache=off; soft=sliding:100/60s shadow fail=open; \
              conc=concurrency:3/30s; shared=upstash-sliding:100/1h prefix=@acme/rl; \
-             bucket=upstash-token:10/1m refill=2",
+             bucket=upstash-token:10/1m refill=2 cache=on",
         )
         .unwrap();
         let login = set.get("login").unwrap();
@@ -639,6 +662,8 @@ mod tests {
             assert_eq!(&again, p, "{p}");
         }
         assert_eq!(soft.to_string(), "soft=sliding:100/1m shadow fail=open");
+        assert!(!login.cached() && soft.cached() && set.get("bucket").unwrap().cached());
+        assert_eq!(login.to_string(), "login=gcra:5/1m fail=closed cache=off");
     }
 
     #[test]
@@ -646,6 +671,7 @@ mod tests {
         for (spec, needle) in [
             ("a=fixed:1/1s loud", "option \"loud\""),
             ("a=fixed:1/1s fail=maybe", "option \"fail=maybe\""),
+            ("a=fixed:1/1s cache=maybe", "option \"cache=maybe\""),
             (
                 "a=fixed:1/1s prefix=x",
                 "prefix= is an option of the upstash",

@@ -3,33 +3,34 @@
 KEYS[1]  rl:{<id>}:o     the identity's overrides: a hash, field = policy name, value "L:W" (limit,
                          window ms) or "tier:<name>"
 KEYS[2]  rl:{<id>}:deny  exists while the identity is on the deny list
-KEYS[3]  rl:deny:net     (only when ARGV[5] gives the client's address) the denied addresses and
+then     each policy's state, at the index its arguments give (every key this script touches is
+         named by Rust and declared here, as Redis asks of scripts):
+           native   rl:{<id>}:<policy>:state   one string "<algorithm>:<L>:<W>:<fields>" (below)
+           upstash-fixed    <prefix>:<id>:<window index>
+           upstash-sliding  <prefix>:<id>:<window index>, then <prefix>:<id>:<window index - 1>
+           upstash-token    <prefix>:<id>
+         Native keys carry the identity's hash tag {<id>}: one Cluster slot with KEYS[1] and [2].
+         The upstash-* keys are @upstash/ratelimit's own, which carry no hash tag: like that
+         library, they need a Redis that is not a Cluster (or one slot). Their window index comes
+         from the caller's clock (ARGV[3]), as the library's comes from the client's Date.now().
+last     rl:deny:net     (only when ARGV[5] gives the client's address) the denied addresses and
                          ranges, see deny_networks.lua. It has a slot of its own: on Redis Cluster
                          the caller asks it apart first (mode 'ranges') and passes the answer in
-                         ARGV[5] ('-' denied, '' not), without KEYS[3].
-         Both carry the identity's hash tag {<id>}. Native state keys are derived here from it
-         (the window index comes from Redis TIME, the limit and window may come from an
-         override), keeping the tag, so they live in the same Cluster slot:
-           fixed    rl:{<id>}:<policy>:fixed:<W>          count in  <base>:<window index>
-           sliding  rl:{<id>}:<policy>:sliding:<W>        counts in <base>:<index>, <base>:<index-1>
-           token    rl:{<id>}:<policy>:token:<L>:<W>      "<level>:<ts_ms>"  in <base>
-           gcra     rl:{<id>}:<policy>:gcra:<L>:<W>       "<tat_ms>:<tat_rem>" in <base>
-         The upstash-* policies use @upstash/ratelimit's own keys instead (<prefix>:<id>:<window
-         index>, <prefix>:<id>), which carry no hash tag: like that library, they need a Redis
-         that is not a Cluster (or one slot).
+                         ARGV[5] ('-' denied, '' not), without this key.
 ARGV[1]  mode: consume | peek | refund | reset, or ranges: KEYS[1] is rl:deny:net alone, ARGV[5]
          the client's address; returns 1 when a live range holds it, else 0 (changes nothing)
 ARGV[2]  cost, integer >= 0 (Rust checked it against every configured limit for consume and peek)
-ARGV[3]  the identity as given (the upstash-* keys hold it verbatim)
+ARGV[3]  the caller's clock, ms: what the upstash-* policies decide on (it named their keys)
 ARGV[4]  '' in production. Tests only: "now" in ms replacing Redis TIME.
 ARGV[5]  the client's address, '' when the decision has none: the family (4, 6) and every bit of
          the address in hex ("4cb007107" is 203.0.113.7); '-' when the ranges were asked apart
          and hold it
 then 8 per policy i (i = 1..n), from ARGV[6 + 8(i-1)]:
          name, algorithm, limit L, window W (ms), shadow ('1' decides and reports, never refuses),
-         tiers ("<tier>=<algorithm>:<L>:<W>,…": the tiers that set this policy), upstash key
-         prefix, upstash-token refill per window
-Returns {now_ms, allowed, denied, then per policy: allowed, remaining, reset_ms, retry_after_ms,
+         tiers ("<tier>=<algorithm>:<L>:<W>,…": the tiers that set this policy), the index in KEYS
+         of its (first) state key, upstash-token refill per window
+Returns {now_ms, allowed, denied, deny_left_ms (until the deny ends; 0 when it has no end or
+         there is none), then per policy: allowed, remaining, reset_ms, retry_after_ms,
          effective L, effective W, source (0 configured, 1 override, 2 tier)}.
 An error reply "ERR edgecount: cost exceeds the limit of policy <i> (<L>)" when an override or
 tier made a limit smaller than the cost.
@@ -48,32 +49,38 @@ be admitted without further traffic, 0 when admitted.
 
 Effective limits: an override "L:W" replaces the policy's limit and window (its algorithm stays);
 "tier:<name>" takes that tier's algorithm, limit and window for the policy (from ARGV); a tier the
-configuration no longer has, or any override of a non-native policy, is ignored. A change of
-limit or window starts from a fresh state for token and GCRA (their key holds L and W).
+configuration no longer has, or any override of a non-native policy, is ignored. A native state
+records the algorithm, limit and window it was kept under: a change of algorithm or window starts
+from a fresh state, and for token and GCRA a change of limit too (the fixed and sliding counts
+still mean the same under another limit).
 
 Rules (all integer arithmetic, exact because the policy check keeps L*W <= 2^50 < 2^53):
-  fixed    idx = floor(now/W), elapsed = now - idx*W, count in key idx.
+  fixed    idx = floor(now/W), elapsed = now - idx*W; state fields idx, count (another idx: 0).
            admit iff count + cost <= L.  remaining = L - count.  reset = W - elapsed if count > 0.
            retry = W - elapsed.  TTL = W - elapsed + grace (clean-up only; the index decides).
   sliding  two-window weighted approximation (Cloudflare's), exact rational, no rounding of the
-           previous window's share: with prev, curr the counts of windows idx-1 and idx,
+           previous window's share: state fields idx, curr, prev (kept at idx-1: its curr is
+           now prev); with prev, curr the counts of windows idx-1 and idx,
            weight(c) = prev*(W - elapsed) + c*W   (in 1/W units)
            admit iff weight(curr + cost) <= L*W.   remaining = floor((L*W - weight(curr))/W).
            reset = 2W - elapsed if curr > 0, else W - elapsed if prev > 0, else 0.
            retry: the first instant weight(curr + cost) fits, in this window (prev decays) or in
-           the next (prev := curr, curr := 0), else the one after.  TTL(curr) = 2W - elapsed + grace.
+           the next (prev := curr, curr := 0), else the one after.  TTL = 2W - elapsed + grace
+           while curr > 0, else W - elapsed + grace.
   token    capacity L tokens kept in 1/W units (level <= L*W), refilled at L units per ms
            (= L/W tokens per ms): level = min(L*W, level + min(now - ts, W)*L).
            admit iff level >= cost*W.  remaining = floor(level/W).  reset = ceil((L*W - level)/L).
-           retry = ceil((cost*W - level)/L).  A full bucket is deleted; TTL = reset + grace.
+           retry = ceil((cost*W - level)/L).  State fields level, ts; a full bucket is deleted;
+           TTL = reset + grace.
   gcra     theoretical arrival time tat = tat_ms + tat_rem/L, emission interval T = W/L ms, burst
            tolerance W - T.  debt = clamp((tat - now)*L, 0, L*W) in 1/L-ms units; cost costs cost*W.
            admit iff debt + cost*W <= L*W (i.e. new tat - now <= W).  remaining =
            floor((L*W - debt)/W).  reset = ceil(debt/L) (= tat - now).  retry =
-           ceil((debt + cost*W - L*W)/L).  Zero debt is deleted; TTL = reset + grace.
+           ceil((debt + cost*W - L*W)/L).  State fields tat_ms, tat_rem; zero debt is deleted;
+           TTL = reset + grace.
   token and gcra admit exactly the same sequences (GCRA is the bucket's rule kept as a time);
   they differ in the state they store.
-Every key written gets a TTL in the same command (SET … PX). The grace of 1 s keeps state a
+Every native key written gets a TTL in the same command (SET … PX). The grace of 1 s keeps state a
 little past its last relevant instant (clock steps between replicas, test clocks).
 The Rust model in src/core/ratelimit/model.rs implements exactly these rules; keep them in step. ]]
 
@@ -99,30 +106,42 @@ local function int(x)
   return string.format('%d', x)
 end
 
-local function split_pair(stored)
-  local a, b = string.match(stored, '^(%-?%d+):(%-?%d+)$')
-  if not a then
-    error('edgecount: malformed rate-limit state ' .. stored)
+-- A native policy's state: "<algorithm>:<L>:<W>:<fields>" in its one key. A state kept under
+-- another algorithm or window — for token and gcra, another limit too — is no state.
+local function load_state(p)
+  local stored = redis.call('GET', p.key)
+  local alg, L, W, rest = string.match(stored or '', '^(%a+):(%d+):(%d+):(.+)$')
+  if alg ~= p.alg_name or tonumber(W) ~= p.W
+    or ((alg == 'token' or alg == 'gcra') and tonumber(L) ~= p.L) then
+    return nil
   end
-  return tonumber(a), tonumber(b)
+  local fields = {}
+  for field in string.gmatch(rest, '[^:]+') do
+    fields[#fields + 1] = tonumber(field)
+  end
+  return fields
 end
 
--- A count: SET with its TTL, or DEL when nothing is left.
-local function put_count(key, count, ttl)
-  if count > 0 then
-    redis.call('SET', key, int(count), 'PX', int(ttl + GRACE_MS))
-  else
-    redis.call('DEL', key)
+-- Keep the state for ttl ms (and the grace), or delete it when `keep` is false.
+local function store_state(p, keep, ttl, ...)
+  if not keep then
+    redis.call('DEL', p.key)
+    return
   end
+  local fields = { p.alg_name, int(p.L), int(p.W) }
+  for _, field in ipairs({ ... }) do
+    fields[#fields + 1] = int(field)
+  end
+  redis.call('SET', p.key, table.concat(fields, ':'), 'PX', int(ttl + GRACE_MS))
 end
 
 local fixed = {}
 
 function fixed.load(p)
-  local index = idiv(p.now, p.W)
-  p.elapsed = p.now - index * p.W
-  p.key = p.base .. ':' .. int(index)
-  p.count = tonumber(redis.call('GET', p.key) or 0)
+  p.index = idiv(p.now, p.W)
+  p.elapsed = p.now - p.index * p.W
+  local state = load_state(p)
+  p.count = state and state[1] == p.index and state[2] or 0
 end
 
 function fixed.check(p, cost)
@@ -132,16 +151,20 @@ function fixed.check(p, cost)
   return p.W - p.elapsed
 end
 
+local function fixed_store(p)
+  store_state(p, p.count > 0, p.W - p.elapsed, p.index, p.count)
+end
+
 function fixed.consume(p, cost)
   p.count = p.count + cost
-  put_count(p.key, p.count, p.W - p.elapsed)
+  fixed_store(p)
 end
 
 function fixed.refund(p, cost)
   local back = math.min(cost, p.count)
   if back > 0 then
     p.count = p.count - back
-    put_count(p.key, p.count, p.W - p.elapsed)
+    fixed_store(p)
   end
 end
 
@@ -153,19 +176,18 @@ function fixed.report(p)
   return math.max(0, p.L - p.count), reset
 end
 
-function fixed.delete(p)
-  redis.call('DEL', p.key)
-end
-
 local sliding = {}
 
 function sliding.load(p)
-  local index = idiv(p.now, p.W)
-  p.elapsed = p.now - index * p.W
-  p.key = p.base .. ':' .. int(index)
-  p.prev_key = p.base .. ':' .. int(index - 1)
-  p.curr = tonumber(redis.call('GET', p.key) or 0)
-  p.prev = tonumber(redis.call('GET', p.prev_key) or 0)
+  p.index = idiv(p.now, p.W)
+  p.elapsed = p.now - p.index * p.W
+  p.curr, p.prev = 0, 0
+  local state = load_state(p)
+  if state and state[1] == p.index then
+    p.curr, p.prev = state[2], state[3]
+  elseif state and state[1] == p.index - 1 then
+    p.prev = state[2]
+  end
 end
 
 local function sliding_weight(p, curr)
@@ -192,21 +214,25 @@ function sliding.check(p, cost)
   return to_next + math.min(ceil_div(excess_next, p.curr), p.W)
 end
 
+-- The current count matters until the end of the next window, the previous one until this
+-- window's end.
+local function sliding_store(p)
+  local ttl = p.curr > 0 and 2 * p.W - p.elapsed or p.W - p.elapsed
+  store_state(p, p.curr + p.prev > 0, ttl, p.index, p.curr, p.prev)
+end
+
 function sliding.consume(p, cost)
   p.curr = p.curr + cost
-  put_count(p.key, p.curr, 2 * p.W - p.elapsed)
+  sliding_store(p)
 end
 
 function sliding.refund(p, cost)
   local from_curr = math.min(cost, p.curr)
   local from_prev = math.min(cost - from_curr, p.prev)
-  if from_curr > 0 then
+  if from_curr + from_prev > 0 then
     p.curr = p.curr - from_curr
-    put_count(p.key, p.curr, 2 * p.W - p.elapsed)
-  end
-  if from_prev > 0 then
     p.prev = p.prev - from_prev
-    put_count(p.prev_key, p.prev, p.W - p.elapsed)
+    sliding_store(p)
   end
 end
 
@@ -221,20 +247,15 @@ function sliding.report(p)
   return remaining, reset
 end
 
-function sliding.delete(p)
-  redis.call('DEL', p.key, p.prev_key)
-end
-
 local token = {}
 
 function token.load(p)
-  p.key = p.base
   p.capacity = p.L * p.W
   p.level = p.capacity
   p.ts = p.now
-  local stored = redis.call('GET', p.key)
-  if stored then
-    local level, ts = split_pair(stored)
+  local state = load_state(p)
+  if state then
+    local level, ts = state[1], state[2]
     local refill_ms = math.min(math.max(p.now - ts, 0), p.W)
     p.level = math.min(p.capacity, level + refill_ms * p.L)
     p.ts = math.max(ts, p.now)
@@ -250,12 +271,7 @@ function token.check(p, cost)
 end
 
 local function token_store(p)
-  if p.level >= p.capacity then
-    redis.call('DEL', p.key)
-  else
-    local ttl = ceil_div(p.capacity - p.level, p.L) + GRACE_MS
-    redis.call('SET', p.key, int(p.level) .. ':' .. int(p.ts), 'PX', int(ttl))
-  end
+  store_state(p, p.level < p.capacity, ceil_div(p.capacity - p.level, p.L), p.level, p.ts)
 end
 
 function token.consume(p, cost)
@@ -275,19 +291,14 @@ function token.report(p)
   return idiv(p.level, p.W), ceil_div(p.capacity - p.level, p.L)
 end
 
-function token.delete(p)
-  redis.call('DEL', p.key)
-end
-
 local gcra = {}
 
 function gcra.load(p)
-  p.key = p.base
   p.capacity = p.L * p.W
   p.debt = 0
-  local stored = redis.call('GET', p.key)
-  if stored then
-    local tat_ms, tat_rem = split_pair(stored)
+  local state = load_state(p)
+  if state then
+    local tat_ms, tat_rem = state[1], state[2]
     local ahead_ms = math.min(tat_ms - p.now, p.W + 1)
     p.debt = math.min(p.capacity, math.max(0, ahead_ms * p.L + tat_rem))
   end
@@ -302,13 +313,8 @@ function gcra.check(p, cost)
 end
 
 local function gcra_store(p)
-  if p.debt <= 0 then
-    redis.call('DEL', p.key)
-  else
-    local ahead_ms = idiv(p.debt, p.L)
-    local tat = int(p.now + ahead_ms) .. ':' .. int(p.debt - ahead_ms * p.L)
-    redis.call('SET', p.key, tat, 'PX', int(ceil_div(p.debt, p.L) + GRACE_MS))
-  end
+  local ahead_ms = idiv(p.debt, p.L)
+  store_state(p, p.debt > 0, ceil_div(p.debt, p.L), p.now + ahead_ms, p.debt - ahead_ms * p.L)
 end
 
 function gcra.consume(p, cost)
@@ -328,20 +334,14 @@ function gcra.report(p)
   return idiv(p.capacity - p.debt, p.W), ceil_div(p.debt, p.L)
 end
 
-function gcra.delete(p)
-  redis.call('DEL', p.key)
-end
-
 -- @upstash/ratelimit's algorithms (2.2.0, src/lua-scripts/single.ts), on its own keys, with its
--- rules: to share one limit with a JavaScript service using that library. Its clock is the
--- client's Date.now(); ours is Redis TIME (the two agree on a window's index but at its edges).
+-- rules: to share one limit with a JavaScript service using that library. Like the library, they
+-- run on the caller's clock (`p.now` is ARGV[3] for them), which named their window keys.
 
 local upstash_fixed = {}
 
 function upstash_fixed.load(p)
-  local index = idiv(p.now, p.W)
-  p.reset_at = (index + 1) * p.W
-  p.key = p.prefix .. ':' .. p.id .. ':' .. int(index)
+  p.reset_at = (idiv(p.now, p.W) + 1) * p.W
   p.count = tonumber(redis.call('GET', p.key) or 0)
 end
 
@@ -375,17 +375,11 @@ function upstash_fixed.report(p)
   return math.max(0, p.L - p.count), reset
 end
 
-function upstash_fixed.delete(p)
-  redis.call('DEL', p.key)
-end
-
 local upstash_sliding = {}
 
 function upstash_sliding.load(p)
-  local index = idiv(p.now, p.W)
-  p.reset_at = (index + 1) * p.W
-  p.key = p.prefix .. ':' .. p.id .. ':' .. int(index)
-  p.prev_key = p.prefix .. ':' .. p.id .. ':' .. int(index - 1)
+  p.reset_at = (idiv(p.now, p.W) + 1) * p.W
+  p.prev_key = KEYS[p.first + 1]
   p.curr = tonumber(redis.call('GET', p.key) or 0)
   local prev = tonumber(redis.call('GET', p.prev_key) or 0)
   -- The library's weighting, in the same floating-point steps.
@@ -422,14 +416,9 @@ function upstash_sliding.report(p)
   return math.max(0, p.L - (p.curr + p.weighted)), reset
 end
 
-function upstash_sliding.delete(p)
-  redis.call('DEL', p.key, p.prev_key)
-end
-
 local upstash_token = {}
 
 function upstash_token.load(p)
-  p.key = p.prefix .. ':' .. p.id
   local bucket = redis.call('HMGET', p.key, 'refilledAt', 'tokens')
   if bucket[1] then
     p.refilled_at = tonumber(bucket[1])
@@ -481,10 +470,6 @@ function upstash_token.report(p)
   return p.tokens, reset
 end
 
-function upstash_token.delete(p)
-  redis.call('DEL', p.key)
-end
-
 local algorithms = {
   fixed = fixed, sliding = sliding, token = token, gcra = gcra,
   ['upstash-fixed'] = upstash_fixed, ['upstash-sliding'] = upstash_sliding,
@@ -498,7 +483,7 @@ if mode ~= 'consume' and mode ~= 'peek' and mode ~= 'refund' and mode ~= 'reset'
   return redis.error_reply('ERR edgecount: unknown rate-limit mode ' .. tostring(mode))
 end
 local cost = tonumber(ARGV[2])
-local id = ARGV[3]
+local caller_now = tonumber(ARGV[3])
 local n = (#ARGV - 5) / 8
 
 local now
@@ -513,15 +498,14 @@ else
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
--- 'rl:{<id>}' from KEYS[1] = 'rl:{<id>}:o'.
-local prefix = string.sub(KEYS[1], 1, -3)
--- Whether a live range of the deny list holds the client's address (ARGV[5]).
-local ranges = mode == 'ranges' and KEYS[1] or KEYS[3]
-local function address_denied(address)
+-- When the last live range of the deny list holding the client's address (ARGV[5]) ends (ms,
+-- Redis time; 0 when one never ends), or nil when none holds it.
+local ranges = mode == 'ranges' and KEYS[1] or KEYS[#KEYS]
+local function address_deny_end(address)
   local family, hex = string.sub(address, 1, 1), string.sub(address, 2)
   local lengths = redis.call('HGET', ranges, '#' .. family)
   if not lengths then
-    return false
+    return nil
   end
   local fields = {}
   for len in string.gmatch(lengths, '%d+') do
@@ -537,24 +521,36 @@ local function address_denied(address)
     fields[#fields + 1] = family .. prefix .. '/' .. len
   end
   if #fields == 0 then
-    return false
+    return nil
   end
+  local last
   for _, expiry in ipairs(redis.call('HMGET', ranges, unpack(fields))) do
-    if expiry and (expiry == '0' or tonumber(expiry) > now) then
-      return true
+    expiry = tonumber(expiry)
+    if expiry and (expiry == 0 or expiry > now) then
+      last = (expiry == 0 or last == 0) and 0 or math.max(last or 0, expiry)
     end
   end
-  return false
+  return last
 end
 
 if mode == 'ranges' then
-  return address_denied(ARGV[5]) and 1 or 0
+  return address_deny_end(ARGV[5]) and 1 or 0
 end
 
-local denied = false
+-- Denied, and until when (Redis time; 0: no end known — a deny without expiry, or the ranges'
+-- answer asked apart): the identity's mark and the address's ranges both hold until the later.
+local denied, deny_end = false, nil
 if mode == 'consume' or mode == 'peek' then
-  denied = redis.call('EXISTS', KEYS[2]) == 1 or ARGV[5] == '-'
-    or (ARGV[5] ~= '' and address_denied(ARGV[5]))
+  local mark = redis.call('PTTL', KEYS[2])
+  if mark ~= -2 then
+    denied, deny_end = true, mark == -1 and 0 or now + mark
+  end
+  local range_end = ARGV[5] == '-' and 0
+    or (ARGV[5] ~= '' and address_deny_end(ARGV[5])) or nil
+  if range_end then
+    denied = true
+    deny_end = (range_end == 0 or deny_end == 0) and 0 or math.max(deny_end or 0, range_end)
+  end
 end
 local names = {}
 for i = 1, n do
@@ -596,18 +592,13 @@ for i = 1, n do
   if mode ~= 'refund' and cost > L then
     return redis.error_reply('ERR edgecount: cost exceeds the limit of policy ' .. i .. ' (' .. int(L) .. ')')
   end
-  local p = { L = L, W = W, now = now, alg = alg, source = source, shadow = ARGV[at + 4] == '1',
-    id = id, prefix = ARGV[at + 6], refill = tonumber(ARGV[at + 7]) }
-  if native[alg_name] then
-    p.base = prefix .. ':' .. names[i] .. ':' .. alg_name .. ':'
-    if alg_name == 'token' or alg_name == 'gcra' then
-      p.base = p.base .. int(L) .. ':'
-    end
-    p.base = p.base .. int(W)
-  end
+  local first = tonumber(ARGV[at + 6])
+  local p = { L = L, W = W, now = native[alg_name] and now or caller_now, alg = alg,
+    alg_name = alg_name, source = source, shadow = ARGV[at + 4] == '1', first = first,
+    key = KEYS[first], refill = tonumber(ARGV[at + 7]) }
   alg.load(p)
   if mode == 'reset' then
-    alg.delete(p)
+    redis.call('DEL', p.key, p.prev_key or p.key)
     alg.load(p)
   end
   policies[i] = p
@@ -638,7 +629,8 @@ if cost > 0 then
   end
 end
 
-local reply = { now, allowed and 1 or 0, denied and 1 or 0 }
+local reply = { now, allowed and 1 or 0, denied and 1 or 0,
+  (deny_end and deny_end > 0) and deny_end - now or 0 }
 for _, p in ipairs(policies) do
   local remaining, reset = p.alg.report(p)
   reply[#reply + 1] = p.retry == 0 and 1 or 0
