@@ -475,7 +475,7 @@ write_chart() {
       if (name ~ /webdis|redis-benchmark|JS /) return "theirs"
       return "ours"
     }
-    { name[NR] = $1; text[NR] = $2; v[NR] = $2 + 0; if (v[NR] > max) max = v[NR] }
+    { name[NR] = $1; shown[NR] = $2; v[NR] = $2 + 0; if (v[NR] > max) max = v[NR] }
     END {
       label = 330; width = 420; bar = 22; gap = 8; top = 34
       h = top + NR * (bar + gap) + 30
@@ -488,7 +488,7 @@ write_chart() {
         w = max > 0 ? v[i] / max * width : 0
         printf "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", label - 6, y + bar * 0.7, esc(name[i])
         printf "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n", label, y, w, bar, color[kind(name[i])]
-        if (raw) printf "<text x=\"%.1f\" y=\"%d\">%s</text>\n", label + w + 4, y + bar * 0.7, esc(text[i])
+        if (raw) printf "<text x=\"%.1f\" y=\"%d\">%s</text>\n", label + w + 4, y + bar * 0.7, esc(shown[i])
         else printf "<text x=\"%.1f\" y=\"%d\">%d</text>\n", label + w + 4, y + bar * 0.7, v[i]
       }
       y = h - 10; x = 8

@@ -224,14 +224,23 @@ cost_row() {
     if (v == 0) print "$0"; else if (v >= 0.1) printf "$%.2f", v; else if (v >= 0.01) printf "$%.3f", v; else printf "$%.4f", v
   }')"
   if [[ "$hit" == 1 ]]; then
-    free="$(awk -v c="$commands" -v n="$ops" -v f="$COST_FREE_COMMANDS" 'BEGIN {
-      if (c == 0) { print "unlimited"; exit }
-      s = sprintf("%.0f", f / (c / n)); out = ""
-      while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
-      print s out
-    }')"
+    if [[ "$commands" == 0 ]]; then
+      free="unlimited"
+    else
+      free="$(thousands "$(awk -v c="$commands" -v n="$ops" -v f="$COST_FREE_COMMANDS" 'BEGIN {printf "%.0f", f / (c / n)}')")"
+    fi
   fi
-  RESULT_ROWS+=("$name|$(per_op "$commands" "$ops")|$dollars|$free|$ops|$commands|$note")
+  RESULT_ROWS+=("$name|$(per_op "$commands" "$ops")|$dollars|$free|$(thousands "$ops")|$(thousands "$commands")|$note")
+}
+
+# thousands 1234567 → 1,234,567
+thousands() {
+  local s="$1" out=""
+  while ((${#s} > 3)); do
+    out=",${s: -3}$out"
+    s="${s:0:${#s}-3}"
+  done
+  printf '%s%s' "$s" "$out"
 }
 
 # cost_measure NAME LABEL HIT BASE N CONCURRENCY OFFSET WARM_STEPS STEPS [UNTIL] → WARM_STEPS 10
@@ -281,8 +290,8 @@ cost_hammer() {
   cost_window "$label-rest" "$base" "$COST_REFUSED_N" "$COST_CONCURRENCY" 0 \
     "$(cost_step POST "$path" 429 '')"
   rest_note="$(cost_note)"
-  cost_row "$prefix: refused hammering, all $((first_ops + COST_OPS)) requests" "$((first_ops + COST_OPS))" \
-    "$((first_commands + COST_COMMANDS))" 0 "$first_note; then $COST_OPS refused: $(plural "$COST_COMMANDS" command)"
+  cost_row "$prefix: refused hammering, all $(thousands $((first_ops + COST_OPS))) requests" "$((first_ops + COST_OPS))" \
+    "$((first_commands + COST_COMMANDS))" 0 "$first_note; then $(thousands "$COST_OPS") refused: $(plural "$(thousands "$COST_COMMANDS")" command)"
   cost_row "$prefix: refused, after the first refusal" "$COST_OPS" "$COST_COMMANDS" 0 "$rest_note"
 }
 
