@@ -459,16 +459,16 @@ chart_unit() {
 # (edgecount), theirs (webdis, redis-benchmark, the JavaScript workers) or the box's reference (the
 # bare hyper ceiling, the no-Redis baselines).
 write_chart() {
-  local section="$1" file="$2" row title="$1: requests per second, one run (rows of BENCHMARKS.md)" raw=0
+  local section="$1" file="$2" row title="$1: requests per second, one run (rows of BENCHMARKS.md)" raw=0 names=330
   if [[ "$section" == cost ]]; then
     title="cost: Redis commands per operation, billed (rows of BENCHMARKS.md)"
-    raw=1
+    raw=1 names=450
   fi
   mkdir -p "$(dirname "$file")"
   for row in "${RESULT_ROWS[@]}"; do
     IFS='|' read -r name rps _ <<<"$row"
     printf '%s\t%s\n' "$name" "$rps"
-  done | awk -F'\t' -v title="$title" -v raw="$raw" '
+  done | awk -F'\t' -v title="$title" -v raw="$raw" -v names="$names" '
     function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); return s }
     function kind(name) {
       if (name ~ /ceiling|baseline/) return "ref"
@@ -477,7 +477,7 @@ write_chart() {
     }
     { name[NR] = $1; shown[NR] = $2; v[NR] = $2 + 0; if (v[NR] > max) max = v[NR] }
     END {
-      label = 330; width = 420; bar = 22; gap = 8; top = 34
+      label = names; width = 420; bar = 22; gap = 8; top = 34
       h = top + NR * (bar + gap) + 30
       color["ours"] = "#e8590c"; color["theirs"] = "#1c7ed6"; color["ref"] = "#adb5bd"
       printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", label + width + 80, h

@@ -290,9 +290,9 @@ cost_hammer() {
   cost_window "$label-rest" "$base" "$COST_REFUSED_N" "$COST_CONCURRENCY" 0 \
     "$(cost_step POST "$path" 429 '')"
   rest_note="$(cost_note)"
-  cost_row "$prefix: refused hammering, all $(thousands $((first_ops + COST_OPS))) requests" "$((first_ops + COST_OPS))" \
+  cost_row "$prefix, refused: all $(thousands $((first_ops + COST_OPS))) requests" "$((first_ops + COST_OPS))" \
     "$((first_commands + COST_COMMANDS))" 0 "$first_note; then $(thousands "$COST_OPS") refused: $(plural "$(thousands "$COST_COMMANDS")" command)"
-  cost_row "$prefix: refused, after the first refusal" "$COST_OPS" "$COST_COMMANDS" 0 "$rest_note"
+  cost_row "$prefix, refused: after the first refusal" "$COST_OPS" "$COST_COMMANDS" 0 "$rest_note"
 }
 
 # plural N WORD → "1 word", "2 words".
@@ -491,9 +491,9 @@ readme_block_cost() {
     IFS='|' read -r name per dollars free ops commands note <<<"$row"
     case "$name" in
       "ours: hit, new visitor" | "ours: hit, returning visitor" | "ours: get, read cache on"* | \
-        "ours: dashboard opening"* | "ours: rate limit, allowed" | "ours: rate limit 5/h: refused, after the first refusal" | \
-        "ours: lease acquire + release" | "JS @upstash/redis bare INCR: hit" | \
-        "JS @upstash/ratelimit 5/h, cache on: refused, after the first refusal") ;;
+        "ours: service-wide GET /stats" | "ours: dashboard opening"* | "ours: rate limit, allowed" | \
+        "ours: rate limit 5/h, refused: after the first refusal" | "ours: lease acquire + release" | \
+        "JS @upstash/redis bare INCR: hit" | "JS @upstash/ratelimit 5/h, cache on, refused: after the first refusal") ;;
       *) continue ;;
     esac
     [[ "$free" != "—" ]] || free=""
