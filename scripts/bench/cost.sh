@@ -21,15 +21,20 @@
 #
 # Env: EDGECOUNT_COST_N (operations per row, default 2000), EDGECOUNT_COST_REFUSED_N (refused
 # requests of one identity, default 10000), EDGECOUNT_COST_DASHBOARDS (default 200),
-# EDGECOUNT_COST_CONCURRENCY (operations in flight, default 16).
+# EDGECOUNT_COST_CONCURRENCY (operations in flight, default 16), EDGECOUNT_COST_MAX_SECS (the
+# section's time bound, default 600; it takes about 2.5 minutes with the defaults).
 
 COST_N="${EDGECOUNT_COST_N:-2000}"
 COST_REFUSED_N="${EDGECOUNT_COST_REFUSED_N:-10000}"
 COST_DASHBOARDS="${EDGECOUNT_COST_DASHBOARDS:-200}"
 COST_CONCURRENCY="${EDGECOUNT_COST_CONCURRENCY:-16}"
+# The whole section stops (fails) past this many seconds; each load run past 90.
+COST_MAX_SECS="${EDGECOUNT_COST_MAX_SECS:-600}"
 # How long MONITOR's log must stay unchanged before a marker is sent (the worker may still run
 # work after its answer, e.g. in waitUntil).
 COST_QUIET_SECS=0.5
+# After a row's end marker the log must stay unchanged this long (else the row missed commands).
+COST_LATE_SECS=1
 # Upstash pay-as-you-go: $0.20 per 100,000 commands = $2.00 per million; 500,000 commands a month free.
 COST_DOLLARS_PER_M_COMMANDS=2.00
 COST_FREE_COMMANDS=500000
@@ -167,9 +172,10 @@ cost_step() {
 # in COST_LOAD_OUT.
 cost_load() {
   local base="$1" n="$2" concurrency="$3" offset="$4" steps="$5" until="${6:-}" spec out
-  spec="{\"base\":$(json_str "$base"),\"n\":$n,\"concurrency\":$concurrency,\"offset\":$offset,\"deadline_s\":150,\"steps\":[$steps]${until:+,\"until_status\":$until}}"
+  spec="{\"base\":$(json_str "$base"),\"n\":$n,\"concurrency\":$concurrency,\"offset\":$offset,\"deadline_s\":90,\"steps\":[$steps]${until:+,\"until_status\":$until}}"
   out="$WORK_DIR/cost-load.out"
-  timeout 200 "$COST_NODE" "$ROOT/scripts/bench/cost_load.mjs" "$spec" >"$out" 2>"$out.err" ||
+  ((SECONDS - COST_STARTED < COST_MAX_SECS)) || die "the cost section is over its ${COST_MAX_SECS} s"
+  timeout 120 "$COST_NODE" "$ROOT/scripts/bench/cost_load.mjs" "$spec" >"$out" 2>"$out.err" ||
     die "cost_load.mjs failed ($(cat "$out.err")) for spec $spec"
   COST_LOAD_OUT="$(cat "$out")"
 }
@@ -194,6 +200,13 @@ cost_window() {
   cost_proxy_sockets "$sockets"
   cost_mark "$label" end
   p1="$(proxy_commands_total)"
+  # Nothing of this row may come after its end marker (it would be counted nowhere): the log
+  # must stay as it is for a while longer.
+  local closed
+  closed="$(log_size)"
+  sleep "$COST_LATE_SECS"
+  [[ "$(log_size)" == "$closed" ]] ||
+    die "$label: Redis saw commands within ${COST_LATE_SECS}s after the window closed: $(tail -c +"$((closed + 1))" "$COST_MONITOR_LOG" | head -n 5)"
   counted="$(python3 "$ROOT/scripts/bench/cost_count.py" "$COST_MONITOR_LOG" "$label" "$offset" "$sockets")" ||
     die "cost_count.py failed for $label"
   local foreign clients
@@ -314,12 +327,12 @@ bench_cost() {
   command -v python3 >/dev/null || die "python3 is needed to count MONITOR's lines"
   command -v ss >/dev/null || die "ss (iproute2) is needed to tell the proxy's sockets"
   local v
-  for v in COST_N COST_REFUSED_N COST_DASHBOARDS COST_CONCURRENCY; do
+  for v in COST_N COST_REFUSED_N COST_DASHBOARDS COST_CONCURRENCY COST_MAX_SECS; do
     [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 && "${!v}" -le 20000 ]] || die "$v must be 1..20000"
   done
   COST_NODE="$(cost_node)"
   BENCH_USER_AGENT="${BENCH_USER_AGENT:-Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36}"
-  local started=$SECONDS
+  COST_STARTED=$SECONDS
   start_cost_stack
   local upstash=("UPSTASH_REDIS_REST_URL=$COST_PROXY_URL" "UPSTASH_REDIS_REST_TOKEN=$TOKEN")
   local ours=("${upstash[@]}" "EDGECOUNT_UNIQUES_SECRET=$COST_UNIQUES_SECRET" "EDGECOUNT_RATE_LIMITS=$COST_POLICIES")
@@ -443,9 +456,9 @@ bench_cost() {
   cost_hammer "JS @upstash/ratelimit 5/h, cache off" js-rl-refused "$js_rl_small" /limit/cost-hammer-off /limit/warm-off
   cost_hammer "JS @upstash/ratelimit 5/h, cache on" js-rl-cache-refused "$js_rl_small_cache" /limit/cost-hammer-on /limit/warm-on
 
-  local elapsed=$((SECONDS - started))
+  local elapsed=$((SECONDS - COST_STARTED))
   SECTION_NOTES=(
-    "how it is counted: MONITOR on the section's own redis-server; each row's operations run between two markers sent once MONITOR's log had been quiet for ${COST_QUIET_SECS} s (the worker's work after its answer included), and every command between them counts except the lines whose client is \`lua\` (what a script runs inside itself: Upstash bills the EVALSHA only). Each row's commands all came from the proxy's own sockets (checked with \`ss\`), and its note lists them by name; where the proxy's \`edgecount_proxy_commands_total\` moved by another figure the note says so. Warm-up before each row (10 operations outside the window): the isolate's first request and a script's first EVAL (NOSCRIPT) are one-time costs, not in the figures."
+    "how it is counted: MONITOR on the section's own redis-server; each row's operations run between two markers sent once MONITOR's log had been quiet for ${COST_QUIET_SECS} s (the worker's work after its answer included; and no command came in the ${COST_LATE_SECS} s after the end marker), and every command between them counts except the lines whose client is \`lua\` (what a script runs inside itself: Upstash bills the EVALSHA only). Each row's commands all came from the proxy's own sockets (checked with \`ss\`), and its note lists them by name; where the proxy's \`edgecount_proxy_commands_total\` moved by another figure the note says so. Warm-up before each row (10 operations outside the window): the isolate's first request and a script's first EVAL (NOSCRIPT) are one-time costs, not in the figures."
     "the proxy sends nothing by itself: ${idle_secs} s with nothing running, 0 commands (a window like the others). What it sent before the first window (its connections' set-up), not in any row: ${setup:-nothing}."
     "a new visitor is a distinct client address per request in \`CF-Connecting-IP\` (on Cloudflare the platform sets it to the connecting client and a client cannot forge it; bare workerd passes the request's own header through, so the load driver plays Cloudflare's part), with \`EDGECOUNT_UNIQUES_SECRET\` set: the counter's uniques today were **$uniques_new** after $COST_N new visitors and still $uniques_back after they all came back (HyperLogLog, ±1%). The abuse limit is on (default, 120 counted hits per client per counter per minute): each client hits each counter at most twice. Idempotent hits: $COST_N fresh keys counted $idem_value, their replays left it at $replay_value."
     "get with the read cache on: $COST_N reads of one counter in ${cached_secs} s ($COST_CONCURRENCY at a time) — the worker keeps a value it read for 250 ms, and the reads in flight when a cached value expires each make their own call (README, Hot counters), so this figure is about (reads in flight) / (reads per 250 ms): it depends on the read rate and the concurrency (a read every 250 ms or less often: 1 each)."
