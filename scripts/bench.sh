@@ -27,6 +27,8 @@
 #
 # Adding a section: write bench_<name>() that fills RESULT_ROWS (see add_row) and
 # SECTION_NOTES, add <name> to SECTIONS; start servers with start_group (they are stopped on exit).
+# Optional: section_intro_<name>, print_table_<name> (rows of its own layout), section_caveat_<name>,
+# readme_block_<name> (written between README's <!-- bench:<name>-readme:start/end --> markers).
 # shellcheck disable=SC2016 # backticks inside printf formats are Markdown, not command substitution
 set -euo pipefail
 
