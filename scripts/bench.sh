@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks, loopback only, bounded in time, everything in its own process group.
 #
-#   ./scripts/bench.sh                    every section that exists (today: proxy)
-#   ./scripts/bench.sh --only proxy       one section: proxy | worker | ratelimit | serve
+#   ./scripts/bench.sh                    every section: proxy, worker, ratelimit, serve, cost
+#   ./scripts/bench.sh --only proxy       one section: proxy | worker | ratelimit | serve | cost
 #   options: --duration SECONDS (10)  --connections N (50)  --threads N (2)  --pipeline N (100)
 #            --requests N (redis-benchmark, 300000)  --no-write (do not update BENCHMARKS.md)
 #
@@ -18,19 +18,24 @@
 # serve section (scripts/bench/serve.sh): hits through `edgecount serve --redis-url` (RESP) vs
 #   through the proxy (REST), and vs redis-benchmark running the hit's own EVALSHA (the Redis-side
 #   limit), in rows and alternating rounds.
+# cost section (scripts/bench/cost.sh): Redis commands per operation as Upstash bills them (hits,
+#   reads, stats, a dashboard opening, rate-limit decisions allowed and refused, leases; the JS peers
+#   beside them), counted with MONITOR on a private redis-server; $ per million operations.
 # It prints req/s, p50, p99 and each server's CPU, the ratios proxy/webdis and proxy/redis-benchmark,
 # and writes them with the exact command into BENCHMARKS.md (between this section's markers, so
 # other sections are left alone), with an SVG bar chart of the section's rows (docs/bench/<section>.svg).
 #
 # Adding a section: write bench_<name>() that fills RESULT_ROWS (see add_row) and
 # SECTION_NOTES, add <name> to SECTIONS; start servers with start_group (they are stopped on exit).
+# Optional: section_intro_<name>, print_table_<name> (rows of its own layout), section_caveat_<name>,
+# readme_block_<name> (written between README's <!-- bench:<name>-readme:start/end --> markers).
 # shellcheck disable=SC2016 # backticks inside printf formats are Markdown, not command substitution
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SECTIONS=(proxy worker ratelimit serve)
+SECTIONS=(proxy worker ratelimit serve cost)
 ONLY=""
 DURATION=10
 CONNECTIONS=50
@@ -52,14 +57,14 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --only) ONLY="${2:?--only needs proxy|worker|ratelimit|serve}"; shift 2 ;;
+      --only) ONLY="${2:?--only needs proxy|worker|ratelimit|serve|cost}"; shift 2 ;;
       --only=*) ONLY="${1#*=}"; shift ;;
       --duration) DURATION="${2:?}"; shift 2 ;;
       --connections) CONNECTIONS="${2:?}"; shift 2 ;;
@@ -416,6 +421,9 @@ source "$ROOT/scripts/bench/worker.sh"
 # running the hit's EVALSHA): bench_serve and its helpers.
 # shellcheck source=scripts/bench/serve.sh
 source "$ROOT/scripts/bench/serve.sh"
+# cost (Redis commands per operation, counted with MONITOR; $ per million): bench_cost and its helpers.
+# shellcheck source=scripts/bench/cost.sh
+source "$ROOT/scripts/bench/cost.sh"
 
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) { print "-"; exit } printf "%.2f", a / b }'
@@ -440,25 +448,38 @@ print_table() {
   done
 }
 
-# write_chart SECTION FILE: the section's rows as an SVG bar chart of req/s, one bar per row,
-# coloured by whose they are — ours (edgecount), theirs (webdis, redis-benchmark, the JavaScript
-# workers) or the box's reference (the bare hyper ceiling, the no-Redis baselines).
+# What a section's chart shows (its rows' second field).
+chart_unit() {
+  case "$1" in
+    cost) printf 'Redis commands per operation' ;;
+    *) printf 'req/s' ;;
+  esac
+}
+
+# write_chart SECTION FILE: the section's rows as an SVG bar chart of req/s (cost: commands per
+# operation, labelled as the table has them), one bar per row, coloured by whose they are — ours
+# (edgecount), theirs (webdis, redis-benchmark, the JavaScript workers) or the box's reference (the
+# bare hyper ceiling, the no-Redis baselines).
 write_chart() {
-  local section="$1" file="$2" row
+  local section="$1" file="$2" row title="$1: requests per second, one run (rows of BENCHMARKS.md)" raw=0 names=330
+  if [[ "$section" == cost ]]; then
+    title="cost: Redis commands per operation, billed (rows of BENCHMARKS.md)"
+    raw=1 names=450
+  fi
   mkdir -p "$(dirname "$file")"
   for row in "${RESULT_ROWS[@]}"; do
     IFS='|' read -r name rps _ <<<"$row"
     printf '%s\t%s\n' "$name" "$rps"
-  done | awk -F'\t' -v title="$section: requests per second, one run (rows of BENCHMARKS.md)" '
+  done | awk -F'\t' -v title="$title" -v raw="$raw" -v names="$names" '
     function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); return s }
     function kind(name) {
       if (name ~ /ceiling|baseline/) return "ref"
       if (name ~ /webdis|redis-benchmark|JS /) return "theirs"
       return "ours"
     }
-    { name[NR] = $1; v[NR] = $2 + 0; if (v[NR] > max) max = v[NR] }
+    { name[NR] = $1; shown[NR] = $2; v[NR] = $2 + 0; if (v[NR] > max) max = v[NR] }
     END {
-      label = 330; width = 420; bar = 22; gap = 8; top = 34
+      label = names; width = 420; bar = 22; gap = 8; top = 34
       h = top + NR * (bar + gap) + 30
       color["ours"] = "#e8590c"; color["theirs"] = "#1c7ed6"; color["ref"] = "#adb5bd"
       printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", label + width + 80, h
@@ -469,7 +490,8 @@ write_chart() {
         w = max > 0 ? v[i] / max * width : 0
         printf "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", label - 6, y + bar * 0.7, esc(name[i])
         printf "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>\n", label, y, w, bar, color[kind(name[i])]
-        printf "<text x=\"%.1f\" y=\"%d\">%d</text>\n", label + w + 4, y + bar * 0.7, v[i]
+        if (raw) printf "<text x=\"%.1f\" y=\"%d\">%s</text>\n", label + w + 4, y + bar * 0.7, esc(shown[i])
+        else printf "<text x=\"%.1f\" y=\"%d\">%d</text>\n", label + w + 4, y + bar * 0.7, v[i]
       }
       y = h - 10; x = 8
       split("ours edgecount;theirs webdis, redis-benchmark, JavaScript;ref this box: ceiling, baselines", legend, ";")
@@ -497,16 +519,32 @@ section_markdown() {
       printf 'threads); webdis %s with %s threads. Server CPU is the server process' "$(dpkg-query -W -f='${Version}' webdis 2>/dev/null || echo '?')" "$(nproc)"
       printf "'s\nuser+system time over the run (100%% = one core).\n\n"
       ;;
-    worker | ratelimit | serve) "section_intro_$section" ;;
+    worker | ratelimit | serve | cost) "section_intro_$section" ;;
   esac
-  print_table
-  printf '\n![%s: req/s of the rows above](docs/bench/%s.svg)\n\n' "$section" "$section"
+  if declare -F "print_table_$section" >/dev/null; then "print_table_$section"; else print_table; fi
+  printf '\n![%s: %s of the rows above](docs/bench/%s.svg)\n\n' "$section" "$(chart_unit "$section")" "$section"
   local note
   for note in "${SECTION_NOTES[@]}"; do printf -- '- %s\n' "$note"; done
-  printf '\nCaveat: the load generator, the HTTP server and redis-server share the same %s cores, so\n' "$(nproc)"
-  printf 'absolute numbers are lower than on separate machines and vary run to run; compare the\n'
-  printf 'rows of one run with each other, not with other machines.\n'
+  if declare -F "section_caveat_$section" >/dev/null; then
+    "section_caveat_$section"
+  else
+    printf '\nCaveat: the load generator, the HTTP server and redis-server share the same %s cores, so\n' "$(nproc)"
+    printf 'absolute numbers are lower than on separate machines and vary run to run; compare the\n'
+    printf 'rows of one run with each other, not with other machines.\n'
+  fi
   printf '<!-- bench:%s:end -->\n' "$section"
+}
+
+# replace_block FILE NAME BLOCKFILE: replace the lines from <!-- bench:NAME:start --> to
+# <!-- bench:NAME:end --> (BLOCKFILE holds both markers). Returns 1 when FILE has no such block.
+replace_block() {
+  local file="$1" name="$2" block="$3"
+  grep -q "<!-- bench:$name:start -->" "$file" || return 1
+  awk -v start="<!-- bench:$name:start -->" -v end="<!-- bench:$name:end -->" -v blockfile="$block" '
+    $0 == start { while ((getline line < blockfile) > 0) print line; skipping = 1; next }
+    $0 == end { skipping = 0; next }
+    !skipping { print }
+  ' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
 }
 
 # Replace this section's block in BENCHMARKS.md (or append it), leaving other sections as they are.
@@ -516,16 +554,20 @@ write_markdown() {
   if [[ ! -f "$file" ]]; then
     printf '# Benchmarks\n\nWritten by `scripts/bench.sh`; each section is replaced by its own run.\n' >"$file"
   fi
-  if grep -q "<!-- bench:$section:start -->" "$file"; then
-    awk -v start="<!-- bench:$section:start -->" -v end="<!-- bench:$section:end -->" -v blockfile="$block" '
-      $0 == start { while ((getline line < blockfile) > 0) print line; skipping = 1; next }
-      $0 == end { skipping = 0; next }
-      !skipping { print }
-    ' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
-  else
+  if ! replace_block "$file" "$section" "$block"; then
     { printf '\n'; cat "$block"; } >>"$file"
   fi
   log "wrote section '$section' to BENCHMARKS.md"
+  # A section may also have a short block in README.md (readme_block_<section>, written between
+  # README's <!-- bench:<section>-readme:start/end --> markers when README has them).
+  if declare -F "readme_block_$section" >/dev/null; then
+    "readme_block_$section" >"$WORK_DIR/readme-block.md"
+    if replace_block "$ROOT/README.md" "$section-readme" "$WORK_DIR/readme-block.md"; then
+      log "wrote section '$section' to README.md"
+    else
+      log "README.md has no <!-- bench:$section-readme:start --> block: its table is left as it is"
+    fi
+  fi
 }
 
 main() {

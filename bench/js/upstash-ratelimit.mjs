@@ -3,21 +3,28 @@
 //
 //   POST /limit/{id}  →  200 {"allowed":true,…} | 429 {"allowed":false,…}
 //
-// Bindings: UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, RATELIMIT_LIMIT (default 1000000);
-// the window is "1 h" (Ratelimit.slidingWindow, its two-window weighted counter: the same family
-// as our `sliding` policy).
+// Bindings: UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, RATELIMIT_LIMIT (default 1000000),
+// RATELIMIT_CACHE (`off`, the default, or `on`); the window is "1 h" (Ratelimit.slidingWindow, its
+// two-window weighted counter: the same family as our `sliding` policy).
 //
-// Every decision goes to Redis: `ephemeralCache: false` (no in-isolate cache of blocked ids),
-// `analytics: false`, `enableProtection: false` (no deny-list lookups), `dynamicLimits: false` (no
-// extra GET). `cacheScripts` stays at its default (EVALSHA, EVAL on NOSCRIPT). The client and the
-// limiter are created per request (see upstash-redis-hit.mjs: workerd does not share I/O between
-// requests; with the cache off nothing is lost by that).
+// With RATELIMIT_CACHE=off every decision goes to Redis: `ephemeralCache: false` (no in-isolate
+// cache of blocked ids). With RATELIMIT_CACHE=on the limiter gets `ephemeralCache: BLOCKED`, a Map
+// kept at module scope, so it outlives the request and the limiter built for it, as the library
+// means it to be used: an identifier it has seen refused is answered "cacheBlock" from the isolate
+// until its window resets, without a Redis call. Either way `analytics: false`,
+// `enableProtection: false` (no deny-list lookups), `dynamicLimits: false` (no extra GET).
+// `cacheScripts` stays at its default (EVALSHA, EVAL on NOSCRIPT). The client and the limiter are
+// created per request (see upstash-redis-hit.mjs: workerd does not share I/O between requests;
+// the cache is plain data, so sharing it across requests is fine).
 //
 // @upstash/ratelimit >= 2.1 puts `#!lua flags=allow-key-locking` on its scripts, a flag Redis 7.0
 // rejects; edgecount proxy drops that flag and maps the SHAs (src/proxy/scripts.rs), so the client
 // runs here unmodified, one EVALSHA per decision after the first EVAL.
 import { Redis } from "@upstash/redis/cloudflare";
 import { Ratelimit } from "@upstash/ratelimit";
+
+// identifier → until when (ms) it is blocked; only used with RATELIMIT_CACHE=on.
+const BLOCKED = new Map();
 
 function json(status, body) {
   return new Response(JSON.stringify(body), {
@@ -35,7 +42,7 @@ export default {
     const ratelimit = new Ratelimit({
       redis: Redis.fromEnv(env),
       limiter: Ratelimit.slidingWindow(Number(env.RATELIMIT_LIMIT ?? 1000000), "1 h"),
-      ephemeralCache: false,
+      ephemeralCache: env.RATELIMIT_CACHE === "on" ? BLOCKED : false,
       analytics: false,
       enableProtection: false,
       dynamicLimits: false,

@@ -17,14 +17,16 @@
 #              our worker with fixed, sliding, token and gcra policies (limits of 10^6 per hour, so
 #              nothing is refused in a run), vs bench/js/upstash-ratelimit.mjs
 #              (@upstash/ratelimit slidingWindow(10^6, "1 h"), no cache, no analytics).
-#              REST round trips per decision from /_stats.
+#              REST round trips per decision from /_stats. Then refused vs allowed decisions:
+#              one identity far over `refuse` (sliding 5/h) against `sliding` (nothing refused), a
+#              row and alternating rounds (refused decisions/s / allowed decisions/s).
 
 WORKERD_BIN="${WORKERD_BIN:-$ROOT/node_modules/@cloudflare/workerd-linux-64/bin/workerd}"
 ESBUILD="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 # Newest date the pinned workerd supports (tests/support/workerd.rs, wrangler.toml).
 WORKERD_COMPAT_DATE="2026-07-30"
 BENCH_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"
-BENCH_RATE_LIMITS="fixed=fixed:1000000/1h; sliding=sliding:1000000/1h; token=token:1000000/1h; gcra=gcra:1000000/1h; conc=concurrency:1000000/1h"
+BENCH_RATE_LIMITS="fixed=fixed:1000000/1h; sliding=sliding:1000000/1h; token=token:1000000/1h; gcra=gcra:1000000/1h; conc=concurrency:1000000/1h; refuse=sliding:5/1h"
 BENCH_ADMIN_TOKEN="bench-admin-token"
 
 # admin_put URL: an admin PUT (override, deny entry) that must succeed.
@@ -219,6 +221,7 @@ alternate_rounds() {
     log "round $((n + 1))/$rounds: req/s ratio ${rps_ratios[-1]}, CPU/req ratio (B/A) ${cpu_ratios[-1]}"
   done
   LAST_ROUNDS="$(median_of "${rps_ratios[@]}")"
+  LAST_ROUNDS_SPREAD="$(spread_of "${rps_ratios[@]}")"
   LAST_ROUNDS_DETAIL="rounds: ${rps_ratios[*]}; workerd CPU per request $label: median $(median_of "${cpu_ratios[@]}"), rounds ${cpu_ratios[*]}"
 }
 
@@ -336,13 +339,27 @@ bench_ratelimit() {
     "decision / lease operation"
   rounds[lease]="**$LAST_ROUNDS** ($LAST_ROUNDS_DETAIL)"
 
+  # Refused decisions: one identity far over a small limit (5 per hour), against allowed ones (a
+  # limit nothing reaches), in the one worker. A row, then alternating rounds.
+  local refused="$wasm_url/limit/refuse/bench-hammer" n
+  for ((n = 0; n < 5; n++)); do
+    curl -s --max-time 10 -o /dev/null -X POST -A "$BENCH_USER_AGENT" "$refused" || true
+  done
+  expect_answer rl-wasm "$refused" ' HTTP 429$'
+  measure_worker "ours: sliding, refused (one id over 5/h)" "$wasm_pid" "$refused" "all 429 (expected)"
+  rps[refused]="$LAST_RPS"
+  rest[refused]="$LAST_REST_PER_REQ"
+  alternate_rounds "$wasm_pid" "$refused" "$wasm_pid" "$wasm_url/limit/sliding/bench" "allowed / refused"
+  local refused_rounds="$LAST_ROUNDS" refused_spread="$LAST_ROUNDS_SPREAD" refused_detail="$LAST_ROUNDS_DETAIL"
+
   SECTION_NOTES=(
     "decisions/s ours / @upstash/ratelimit sliding: fixed **$(ratio "${rps[fixed]}" "$js_rps")**, sliding **$(ratio "${rps[sliding]}" "$js_rps")** (same algorithm family), token **$(ratio "${rps[token]}" "$js_rps")**, gcra **$(ratio "${rps[gcra]}" "$js_rps")**, sliding with an override and a deny-list check **$(ratio "${rps[checked]}" "$js_rps")**"
     "alternating rounds after the rows above (ours then JS, then JS then ours, …; ${EDGECOUNT_BENCH_ROUNDS:-7} × 5 s each; the steadier comparison on a shared machine), decisions/s ours / JS median: fixed ${rounds[fixed]}; sliding ${rounds[sliding]}; token ${rounds[token]}; gcra ${rounds[gcra]}; **sliding with an override and a deny-list check** ${rounds[checked]}"
     "REST round trips per decision at the proxy: ours fixed ${rest[fixed]}, sliding ${rest[sliding]}, token ${rest[token]}, gcra ${rest[gcra]}, sliding with an override and a deny-list check ${rest[checked]}; @upstash/ratelimit $js_rest"
+    "refused vs allowed through our worker (one identity far over \`refuse=sliding:5/1h\` vs \`sliding\`, which nothing reaches), ${EDGECOUNT_BENCH_ROUNDS:-7} alternating rounds of 5 s, each side first in every other round: refused decisions/s / allowed decisions/s median **$refused_rounds** (spread $refused_spread; $refused_detail); rows: $(ratio "${rps[refused]}" "${rps[sliding]}"); REST round trips per refused decision ${rest[refused]} (allowed: ${rest[sliding]}). Target once refused decisions are answered from a block cache: ≥ 3 — $(awk -v r="$refused_rounds" 'BEGIN {print (r >= 3) ? "met" : "not met"}')"
     "leases: ${rest[lease]} REST round trips per lease operation (so 2 per acquire + release pair); lease operations/s / our sliding decisions/s, alternating rounds in the one worker: median ${rounds[lease]}"
     "@upstash/ratelimit 2.2.0 starts its scripts with \`#!lua flags=allow-key-locking\`, which only Upstash's own server accepts (Redis 7.0 answers \`ERR Unexpected flag in script shebang\`; hiett/serverless-redis-http#40 is the same problem). edgecount proxy drops that flag and maps the library's SHAs to the stripped scripts' (src/proxy/scripts.rs), so the library runs unmodified, one EVALSHA per decision; Redis runs the same script under its usual global script lock."
-    "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis."
+    "Our policies: \`$BENCH_RATE_LIMITS\`; @upstash/ratelimit: \`slidingWindow(1000000, \"1 h\")\`, \`ephemeralCache: false, analytics: false, enableProtection: false, dynamicLimits: false\`. One identifier per run (a hot key), limits far above what a run can use, so every answer is a 200 decision that went to Redis (except the refused row and rounds: \`refuse\`, 5 per hour, all 429)."
     "$(source_note); workerd $(node_pkg_version workerd), @upstash/ratelimit $(node_pkg_version @upstash/ratelimit), @upstash/redis $(node_pkg_version @upstash/redis); load after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (other builds share the machine: compare rows of one run)"
   )
 }
