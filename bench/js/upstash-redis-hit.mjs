@@ -14,11 +14,12 @@
 //   statements are the same), so we cannot load the byte-identical text. We load the readable
 //   sources concatenated the same way instead: same code, so Redis does exactly the same work per
 //   hit (only the SHA1 differs, and EVAL parses a few more bytes once per script-cache miss). Like
-//   our worker (src/service/counters.rs `hit`), the EVALSHA rides in ONE pipeline with the
-//   service-wide figures (PFADD ec:global:counters:{shard}, INCR + EXPIREAT ec:global:hits:{day}:
-//   {shard}) and the namespace's registry (SADD ec:{ns}:counters key), with the same keys and arguments (no uniques: no client IP in workerd without
-//   CF-Connecting-IP; no idempotency key; abuse limit off), and falls back to EVAL on NOSCRIPT
-//   exactly like `Script.exec` of `redis.createScript` (evalsha, then eval).
+//   our worker (src/service/counters.rs `hit`), it is ONE EVALSHA whose keys include the
+//   service-wide figures (ec:global:counters:{shard}, ec:global:hits:{day}:{shard}) and the
+//   namespace's registry (ec:{ns}:counters), with the same keys and arguments (no uniques: no
+//   client IP in workerd without CF-Connecting-IP; no idempotency key; abuse limit off), and
+//   falls back to EVAL on NOSCRIPT exactly like `Script.exec` of `redis.createScript` (evalsha,
+//   then eval).
 // - HIT_MODE=incr: the minimal JS counter, one `redis.incr(key)` and nothing else (no buckets,
 //   uniques, meta, publish). Less Redis work than ours: a lower bound for the JS side's cost.
 //
@@ -72,30 +73,32 @@ function json(status, body) {
   });
 }
 
+function hourLabel(now) {
+  return new Date(now).toISOString().slice(0, 13).replaceAll("-", "").replace("T", "");
+}
+
 async function hitScript(redis, ns, key) {
   scriptSha ??= hex("SHA-1", HIT_SCRIPT);
   const sha = await scriptSha;
   const path = `${ns}/${key}`;
   const shard = await shardOf(path);
   const prefix = `ec:{${ns}:${key}}`;
-  const keys = [`${prefix}:v`, `${prefix}:m`];
+  const nowMs = Date.now();
+  const now = Math.floor(nowMs / 1000);
+  const day = dayLabel(nowMs);
+  // src/core/counter/hit.rs hit_call with Figures::InScript: every key declared, the
+  // service-wide figures and the namespace's registry written by the script itself.
+  const keys = [`${prefix}:v`, `${prefix}:m`, `${prefix}:d:${day}`, `${prefix}:h:${hourLabel(nowMs)}`,
+    `${prefix}:u:${day}`, `ec:global:counters:${shard}`, `ec:global:hits:${day}:${shard}`,
+    `ec:{${ns}}:counters`];
   const args = ["1", "", HOURLY_TTL_SECS, DAILY_TTL_SECS, IDEMPOTENCY_TTL_SECS,
-    DEFAULT_LOWER_BOUND, DEFAULT_UPPER_BOUND, "", ""];
-  const now = Math.floor(Date.now() / 1000);
-  const hitsKey = `ec:global:hits:${dayLabel(Date.now())}:${shard}`;
-  const results = await redis
-    .pipeline()
-    .evalsha(sha, keys, args)
-    .pfadd(`ec:global:counters:${shard}`, path)
-    .incr(hitsKey)
-    .expireat(hitsKey, now - (now % 86400) + DAILY_TTL_SECS)
-    .sadd(`ec:{${ns}}:counters`, key)
-    .exec({ keepErrors: true });
-  let reply = results[0].result;
-  if (results[0].error) {
-    if (!String(results[0].error).toLowerCase().includes("noscript")) {
-      throw new Error(results[0].error);
-    }
+    DEFAULT_LOWER_BOUND, DEFAULT_UPPER_BOUND, now, "", "", "", "6",
+    now - (now % 86400) + DAILY_TTL_SECS];
+  let reply;
+  try {
+    reply = await redis.evalsha(sha, keys, args);
+  } catch (e) {
+    if (!String(e).toLowerCase().includes("noscript")) throw e;
     reply = await redis.eval(HIT_SCRIPT, keys, args);
   }
   if (!Array.isArray(reply) || reply[0] !== "ok") {
