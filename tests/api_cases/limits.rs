@@ -436,3 +436,172 @@ pub async fn each_policy_fails_its_own_way_without_redis(kind: Stack) {
     assert_eq!(send(edge.post("/limit/api/u")).await.0, 200);
     edge.redis.restart();
 }
+
+/// The fields of a decision's body that count down with time.
+const TIME_FIELDS: [&str; 2] = ["reset_ms", "retry_after_ms"];
+
+/// `body` without what counts down with time: the time fields (top level and per policy) and the
+/// number of seconds in `detail`.
+fn timeless(body: &Value) -> Value {
+    let mut body = body.clone();
+    let strip = |object: &mut serde_json::Map<String, Value>| {
+        for field in TIME_FIELDS {
+            object.remove(field);
+        }
+        if let Some(Value::String(detail)) = object.get_mut("detail") {
+            detail.retain(|c| !c.is_ascii_digit());
+        }
+    };
+    if let Some(object) = body.as_object_mut() {
+        strip(object);
+        if let Some(Value::Array(policies)) = object.get_mut("policies") {
+            for policy in policies.iter_mut().filter_map(Value::as_object_mut) {
+                strip(policy);
+            }
+        }
+    }
+    body
+}
+
+pub async fn refusals_are_answered_from_memory_until_they_could_end(kind: Stack) {
+    let edge = Edge::start(
+        kind,
+        &[(
+            "EDGECOUNT_RATE_LIMITS",
+            "tight=fixed:2/1h; brief=fixed:1/2s; uncached=fixed:2/1h cache=off; \
+             soft=fixed:1/1h shadow",
+        )],
+    )
+    .await;
+    // Warm the script cache (a first call after a flush costs NOSCRIPT, then EVAL).
+    send(edge.post("/limit/tight/warm")).await;
+    for _ in 0..2 {
+        assert_eq!(send(edge.post("/limit/tight/hammer")).await.0, 200);
+    }
+    // Redis refuses: that answer is the one to repeat.
+    let (status, first_headers, first) = send(edge.post("/limit/tight/hammer")).await;
+    assert_eq!(status, 429, "{first}");
+    assert_eq!(first["reason"], "limit");
+    // (Redis counts the test's own reads too, over RESP: the snapshot comes first.)
+    let stored = edge.redis.snapshot();
+    let before = edge.round_trips().await;
+    for _ in 0..200 {
+        let (status, headers, body) = send(edge.post("/limit/tight/hammer")).await;
+        assert_eq!(status, 429, "{body}");
+        // The same answer but for its times, which only count down.
+        assert_eq!(timeless(&body), timeless(&first));
+        assert_eq!(body["remaining"], 0);
+        for field in TIME_FIELDS {
+            let (now, then) = (
+                body[field].as_u64().unwrap(),
+                first[field].as_u64().unwrap(),
+            );
+            assert!(0 < now && now <= then, "{field}: {now} after {then}");
+        }
+        for name in [
+            "content-type",
+            "ratelimit-policy",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "edgecount-reason",
+        ] {
+            assert_eq!(
+                header(&headers, name),
+                header(&first_headers, name),
+                "{name}"
+            );
+        }
+        let retry: u64 = header(&headers, "retry-after").parse().unwrap();
+        assert!(retry >= 1 && retry <= header(&first_headers, "retry-after").parse().unwrap());
+    }
+    // A cost at least as large is refused from memory too.
+    assert_eq!(send(edge.post("/limit/tight/hammer?cost=2")).await.0, 429);
+    assert_eq!(
+        edge.round_trips().await - before,
+        0,
+        "refused requests asked Redis"
+    );
+    assert_eq!(
+        edge.redis.snapshot(),
+        stored,
+        "a refused request changed Redis"
+    );
+    // A smaller cost is Redis's to decide (here: allowed).
+    assert_eq!(send(edge.post("/limit/tight/hammer?cost=0")).await.0, 200);
+
+    // What changes the refusal through this process drops it: a reset …
+    let (status, _, body) = send(admin(edge.request(Method::DELETE, "/limit/tight/hammer"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(send(edge.post("/limit/tight/hammer")).await.0, 200);
+    // … an override …
+    for expected in [200, 429, 429] {
+        assert_eq!(send(edge.post("/limit/tight/hammer")).await.0, expected);
+    }
+    let (status, _, body) = send(admin(edge.request(
+        Method::PUT,
+        "/limit/tight/hammer/override?limit=10&window=1h",
+    )))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(send(edge.post("/limit/tight/hammer")).await.0, 200);
+    // … a refund …
+    let (status, _, body) = send(admin(edge.request(
+        Method::PUT,
+        "/limit/tight/hammer/override?limit=3&window=1h",
+    )))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(send(edge.post("/limit/tight/hammer")).await.0, 429);
+    assert_eq!(send(edge.post("/limit/tight/hammer/refund")).await.0, 200);
+    assert_eq!(send(edge.post("/limit/tight/hammer")).await.0, 200);
+    // … and a change of the deny list, kept as a refusal while it stands.
+    send(admin(edge.request(Method::PUT, "/deny/mallory"))).await;
+    let before = edge.round_trips().await;
+    for _ in 0..20 {
+        let (status, _, body) = send(edge.post("/limit/tight/mallory")).await;
+        assert_eq!(
+            (status.as_u16(), body["reason"].clone()),
+            (403, json!("deny"))
+        );
+    }
+    assert!(edge.round_trips().await - before <= 1);
+    send(admin(edge.request(Method::DELETE, "/deny/mallory"))).await;
+    assert_eq!(send(edge.post("/limit/tight/mallory")).await.0, 200);
+
+    // Never kept: a policy with cache=off, a list with a shadow policy.
+    for (path, allowed) in [("/limit/uncached/u", 2), ("/limit/tight+soft/s", 2)] {
+        for _ in 0..allowed {
+            assert_eq!(send(edge.post(path)).await.0, 200, "{path}");
+        }
+        let before = edge.round_trips().await;
+        for _ in 0..5 {
+            assert_eq!(send(edge.post(path)).await.0, 429, "{path}");
+        }
+        assert_eq!(edge.round_trips().await - before, 5, "{path}");
+    }
+
+    // A refusal ends when its policy could admit again: then Redis decides once more.
+    assert_eq!(send(edge.post("/limit/brief/b")).await.0, 200);
+    let (status, _, body) = send(edge.post("/limit/brief/b")).await;
+    assert_eq!(status, 429, "{body}");
+    let wait = body["retry_after_ms"].as_u64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(wait + 50)).await;
+    assert_eq!(send(edge.post("/limit/brief/b")).await.0, 200);
+}
+
+pub async fn the_block_cache_can_be_turned_off(kind: Stack) {
+    let edge = Edge::start(
+        kind,
+        &[
+            ("EDGECOUNT_RATE_LIMITS", "tight=fixed:1/1h"),
+            ("EDGECOUNT_BLOCK_CACHE", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(send(edge.post("/limit/tight/u")).await.0, 200);
+    let before = edge.round_trips().await;
+    for _ in 0..5 {
+        assert_eq!(send(edge.post("/limit/tight/u")).await.0, 429);
+    }
+    assert_eq!(edge.round_trips().await - before, 5);
+}

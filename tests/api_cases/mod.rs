@@ -72,6 +72,8 @@ macro_rules! all_api_cases {
             denied_identities_and_ranges_get_403_and_consume_nothing,
             bad_deny_entries_are_refused_and_change_nothing,
             shadow_policies_decide_and_report_but_never_refuse,
+            refusals_are_answered_from_memory_until_they_could_end,
+            the_block_cache_can_be_turned_off,
             each_policy_fails_its_own_way_without_redis,
             lease_acquire_renew_release,
             lease_refuses_at_the_limit_with_retry_after,
