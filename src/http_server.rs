@@ -9,12 +9,13 @@
 //! - **Idle timeout.** A kept-alive connection with no request in flight is closed once it has
 //!   waited `--idle-timeout-ms` for its next request. A request is in flight from its head until
 //!   its response body is done, so an open event stream or a long request is never idle.
-//! - **Connection cap.** At `--max-connections` open connections, a newcomer sheds the connection
-//!   that has been idle the longest (one still sending its first head counts as idle); when every
+//! - **Connection cap.** At `--max-connections` open connections (at most what the descriptor
+//!   limit leaves once Redis and the rest have theirs), a newcomer sheds the connection that has
+//!   been idle the longest (one still sending its first head counts as idle); when every
 //!   connection has a request in flight, the newcomer waits and the next ones wait in the listen
 //!   backlog until a connection ends or turns idle. When `accept()` fails for want of descriptors
-//!   (`EMFILE`, `ENFILE`) the loop sheds the same way and backs off; it never spins and never
-//!   stops serving.
+//!   all the same (`EMFILE`, `ENFILE`: the process's own connections took them) the loop sheds the
+//!   same way and backs off; it never spins and never stops serving.
 //!
 //! Why these timers are ours and not hyper's `http1::Builder::header_read_timeout`: in hyper 1.x
 //! (checked in 1.12, `proto/h1/conn.rs`, `poll_read_head` and `State::idle`) that timer starts
@@ -99,7 +100,7 @@ pub struct ConnectionArgs {
     pub idle_timeout_ms: u64,
     /// Open client connections at most. At the cap a newcomer sheds the connection idle the
     /// longest (one still sending its first request head counts as idle); when all have a
-    /// request in flight it waits for one to end [default: the soft descriptor limit
+    /// request in flight it waits for one to end [default, and most: the soft descriptor limit
     /// (RLIMIT_NOFILE, `ulimit -n`) less a quarter of it, at least 32, kept for Redis and REST
     /// connections, listeners and logs: 768 under `ulimit -n 1024`].
     #[arg(
@@ -122,16 +123,24 @@ impl Default for ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    /// The limits these flags ask for, the connection cap derived from the process's descriptor
-    /// limit when not given.
+    /// The limits these flags ask for. The connection cap is what the process's descriptor
+    /// limit leaves, or less when asked: clients holding every descriptor would leave none for
+    /// the connections to Redis, and each request would fail for want of one.
     pub fn limits(&self) -> Limits {
+        let most = default_max_connections(open_files_limit());
+        if self.max_connections.is_some_and(|asked| asked > most) {
+            tracing::warn!(
+                asked = self.max_connections,
+                max_connections = most,
+                open_files_limit = open_files_limit(),
+                "--max-connections lowered to what the descriptor limit leaves (raise `ulimit -n` \
+                 for more)"
+            );
+        }
         Limits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            max_connections: self
-                .max_connections
-                .unwrap_or_else(|| default_max_connections(open_files_limit()))
-                as usize,
+            max_connections: self.max_connections.map_or(most, |asked| asked.min(most)) as usize,
         }
     }
 }
@@ -202,14 +211,6 @@ pub async fn serve<M, S>(
         open_files_limit = open_files_limit(),
         "connection limits"
     );
-    if open_files_limit().is_some_and(|open_files| limits.max_connections as u64 >= open_files) {
-        tracing::warn!(
-            max_connections = limits.max_connections,
-            open_files_limit = open_files_limit(),
-            "--max-connections is not below the descriptor limit: accept() will run out of \
-             descriptors first (idle connections are shed then)"
-        );
-    }
     let connections = Arc::new(Registry::default());
     let mut stop = pin!(stop);
     let mut backoff = Backoff::default();
@@ -232,7 +233,8 @@ pub async fn serve<M, S>(
                         suppressed,
                         "accept failed{}",
                         if out_of_descriptors {
-                            ": out of file descriptors, shedding the connection idle the longest"
+                            ": out of file descriptors (the connection idle the longest, if any, \
+                             is shed)"
                         } else {
                             ""
                         }
@@ -658,9 +660,8 @@ where
         // Off: the watchdog below times heads and idleness (see the module for why).
         .header_read_timeout(None)
         .serve_connection(io, service));
-    let first_deadline = connection
-        .deadline(&limits)
-        .unwrap_or_else(|| Instant::now() + limits.idle_timeout);
+    // The first head's deadline: the connection is new.
+    let first_deadline = Instant::now() + limits.header_read_timeout;
     let mut watchdog = pin!(tokio::time::sleep_until(first_deadline));
     loop {
         tokio::select! {
@@ -679,13 +680,18 @@ where
             }
             () = watchdog.as_mut() => {
                 let now = Instant::now();
-                match connection.deadline(&limits) {
-                    Some(deadline) if deadline <= now => break,
-                    Some(deadline) => watchdog.as_mut().reset(deadline),
-                    // Busy: nothing can expire before the request is done and the idle
-                    // timeout has passed since, so look again then at the earliest.
-                    None => watchdog.as_mut().reset(now + limits.idle_timeout),
+                let deadline = connection.deadline(&limits);
+                if deadline.is_some_and(|deadline| deadline <= now) {
+                    break;
                 }
+                // Nothing tells the watchdog when a request ends or a head begins (that would
+                // cost every request a wake-up), so it looks again at least once a header-read
+                // timeout: a head begun since is still within its time then, and is timed from
+                // its first byte on.
+                let look_again = now + limits.header_read_timeout;
+                watchdog
+                    .as_mut()
+                    .reset(deadline.map_or(look_again, |deadline| deadline.min(look_again)));
             }
         }
     }
@@ -741,6 +747,18 @@ mod tests {
                 idle_timeout: Duration::from_millis(1500),
                 max_connections: 8,
             }
+        );
+    }
+
+    #[test]
+    fn a_cap_above_what_the_descriptors_leave_is_lowered() {
+        let asked = ConnectionArgs {
+            max_connections: Some(MAX_CONNECTIONS),
+            ..ConnectionArgs::default()
+        };
+        assert_eq!(
+            asked.limits().max_connections as u64,
+            default_max_connections(open_files_limit())
         );
     }
 
