@@ -205,6 +205,7 @@ pub async fn serve<M, S>(
     S::Future: Send + 'static,
 {
     tracing::info!(
+        addr = ?listener.local_addr().ok(),
         header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
         idle_timeout_ms = limits.idle_timeout.as_millis() as u64,
         max_connections = limits.max_connections,

@@ -810,6 +810,7 @@ async fn multi_exec(
 /// Serve until SIGINT/SIGTERM, then finish open requests (SSE streams are ended) and return.
 pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state = Arc::new(ProxyState::new(&args)?);
+    let limits = args.connections.limits();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount proxy listening on http://{addr}");
@@ -830,7 +831,10 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
     }
     if let Some(metrics_addr) = args.metrics_listen {
         let state = state.clone();
-        crate::metrics::listen(metrics_addr, "proxy", move || state.metrics.render()).await?;
+        crate::metrics::listen(metrics_addr, "proxy", limits, move || {
+            state.metrics.render()
+        })
+        .await?;
     }
     let shutdown_state = state.clone();
     let stop = async move {
@@ -842,7 +846,7 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
     crate::http_server::serve(
         listener,
         app_with(state).into_make_service(),
-        args.connections.limits(),
+        limits,
         stop,
         crate::http_server::SHUTDOWN_GRACE,
     )

@@ -460,6 +460,7 @@ async fn forward_to_origin(
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let store = args.store()?;
+    let limits = args.connections.limits();
     let backend = store.describe();
     let read_cache = args
         .read_cache_ms
@@ -472,14 +473,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let figures = Arc::new(metrics::Metrics::default());
     if let Some(metrics_addr) = args.metrics_listen {
         let figures = figures.clone();
-        crate::metrics::listen(metrics_addr, "serve", move || figures.render()).await?;
+        crate::metrics::listen(metrics_addr, "serve", limits, move || figures.render()).await?;
     }
     crate::http_server::serve(
         listener,
         // The handler reads the peer (`ConnectInfo`): the client, unless `--trust-forwarded`.
         app_with(api, args.trust_forwarded, figures)
             .into_make_service_with_connect_info::<SocketAddr>(),
-        args.connections.limits(),
+        limits,
         crate::shutdown::signal(),
         crate::http_server::SHUTDOWN_GRACE,
     )
