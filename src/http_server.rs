@@ -17,23 +17,26 @@
 //!   all the same (`EMFILE`, `ENFILE`: the process's own connections took them) the loop sheds the
 //!   same way and backs off; it never spins and never stops serving.
 //!
-//! Why these timers are ours and not hyper's `http1::Builder::header_read_timeout`: in hyper 1.x
-//! (checked in 1.12, `proto/h1/conn.rs`, `poll_read_head` and `State::idle`) that timer starts
-//! when the connection is served and restarts the moment a response is done, so on a kept-alive
-//! connection it is also the idle timeout, one duration for both (hyper#3828 made it so; hyper has
-//! no separate idle timeout). With it at 10 s every kept-alive connection would close after 10 s
-//! without a request: sooner than clients' pools give up an idle connection (serve's own REST
-//! client keeps them 60 s), so those clients would keep sending requests into connections we
-//! are closing. And shedding needs to know which connections are idle, which hyper does not say.
-//! So hyper's timer is switched off and one watchdog per connection applies both timeouts, from
-//! what the connection's socket reads and its requests tell it ([`Connection`]).
+//! Why these timers are ours and not hyper's `http1::Builder::header_read_timeout` (with
+//! `timer(TokioTimer)`; `axum::serve` sets no timer, so there it is silently off): in hyper 1.12
+//! (`proto/h1/conn.rs`: `poll_read_head` arms it, `State::idle` re-arms it) that timer starts
+//! when the connection is served and again the moment a response is done, so on a kept-alive
+//! connection it is the idle timeout too, one duration for both (hyper#3828; hyper has no
+//! separate idle timeout). With it at 10 s every kept-alive connection would close after 10 s
+//! without a request — `tests/slow_clients.rs` fails so with hyper's timer in place of ours —
+//! sooner than clients' pools give up idle connections (serve's own REST client keeps them
+//! 60 s), and those clients would keep sending requests into connections being closed. Shedding
+//! needs to know which connections are idle, which hyper does not say either. So hyper's timer is
+//! off, and a watchdog task per connection applies both timeouts from what the connection's
+//! socket reads and its requests tell it ([`Connection`]).
 //!
 //! Shutdown: the loop stops accepting, idle connections close at once, connections with a
 //! request in flight finish it (hyper's graceful shutdown: no further request on them), and
 //! [`serve`] returns when none is left or after the grace, whichever comes first.
 //!
-//! Cost per request on top of hyper's: four uncontended atomic operations on the connection's own
-//! state and two clock reads; no allocation, no lock. Locks and allocations are per connection.
+//! Cost per request on top of hyper's: four uncontended atomic read-modify-writes and a few plain
+//! atomic loads and stores on the connection's own state, and two clock reads; no allocation, no
+//! lock. Locks and allocations are per connection.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -215,7 +218,7 @@ pub async fn serve<M, S>(
     let connections = Arc::new(Registry::default());
     let mut stop = pin!(stop);
     let mut backoff = Backoff::default();
-    let mut warned = Warned::default();
+    let (mut warned_accept, mut warned_cap) = (Warned::default(), Warned::default());
     loop {
         let accepted = tokio::select! {
             () = &mut stop => break,
@@ -227,7 +230,7 @@ pub async fn serve<M, S>(
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 let out_of_descriptors = is_out_of_descriptors(&e);
-                warned.now(|suppressed| {
+                warned_accept.now(|suppressed| {
                     tracing::warn!(
                         error = %e,
                         open = connections.len(),
@@ -255,7 +258,7 @@ pub async fn serve<M, S>(
         };
         backoff = Backoff::default();
         if connections.len() >= limits.max_connections {
-            warned.now(|suppressed| {
+            warned_cap.now(|suppressed| {
                 tracing::warn!(
                     max_connections = limits.max_connections,
                     suppressed,
@@ -290,6 +293,11 @@ pub async fn serve<M, S>(
         connections.one_closed(left).await;
     }
 }
+
+/// How long a connection is idle before it can be shed. A newcomer's head is usually in its socket
+/// already: it gets the moment its task needs to read it, or, out of descriptors with every other
+/// connection busy, each accept would shed the newcomer before it and none would be served.
+const SHED_AFTER: Duration = Duration::from_millis(250);
 
 /// How long the accept loop waits for a shed connection to close before it looks again.
 const SHED_WAIT: Duration = Duration::from_millis(200);
@@ -413,21 +421,32 @@ impl Registry {
     }
 
     /// Tells the connection idle the longest to close, unless one told so is still closing (a
-    /// second would free nothing sooner). False when every connection has a request in flight.
+    /// second would free nothing sooner). False when none has been idle for [`SHED_AFTER`]: every
+    /// connection has a request in flight, or has only just been accepted or answered.
     fn shed_oldest_idle(&self) -> bool {
         let mut state = self.state();
         if state.shedding > 0 {
             return true;
         }
-        let oldest = state
+        let Some(oldest) = state
             .open
             .values()
-            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
+            .filter(|c| c.is_idle())
             .min_by_key(|c| c.idle_since.load(Ordering::Relaxed))
-            .cloned();
-        let Some(oldest) = oldest else {
+            .cloned()
+        else {
             return false;
         };
+        let idle_for = Duration::from_millis(
+            millis_since(self.epoch).saturating_sub(oldest.idle_since.load(Ordering::Relaxed)),
+        );
+        if idle_for < SHED_AFTER {
+            return false;
+        }
+        tracing::debug!(
+            idle_ms = idle_for.as_millis() as u64,
+            "shedding the connection idle the longest"
+        );
         oldest.shed.store(true, Ordering::Relaxed);
         oldest.wake.notify_one();
         state.shedding += 1;
@@ -497,7 +516,7 @@ struct Connection {
     shed: AtomicBool,
     /// The server is stopping: close now if idle, else after the request in flight.
     stopping: AtomicBool,
-    /// Wakes the connection's task for `shed` or `stopping`.
+    /// Wakes the connection's watchdog for `shed` or `stopping`.
     wake: Notify,
 }
 
@@ -633,14 +652,19 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// One connection: hyper serves `app` on it while its watchdog applies the timeouts and
-/// answers shedding and shutdown. Returning closes the socket.
+/// One connection: hyper serves `app` on it until it ends or its [`watch`] orders otherwise.
+/// Returning closes the socket.
 async fn serve_connection<S>(stream: TcpStream, app: S, registration: Registration, limits: Limits)
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     let connection = registration.connection.clone();
+    // The watchdog is a task of its own: this one is woken for every request, and polling the
+    // watchdog's timer and `Notify` (a lock) on each of those wake-ups would cost every request;
+    // polling a oneshot receiver costs a load.
+    let (orders, mut order) = tokio::sync::oneshot::channel();
+    tokio::spawn(watch(connection.clone(), limits, orders));
     let requests = connection.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let in_flight = InFlight::begin(&requests);
@@ -653,50 +677,73 @@ where
             }))
         }
     });
-    let io = TokioIo::new(Watched {
-        stream,
-        connection: connection.clone(),
-    });
+    let io = TokioIo::new(Watched { stream, connection });
     let mut http = pin!(hyper::server::conn::http1::Builder::new()
-        // Off: the watchdog below times heads and idleness (see the module for why).
+        // Off: the watchdog times heads and idleness (see the module for why).
         .header_read_timeout(None)
         .serve_connection(io, service));
+    tokio::select! {
+        biased;
+        _ = http.as_mut() => {}
+        order = &mut order => {
+            if let Ok(Order::Finish) = order {
+                // The request in flight finishes; no other is read.
+                http.as_mut().graceful_shutdown();
+                let _ = http.await;
+            }
+        }
+    }
+    drop(registration);
+}
+
+/// What a connection's watchdog tells it, once.
+enum Order {
+    /// Close now (a timeout, shed, or idle at shutdown).
+    Close,
+    /// Finish the request in flight, then close (shutdown).
+    Finish,
+}
+
+/// The watchdog of one connection: applies its timeouts and passes on shedding and shutdown.
+/// Ends with its one order, or when the connection has ended by itself.
+async fn watch(
+    connection: Arc<Connection>,
+    limits: Limits,
+    mut orders: tokio::sync::oneshot::Sender<Order>,
+) {
     // The first head's deadline: the connection is new.
-    let first_deadline = Instant::now() + limits.header_read_timeout;
-    let mut watchdog = pin!(tokio::time::sleep_until(first_deadline));
-    loop {
+    let mut check = pin!(tokio::time::sleep_until(
+        Instant::now() + limits.header_read_timeout
+    ));
+    let order = loop {
         tokio::select! {
-            _ = http.as_mut() => break,
+            () = orders.closed() => return,
             () = connection.wake.notified() => {
                 if connection.shed.load(Ordering::Relaxed) {
-                    break;
+                    break Order::Close;
                 }
                 if connection.stopping.load(Ordering::Relaxed) {
-                    if connection.is_idle() {
-                        break;
-                    }
-                    // The request in flight finishes; no other is read.
-                    http.as_mut().graceful_shutdown();
+                    break if connection.is_idle() { Order::Close } else { Order::Finish };
                 }
             }
-            () = watchdog.as_mut() => {
+            () = check.as_mut() => {
                 let now = Instant::now();
                 let deadline = connection.deadline(&limits);
                 if deadline.is_some_and(|deadline| deadline <= now) {
-                    break;
+                    break Order::Close;
                 }
                 // Nothing tells the watchdog when a request ends or a head begins (that would
                 // cost every request a wake-up), so it looks again at least once a header-read
                 // timeout: a head begun since is still within its time then, and is timed from
                 // its first byte on.
                 let look_again = now + limits.header_read_timeout;
-                watchdog
+                check
                     .as_mut()
                     .reset(deadline.map_or(look_again, |deadline| deadline.min(look_again)));
             }
         }
-    }
-    drop(registration);
+    };
+    let _ = orders.send(order);
 }
 
 #[cfg(test)]

@@ -231,49 +231,6 @@ impl Server {
         }
     }
 
-    /// Stream `i` of [`REDIS_HOLDING_STREAMS`], its first event read.
-    async fn redis_holding_stream(&self, i: usize) -> Conn {
-        let (path, first) = match self.kind {
-            Kind::Proxy => ("/monitor".to_owned(), "\"OK\"".to_owned()),
-            Kind::Serve => {
-                let path = format!("/hit/slow/monitor-{i}");
-                let mut conn = self.connect().await;
-                conn.send(
-                    format!(
-                        "POST {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {BROWSER}\r\n\
-                         Content-Length: 0\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-                .await;
-                let answer = tokio::time::timeout(SOON, conn.answer())
-                    .await
-                    .expect("hit answered");
-                assert_eq!(answer.status, 200, "{answer:?}");
-                (
-                    format!("/stream/slow/monitor-{i}"),
-                    "data: {\"value\":1}".to_owned(),
-                )
-            }
-        };
-        let mut conn = self.connect().await;
-        conn.send(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
-                 User-Agent: {BROWSER}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await;
-        assert!(
-            conn.read_until(&first, SOON).await,
-            "{:?}: stream {i}'s first event\n{}",
-            self.kind,
-            self.process.log()
-        );
-        conn
-    }
-
     /// serve: one hit on the streamed counter.
     async fn hit(&self) {
         let mut conn = self.connect().await;
@@ -580,23 +537,31 @@ async fn serve_answers_a_real_request_past_its_descriptor_limit() {
     a_real_request_is_answered_past_the_descriptor_limit(Kind::Serve).await;
 }
 
-/// Streams that each hold a Redis connection of the server's besides their own: the proxy's
-/// `/monitor`, serve's `/stream` of a counter of its own.
-const REDIS_HOLDING_STREAMS: usize = 100;
+/// Redis connections the server dials before its descriptors run out: they take most of what
+/// the cap (192) leaves to the process.
+const REDIS_CONNECTIONS: usize = 100;
 
-/// Requests in flight beyond what the descriptors left by those streams allow.
-const BUSY_CLIENTS: usize = 80;
+/// Requests in flight beyond what the descriptors left by the Redis connections allow.
+const BUSY_CLIENTS: usize = 180;
 
 async fn out_of_descriptors_the_server_backs_off_and_recovers(kind: Kind) {
     let _serial = SERIAL.lock().await;
-    let mut server = Server::start_under(kind, &[], Some(OPEN_FILES));
-    // The shared Redis connection is up before the descriptors run out.
-    server.real_client(SOON).await;
-    // The streams' Redis connections take the descriptors the cap (192) leaves to the process.
-    let mut streams = Vec::with_capacity(REDIS_HOLDING_STREAMS);
-    for i in 0..REDIS_HOLDING_STREAMS {
-        streams.push(server.redis_holding_stream(i).await);
+    let redis_connections = REDIS_CONNECTIONS.to_string();
+    let mut server = Server::start_under(
+        kind,
+        &["--redis-connections", &redis_connections],
+        Some(OPEN_FILES),
+    );
+    // Requests go round robin over the Redis connections, each dialled on its first.
+    let mut warm = server.connect().await;
+    for _ in 0..REDIS_CONNECTIONS {
+        warm.send(&server.real_request()).await;
+        let answer = tokio::time::timeout(SOON, warm.answer())
+            .await
+            .expect("an answer");
+        server.assert_real_answer(&answer);
     }
+    drop(warm);
     // Requests in flight (their bodies to come) take the rest: accept() runs out of descriptors
     // below the cap, with nothing idle to shed.
     let head = server.slow_body_head();
@@ -628,12 +593,14 @@ async fn out_of_descriptors_the_server_backs_off_and_recovers(kind: Kind) {
         "{kind:?}: exited\n{}",
         server.process.log()
     );
+    // None was shed: with every other connection busy, newcomers wait in the backlog.
+    let shed = closed_by(&mut busy, Instant::now()).await;
+    assert_eq!(shed, 0, "{kind:?}: busy connections were closed");
     // The requests finish; their connections turn idle and are shed for those waiting, the
     // real client last among them.
     let body = server.slow_body();
     for conn in &mut busy {
-        // Reset when shed while its head was on its way: idle still, so it went first.
-        let _ = conn.stream.write_all(body).await;
+        conn.send(body).await;
     }
     server.real_client(SOON).await;
     assert!(
@@ -641,9 +608,6 @@ async fn out_of_descriptors_the_server_backs_off_and_recovers(kind: Kind) {
         "{kind:?}: exited\n{}",
         server.process.log()
     );
-    for (i, stream) in streams.iter_mut().enumerate() {
-        assert!(stream.is_open().await, "{kind:?}: stream {i} was closed");
-    }
     eprintln!("{kind:?}: out of descriptors, {cpu:.2} s of CPU in 2 s, then recovered");
 }
 
