@@ -11,11 +11,11 @@
 //!   its response body is done, so an open event stream or a long request is never idle.
 //! - **Connection cap.** At `--max-connections` open connections (at most what the descriptor
 //!   limit leaves once Redis and the rest have theirs), a newcomer sheds the connection that has
-//!   been idle the longest (one still sending its first head counts as idle); when every
-//!   connection has a request in flight, the newcomer waits and the next ones wait in the listen
-//!   backlog until a connection ends or turns idle. When `accept()` fails for want of descriptors
-//!   all the same (`EMFILE`, `ENFILE`: the process's own connections took them) the loop sheds the
-//!   same way and backs off; it never spins and never stops serving.
+//!   been idle the longest (one still sending its first head counts as idle; one idle for less
+//!   than 250 ms is not shed); when none can be shed, the newcomer waits and the next ones wait in
+//!   the listen backlog until a connection ends or turns idle. When `accept()` fails for want of
+//!   descriptors all the same (`EMFILE`, `ENFILE`: the process's own connections took them) the
+//!   loop sheds the same way and backs off; it never spins and never stops serving.
 //!
 //! Why these timers are ours and not hyper's `http1::Builder::header_read_timeout` (with
 //! `timer(TokioTimer)`; `axum::serve` sets no timer, so there it is silently off): in hyper 1.12
@@ -28,7 +28,7 @@
 //! 60 s), and those clients would keep sending requests into connections being closed. Shedding
 //! needs to know which connections are idle, which hyper does not say either. So hyper's timer is
 //! off, and a watchdog task per connection applies both timeouts from what the connection's
-//! socket reads and its requests tell it ([`Connection`]).
+//! socket reads and its requests tell it (`Connection`).
 //!
 //! Shutdown: the loop stops accepting, idle connections close at once, connections with a
 //! request in flight finish it (hyper's graceful shutdown: no further request on them), and
@@ -102,10 +102,11 @@ pub struct ConnectionArgs {
     )]
     pub idle_timeout_ms: u64,
     /// Open client connections at most. At the cap a newcomer sheds the connection idle the
-    /// longest (one still sending its first request head counts as idle); when all have a
-    /// request in flight it waits for one to end [default, and most: the soft descriptor limit
-    /// (RLIMIT_NOFILE, `ulimit -n`) less a quarter of it, at least 32, kept for Redis and REST
-    /// connections, listeners and logs: 768 under `ulimit -n 1024`].
+    /// longest (one still sending its first request head counts as idle; none idle for less
+    /// than 250 ms); when none can be shed it waits for one to end or turn idle [default, and
+    /// most: the soft descriptor limit (RLIMIT_NOFILE, `ulimit -n`) less a quarter of it, at
+    /// least 32, kept for Redis and REST connections, listeners and logs: 768 under
+    /// `ulimit -n 1024`].
     #[arg(
         long,
         env = "EDGECOUNT_MAX_CONNECTIONS",
@@ -130,7 +131,7 @@ impl ConnectionArgs {
     /// limit leaves, or less when asked: clients holding every descriptor would leave none for
     /// the connections to Redis, and each request would fail for want of one.
     pub fn limits(&self) -> Limits {
-        let most = default_max_connections(open_files_limit());
+        let most = max_connections_under(open_files_limit());
         if self.max_connections.is_some_and(|asked| asked > most) {
             tracing::warn!(
                 asked = self.max_connections,
@@ -168,10 +169,11 @@ fn open_files_limit() -> Option<u64> {
     (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
 }
 
-/// The default cap under a soft descriptor limit of `open_files`: a quarter of them (at least
-/// 32) stay for what is not a client connection — Redis or REST connections, listeners, logs,
-/// the runtime — so the cap is met before `accept()` runs out of descriptors.
-fn default_max_connections(open_files: Option<u64>) -> u64 {
+/// The cap under a soft descriptor limit of `open_files` (the default, and the most allowed): a
+/// quarter of them (at least 32) stay for what is not a client connection — Redis or REST
+/// connections, listeners, logs, the runtime — so the cap is met before `accept()` runs out of
+/// descriptors.
+fn max_connections_under(open_files: Option<u64>) -> u64 {
     let Some(open_files) = open_files else {
         return MAX_CONNECTIONS;
     };
@@ -302,7 +304,7 @@ const SHED_AFTER: Duration = Duration::from_millis(250);
 /// How long the accept loop waits for a shed connection to close before it looks again.
 const SHED_WAIT: Duration = Duration::from_millis(200);
 
-/// How often the accept loop, at the cap with every connection busy, looks for one turned idle.
+/// How often the accept loop, at the cap with none to shed, looks again for one idle long enough.
 const BUSY_RECHECK: Duration = Duration::from_millis(100);
 
 /// Errors of one connection, not of the listener (as hyper's and axum's accept loops list them).
@@ -730,6 +732,12 @@ async fn watch(
                 let now = Instant::now();
                 let deadline = connection.deadline(&limits);
                 if deadline.is_some_and(|deadline| deadline <= now) {
+                    let timeout = if connection.head_since.load(Ordering::Relaxed) == 0 {
+                        "idle"
+                    } else {
+                        "header-read"
+                    };
+                    tracing::debug!(timeout, "closing a connection");
                     break Order::Close;
                 }
                 // Nothing tells the watchdog when a request ends or a head begins (that would
@@ -806,19 +814,19 @@ mod tests {
         };
         assert_eq!(
             asked.limits().max_connections as u64,
-            default_max_connections(open_files_limit())
+            max_connections_under(open_files_limit())
         );
     }
 
     #[test]
     fn the_default_cap_leaves_a_quarter_of_the_descriptors() {
-        assert_eq!(default_max_connections(Some(1024)), 768);
-        assert_eq!(default_max_connections(Some(256)), 192);
+        assert_eq!(max_connections_under(Some(1024)), 768);
+        assert_eq!(max_connections_under(Some(256)), 192);
         // At least 32 stay free, and the cap is never 0.
-        assert_eq!(default_max_connections(Some(100)), 68);
-        assert_eq!(default_max_connections(Some(20)), 1);
-        assert_eq!(default_max_connections(None), MAX_CONNECTIONS);
-        assert_eq!(default_max_connections(Some(u64::MAX / 2)), MAX_CONNECTIONS);
+        assert_eq!(max_connections_under(Some(100)), 68);
+        assert_eq!(max_connections_under(Some(20)), 1);
+        assert_eq!(max_connections_under(None), MAX_CONNECTIONS);
+        assert_eq!(max_connections_under(Some(u64::MAX / 2)), MAX_CONNECTIONS);
     }
 
     #[test]

@@ -673,7 +673,10 @@ async fn idle_connections_close_but_streams_and_long_requests_stay(kind: Kind) {
         .await
         .expect("the long request answered");
     assert_eq!(answer.status, 200, "{kind:?}: {answer:?}");
-    eprintln!("{kind:?}: an idle connection closed after {closed_after:?}; stream and long request stayed");
+    eprintln!(
+        "{kind:?}: an idle connection closed after {closed_after:?}; the stream and the long \
+         request stayed"
+    );
 }
 
 #[tokio::test]
