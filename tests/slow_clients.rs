@@ -2,7 +2,8 @@
 //! serve` (straight to a private Redis) close connections that do not send a whole request head
 //! in time and kept-alive connections left idle, never one with a request in flight, and keep
 //! answering real requests when slow connections fill their connection cap or their descriptor
-//! limit (the child's RLIMIT_NOFILE lowered to 256).
+//! limit (the child's RLIMIT_NOFILE lowered to 256). On SIGTERM idle and slow connections close at
+//! once, a request in flight is answered, and the process exits as soon as nothing is left.
 //!
 //! Raw TCP, so the tests decide byte by byte what a connection has sent. The tests take turns
 //! (`SERIAL`): each holds up to ~300 sockets and times what the server does, which a busy 2-core
@@ -779,4 +780,58 @@ async fn proxy_makes_a_newcomer_wait_while_every_request_is_in_flight() {
 #[tokio::test]
 async fn serve_makes_a_newcomer_wait_while_every_request_is_in_flight() {
     at_the_cap_with_every_request_in_flight_a_newcomer_waits(Kind::Serve).await;
+}
+
+// Shutdown ---------------------------------------------------------------------------------------
+
+async fn on_sigterm_idle_connections_close_and_requests_in_flight_finish(kind: Kind) {
+    let _serial = SERIAL.lock().await;
+    let mut server = Server::start(kind, &[]);
+    let mut idle = server.idle_connection().await;
+    let mut slow_head = partial_heads(&server, 1).await.remove(0);
+    let mut in_flight = server.connect().await;
+    in_flight.send(&server.slow_body_head()).await;
+    // The head is read (and the request in flight) before the signal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.process.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    assert!(
+        idle.closed_within(SOON).await,
+        "{kind:?}: an idle connection stayed open after SIGTERM"
+    );
+    assert!(
+        slow_head.closed_within(SOON).await,
+        "{kind:?}: a slow head stayed open after SIGTERM"
+    );
+    // Still running: a request is in flight, and it is answered.
+    assert!(
+        server.is_running(),
+        "{kind:?}: exited with a request in flight\n{}",
+        server.process.log()
+    );
+    in_flight.send(server.slow_body()).await;
+    let answer = tokio::time::timeout(SOON, in_flight.answer())
+        .await
+        .expect("the request in flight answered after SIGTERM");
+    assert_eq!(answer.status, 200, "{kind:?}: {answer:?}");
+    // Then nothing is left: the process exits at once, not at the end of the grace (10 s).
+    let status = server
+        .process
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{kind:?}: still running\n{}", server.process.log()));
+    assert!(status.success(), "{kind:?}: {status:?}");
+    eprintln!(
+        "{kind:?}: exited {:?} after SIGTERM, its request in flight answered",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn proxy_on_sigterm_closes_idle_connections_and_finishes_requests_in_flight() {
+    on_sigterm_idle_connections_close_and_requests_in_flight_finish(Kind::Proxy).await;
+}
+
+#[tokio::test]
+async fn serve_on_sigterm_closes_idle_connections_and_finishes_requests_in_flight() {
+    on_sigterm_idle_connections_close_and_requests_in_flight_finish(Kind::Serve).await;
 }
