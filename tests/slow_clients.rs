@@ -480,8 +480,9 @@ async fn slow_heads_are_closed_after_the_header_read_timeout(kind: Kind) {
         idle.closed_within(SOON).await,
         "{kind:?}: a slow second head stayed open"
     );
+    // (Less a little: the server counts whole milliseconds.)
     assert!(
-        second_head.elapsed() >= Duration::from_millis(500),
+        second_head.elapsed() >= Duration::from_millis(490),
         "{kind:?}: the second head's timeout ran from before its first byte: {:?}",
         second_head.elapsed()
     );
