@@ -9,6 +9,8 @@
 //!   on axum.
 //! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
 //! - `migrate` (native): copies counters from CountAPI- or Abacus-compatible services.
+//! - `http_server` (native): the accept loop both servers run, which bounds slow and idle
+//!   clients and caps open connections.
 //!
 //! Target-specific code stays in the adapters: `worker.rs` for wasm, `serve/`, `proxy/` and
 //! `store/http_native.rs` natively; the module declarations here and in `store/mod.rs` choose
@@ -20,6 +22,8 @@ pub mod driver;
 pub mod service;
 pub mod store;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod http_server;
 #[cfg(not(target_arch = "wasm32"))]
 mod metrics;
 #[cfg(not(target_arch = "wasm32"))]

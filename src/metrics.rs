@@ -41,10 +41,13 @@ impl Drop for StreamGuard {
 
 /// `--metrics-listen`: binds `addr`, says where on stdout (`edgecount <server> metrics on URL`)
 /// and serves `GET /metrics` alone there, without a token, until the process exits (keep the
-/// address private: loopback or an internal network).
+/// address private: loopback or an internal network). Through the same accept loop as the
+/// server's (`limits`' timeouts), with a few connections at most: scrapers need one each, and
+/// clients held here would take the server's descriptors.
 pub async fn listen(
     addr: std::net::SocketAddr,
     server: &str,
+    limits: crate::http_server::Limits,
     render: impl Fn() -> String + Clone + Send + Sync + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -52,14 +55,22 @@ pub async fn listen(
         "edgecount {server} metrics on http://{}/metrics",
         listener.local_addr()?
     );
-    tokio::spawn(serve_on(listener, render));
+    let limits = crate::http_server::Limits {
+        max_connections: limits.max_connections.min(METRICS_CONNECTIONS),
+        ..limits
+    };
+    tokio::spawn(serve_on(listener, limits, render));
     Ok(())
 }
 
+/// Open connections at most on the `--metrics-listen` address.
+const METRICS_CONNECTIONS: usize = 16;
+
 async fn serve_on(
     listener: tokio::net::TcpListener,
+    limits: crate::http_server::Limits,
     render: impl Fn() -> String + Clone + Send + Sync + 'static,
-) -> std::io::Result<()> {
+) {
     use axum::response::IntoResponse;
     let scrape = move || {
         let render = render.clone();
@@ -74,5 +85,13 @@ async fn serve_on(
             )
                 .into_response()
         });
-    axum::serve(listener, app).await
+    // Until the process exits: nothing to finish on shutdown.
+    crate::http_server::serve(
+        listener,
+        app.into_make_service(),
+        limits,
+        std::future::pending(),
+        std::time::Duration::ZERO,
+    )
+    .await;
 }

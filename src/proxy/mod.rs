@@ -159,6 +159,8 @@ pub struct ProxyArgs {
     /// Also serve `GET /metrics` without a token on this address (keep it private).
     #[arg(long, env = "EDGECOUNT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub connections: crate::http_server::ConnectionArgs,
 }
 
 /// Tokens never reach a log line, not even through `{:?}`.
@@ -197,6 +199,7 @@ impl fmt::Debug for ProxyArgs {
             .field("threads", &self.threads)
             .field("allow_admin_commands", &self.allow_admin_commands)
             .field("metrics_listen", &self.metrics_listen)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -246,6 +249,7 @@ impl ProxyArgs {
             threads: None,
             allow_admin_commands: false,
             metrics_listen: None,
+            connections: crate::http_server::ConnectionArgs::default(),
         }
     }
 
@@ -806,6 +810,7 @@ async fn multi_exec(
 /// Serve until SIGINT/SIGTERM, then finish open requests (SSE streams are ended) and return.
 pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state = Arc::new(ProxyState::new(&args)?);
+    let limits = args.connections.limits();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount proxy listening on http://{addr}");
@@ -826,35 +831,29 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
     }
     if let Some(metrics_addr) = args.metrics_listen {
         let state = state.clone();
-        crate::metrics::listen(metrics_addr, "proxy", move || state.metrics.render()).await?;
+        crate::metrics::listen(metrics_addr, "proxy", limits, move || {
+            state.metrics.render()
+        })
+        .await?;
     }
     let shutdown_state = state.clone();
-    let mut stopping = state.shutdown.subscribe();
-    // Small request/response pairs on keep-alive connections: never wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(listener, app_with(state)).with_graceful_shutdown(async move {
+    let stop = async move {
         crate::shutdown::signal().await;
-        tracing::info!("shutting down");
+        // Event streams never end by themselves; shutdown waits for open responses.
         shutdown_state.begin_shutdown();
-    });
-    let serve = std::future::IntoFuture::into_future(serve);
-    // Graceful shutdown waits for open requests (each bounded by the Redis timeout); cap it anyway.
-    let grace = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
-        served = serve => served?,
-        () = grace => tracing::warn!("open requests did not finish in time; exiting anyway"),
-    }
+    // Open requests are each bounded by the Redis timeout; the grace caps shutdown anyway.
+    crate::http_server::serve(
+        listener,
+        app_with(state).into_make_service(),
+        limits,
+        stop,
+        crate::http_server::SHUTDOWN_GRACE,
+    )
+    .await;
     tracing::info!("edgecount proxy stopped");
     Ok(())
 }
-
-/// How long shutdown waits for open requests after SIGTERM/SIGINT.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

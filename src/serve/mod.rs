@@ -78,6 +78,8 @@ pub struct ServeArgs {
     /// See [`hot`].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub read_cache_ms: Option<u64>,
+    #[command(flatten)]
+    pub connections: crate::http_server::ConnectionArgs,
 }
 
 /// The REST token never reaches a log line, not even through `{:?}`; URLs lose any password.
@@ -106,6 +108,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("metrics_listen", &self.metrics_listen)
             .field("threads", &self.threads)
             .field("read_cache_ms", &self.read_cache_ms)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -452,10 +455,12 @@ async fn forward_to_origin(
     response
 }
 
-/// Run until SIGINT/SIGTERM.
+/// Run until SIGINT/SIGTERM, then finish open requests (for at most
+/// [`SHUTDOWN_GRACE`](crate::http_server::SHUTDOWN_GRACE)) and return.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let store = args.store()?;
+    let limits = args.connections.limits();
     let backend = store.describe();
     let read_cache = args
         .read_cache_ms
@@ -468,15 +473,18 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let figures = Arc::new(metrics::Metrics::default());
     if let Some(metrics_addr) = args.metrics_listen {
         let figures = figures.clone();
-        crate::metrics::listen(metrics_addr, "serve", move || figures.render()).await?;
+        crate::metrics::listen(metrics_addr, "serve", limits, move || figures.render()).await?;
     }
-    axum::serve(
+    crate::http_server::serve(
         listener,
+        // The handler reads the peer (`ConnectInfo`): the client, unless `--trust-forwarded`.
         app_with(api, args.trust_forwarded, figures)
             .into_make_service_with_connect_info::<SocketAddr>(),
+        limits,
+        crate::shutdown::signal(),
+        crate::http_server::SHUTDOWN_GRACE,
     )
-    .with_graceful_shutdown(crate::shutdown::signal())
-    .await?;
+    .await;
     Ok(())
 }
 

@@ -25,6 +25,8 @@ struct Launch {
     subcommand: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The child's descriptor limit (RLIMIT_NOFILE), lowered to this when given.
+    open_files: Option<u64>,
 }
 
 /// Start the proxy for `redis` with `token` and default settings.
@@ -44,7 +46,25 @@ pub fn spawn_proxy_with(
         args.extend(["--redis-url", url.as_str()]);
     }
     args.extend(extra_args);
-    let mut proxy = spawn("proxy", &args, env);
+    let mut proxy = spawn("proxy", &args, env, None);
+    proxy.token = token.to_string();
+    proxy
+}
+
+/// Like [`spawn_proxy_with`], the child's descriptor limit (RLIMIT_NOFILE, soft and hard)
+/// lowered to `open_files` (never raised).
+pub fn spawn_proxy_with_open_files(
+    redis_urls: &[String],
+    token: &str,
+    extra_args: &[&str],
+    open_files: u64,
+) -> ProxyProcess {
+    let mut args = vec!["--token", token];
+    for url in redis_urls {
+        args.extend(["--redis-url", url.as_str()]);
+    }
+    args.extend(extra_args);
+    let mut proxy = spawn("proxy", &args, &[], Some(open_files));
     proxy.token = token.to_string();
     proxy
 }
@@ -56,6 +76,7 @@ pub fn spawn_serve(rest_url: &str, token: &str, env: &[(&str, &str)]) -> ProxyPr
         "serve",
         &["--rest-url", rest_url, "--rest-token", token],
         env,
+        None,
     );
     serve.token = token.to_string();
     serve
@@ -64,7 +85,13 @@ pub fn spawn_serve(rest_url: &str, token: &str, env: &[(&str, &str)]) -> ProxyPr
 /// Start `edgecount serve` with exactly these arguments and environment: nothing is passed for
 /// it, so the REST endpoint and token may come from `UPSTASH_REDIS_REST_URL`/`…_TOKEN` alone.
 pub fn spawn_serve_with(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
-    spawn("serve", args, env)
+    spawn("serve", args, env, None)
+}
+
+/// Like [`spawn_serve_with`] (no environment), the child's descriptor limit lowered to
+/// `open_files` as in [`spawn_proxy_with_open_files`].
+pub fn spawn_serve_with_open_files(args: &[&str], open_files: u64) -> ProxyProcess {
+    spawn("serve", args, &[], Some(open_files))
 }
 
 /// Variables of ours that must not leak from the test's own environment into a child.
@@ -88,11 +115,19 @@ const OWN_VARIABLES: &[&str] = &[
     "EDGECOUNT_ORIGIN",
     "EDGECOUNT_TRUST_FORWARDED",
     "EDGECOUNT_METRICS_LISTEN",
+    "EDGECOUNT_HEADER_READ_TIMEOUT_MS",
+    "EDGECOUNT_IDLE_TIMEOUT_MS",
+    "EDGECOUNT_MAX_CONNECTIONS",
 ];
 
 /// `edgecount <subcommand> --listen 127.0.0.1:0 <args>` in its own process group, its URL read
 /// from its startup line (`edgecount <subcommand> listening on URL`), its output captured.
-fn spawn(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+fn spawn(
+    subcommand: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    open_files: Option<u64>,
+) -> ProxyProcess {
     let launch = Launch {
         subcommand: subcommand.to_string(),
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -100,6 +135,7 @@ fn spawn(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> ProxyProcess 
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        open_files,
     };
     match start(&launch, "127.0.0.1:0", Arc::default()) {
         Ok(process) => process,
@@ -115,6 +151,7 @@ fn start(launch: &Launch, listen: &str, log: Arc<Mutex<Vec<u8>>>) -> Result<Prox
         subcommand,
         args,
         env,
+        open_files,
     } = launch;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgecount"));
     cmd.arg(subcommand)
@@ -130,6 +167,12 @@ fn start(launch: &Launch, listen: &str, log: Arc<Mutex<Vec<u8>>>) -> Result<Prox
     }
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Some(open_files) = *open_files {
+        // SAFETY: only setrlimit/getrlimit (async-signal-safe) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || lower_open_files_limit(open_files));
+        }
     }
     let mut child = cmd.spawn().expect("spawn the edgecount binary");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -185,6 +228,27 @@ fn start(launch: &Launch, listen: &str, log: Arc<Mutex<Vec<u8>>>) -> Result<Prox
             Err(log)
         }
     }
+}
+
+/// Lower this process's RLIMIT_NOFILE, soft and hard, to `open_files` (a limit already lower
+/// stays as it is).
+fn lower_open_files_limit(open_files: u64) -> std::io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit.rlim_max = limit.rlim_max.min(open_files as libc::rlim_t);
+        limit.rlim_cur = limit.rlim_cur.min(limit.rlim_max);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 impl ProxyProcess {
