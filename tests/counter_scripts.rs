@@ -754,6 +754,9 @@ fn global_figures_sum_their_shards() {
             hits_today: 4
         }
     );
+    // The same figures in one script (where one may span the shards' slots).
+    let one = parse_global_stats_reply(run(&redis, &global_stats_call(now))).unwrap();
+    assert_eq!(one, stats);
     let shard_key = edgecount::core::counter::keys::global_hits_key(
         &day_label(now),
         edgecount::core::counter::keys::global_shard(&name("glob", "aaa")),

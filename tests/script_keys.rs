@@ -281,6 +281,7 @@ fn drive_counter_scripts(conn: &mut Conn) {
     }
     // The figures beside the script on Cluster, and their undo.
     run(conn, &global_hit_undo(&home, NOW)).unwrap();
+    run(conn, &global_stats_call(NOW)).unwrap();
     // An overflow.
     let full_up = name("blog", "full");
     run(
@@ -532,6 +533,7 @@ fn every_script_declares_every_key_it_touches() {
         ("counter_import", &scripts::IMPORT),
         ("namespace_claim", &scripts::NAMESPACE_CLAIM),
         ("global_hit_undo", &scripts::GLOBAL_HIT_UNDO),
+        ("global_stats", &scripts::GLOBAL_STATS),
         ("limit", ratelimit::script()),
         ("lease", lease::script()),
         ("deny_networks", deny::networks_script()),

@@ -53,9 +53,10 @@ pub struct Counters<S> {
     store: S,
     /// `EDGECOUNT_ADMIN_TOKEN`: admin over every counter.
     admin_token: Option<String>,
-    /// Set once a hit met Redis Cluster (its script, spanning slots, was refused as `CROSSSLOT`):
-    /// from then on hits send the service-wide figures beside the script ([`Figures::Beside`]).
-    /// Unset, a counted hit is one command. Per store: in the worker, per isolate.
+    /// Set once a hit or the service-wide figures met Redis Cluster (a script spanning slots was
+    /// refused as `CROSSSLOT`): from then on hits send the service-wide figures beside the script
+    /// ([`Figures::Beside`]) and `GET /stats` reads each shard apart. Unset, a counted hit is one
+    /// command. Per store: in the worker, per isolate.
     figures_beside: AtomicBool,
 }
 
@@ -252,8 +253,15 @@ impl<S: Store> Counters<S> {
         Ok(counter::parse_stats(reply, days, now)?)
     }
 
-    /// Service-wide figures; `now` is the edge's unix seconds (names today's bucket).
+    /// Service-wide figures; `now` (unix seconds) names today's bucket. One command, or on Redis
+    /// Cluster (learnt as for hits) one per shard's figure in one pipeline.
     pub async fn global_stats(&self, now: i64) -> CounterResult<GlobalStats> {
+        if !self.figures_beside.load(Ordering::Relaxed) {
+            match self.store.run(&counter::global_stats_call(now)).await {
+                Err(e) if e.is_crossslot() => self.figures_beside.store(true, Ordering::Relaxed),
+                reply => return Ok(counter::parse_global_stats_reply(reply?)?),
+            }
+        }
         let entries = self
             .store
             .pipeline(&counter::global_stats_commands(now))

@@ -12,7 +12,7 @@
 //! | delete | [`delete_call`] | `store.eval` | [`parse_delete`] |
 //! | info | [`info_call`] | `store.eval` | [`parse_info`] |
 //! | stats | [`stats_call`] | `store.eval` | [`parse_stats`] |
-//! | global stats | [`global_stats_commands`] | `store.pipeline` | [`parse_global_stats`] |
+//! | global stats | [`global_stats_call`] (on Redis Cluster [`global_stats_commands`]) | `store.eval` (on Cluster `store.pipeline`) | [`parse_global_stats_reply`] ([`parse_global_stats`]) |
 //! | batch | [`plan_batch`] | `store.pipeline` | [`BatchPlan::parse`] |
 //!
 //! Admin rights ([`Authority`]) are settled before a mutating call, see [`begin_auth`].
@@ -51,8 +51,9 @@ pub use ops::{
     reset_call, set_call, update_call, CounterInfo, CreateSpec, Created, SetOutcome,
 };
 pub use stats::{
-    global_stats_commands, parse_days, parse_global_stats, parse_stats, stats_call, CounterStats,
-    DayStats, GlobalStats, HourStats,
+    global_stats_call, global_stats_commands, parse_days, parse_global_stats,
+    parse_global_stats_reply, parse_stats, stats_call, CounterStats, DayStats, GlobalStats,
+    HourStats,
 };
 pub use transfer::{ExportedCounter, ImportError};
 
@@ -170,6 +171,8 @@ pub mod scripts {
     pub static NAMESPACE_CLAIM: Script = crate::embedded_script!("namespace_claim");
     /// Not about one counter (no prelude): see [`super::hit::global_hit_undo`].
     pub static GLOBAL_HIT_UNDO: Script = crate::embedded_script!("global_hit_undo");
+    /// Not about one counter (no prelude): see [`super::stats::global_stats_call`].
+    pub static GLOBAL_STATS: Script = crate::embedded_script!("global_stats");
 
     /// Every counter script, e.g. to `SCRIPT LOAD` them ahead of a pipeline.
     pub fn all() -> [&'static Script; 10] {

@@ -97,8 +97,38 @@ pub fn parse_stats(reply: Reply, days: u32, now: i64) -> Result<CounterStats, Co
     Ok(CounterStats { total, days, hours })
 }
 
-/// The service-wide figures: one `PFCOUNT` and one `GET` per shard, as separate commands (the
-/// shards live in different Cluster slots, so no multi-key command may span them). One pipeline.
+/// Every shard's HyperLogLog of counter names, then every shard's hits of `now`'s day.
+fn global_stats_keys(now: i64) -> Vec<String> {
+    let today = day_label(now);
+    (0..GLOBAL_SHARDS)
+        .map(global_counters_key)
+        .chain((0..GLOBAL_SHARDS).map(|shard| global_hits_key(&today, shard)))
+        .collect()
+}
+
+/// The service-wide figures of `now`'s day (unix seconds) in one script, every shard's keys
+/// declared: one command where a script may span slots. Read it with
+/// [`parse_global_stats_reply`]; on Redis Cluster (`CROSSSLOT`) use [`global_stats_commands`].
+pub fn global_stats_call(now: i64) -> ScriptCall {
+    ScriptCall {
+        script: &scripts::GLOBAL_STATS,
+        keys: global_stats_keys(now),
+        args: Vec::new(),
+    }
+}
+
+/// `{counters, hits today}` from [`global_stats_call`].
+pub fn parse_global_stats_reply(reply: Reply) -> Result<GlobalStats, CounterError> {
+    let items = reply.into_array()?;
+    Ok(GlobalStats {
+        counters: field(&items, 0)?.as_i64()?,
+        hits_today: field(&items, 1)?.as_i64()?,
+    })
+}
+
+/// On Redis Cluster: the service-wide figures as one `PFCOUNT` and one `GET` per shard, separate
+/// commands (the shards live in different slots, so no multi-key command may span them), in one
+/// pipeline: 32 commands where [`global_stats_call`] is one.
 pub fn global_stats_commands(edge_now_secs: i64) -> Vec<Command> {
     let today = day_label(edge_now_secs);
     let mut commands = Vec::with_capacity(2 * GLOBAL_SHARDS as usize);
