@@ -3,17 +3,19 @@
 //!
 //! - **A read of a counter's value** ([`value_read`]: `/get`, badges, shields, the first event of
 //!   `/stream`) is answered from this isolate's memory when one read of it was *sent* less than
-//!   the window ago (`EDGECOUNT_READ_CACHE_MS`, default 250 ms, `0` = off), so an answer is never
-//!   older than the window.
+//!   the window ago (`EDGECOUNT_READ_CACHE_MS`, default 250 ms, `0` = off). When the window has
+//!   passed, one read goes to Redis for the value, and the reads that come while it is in flight
+//!   are answered the value it refreshes, for at most one more window: an answer is never older
+//!   than two windows, and a hot counter costs one call per window, not one per read in flight.
 //! - **Every other call** (hits, set, update, reset, delete, scripts, pipelines) goes to Redis
 //!   uncached; when it completes, the cached value of every counter it names is dropped, and a
 //!   read that was in flight meanwhile is not kept: a client whose hit and read land in the same
 //!   isolate reads its own hit. Changes made through other isolates are seen within the window.
 //!
-//! Serve's [`crate::serve::HotStore`] also coalesces *concurrent* reads (single flight). Here
-//! that would need one request's future to wait for another's, which the worker's driver
-//! ([`crate::driver`]: each future is polled when its own exchange completes) does not do: at
-//! the moment a window ends, the reads already in flight each make their call. The clock comes
+//! Serve's [`crate::serve::HotStore`] coalesces *concurrent* reads (single flight) instead: they
+//! wait for the one in flight. Here that would need one request's future to wait for another's,
+//! which the worker's driver ([`crate::driver`]: each future is polled when its own exchange
+//! completes) does not do; answering the value being refreshed needs no waiting. The clock comes
 //! from the host (the runtime's `Date.now()`), as everything time-dependent in the core does.
 
 use std::sync::Mutex;
@@ -32,6 +34,9 @@ struct Cached {
     key: String,
     sent_ms: u64,
     reply: Reply,
+    /// A read of it is in flight: until it completes (at most another window), this value
+    /// answers the others.
+    refreshing: bool,
 }
 
 #[derive(Default)]
@@ -98,16 +103,27 @@ impl<S: Store> Store for CachedReads<S> {
         };
         let sent_ms = (self.now_ms)();
         let writes = {
-            let values = self.values();
-            let cached = values.kept.iter().find(|c| c.key == key);
-            if let Some(cached) =
-                cached.filter(|c| sent_ms.saturating_sub(c.sent_ms) < self.window_ms)
-            {
-                return Ok(cached.reply.clone());
+            let mut values = self.values();
+            if let Some(cached) = values.kept.iter_mut().find(|c| c.key == key) {
+                let age = sent_ms.saturating_sub(cached.sent_ms);
+                if age < self.window_ms || (cached.refreshing && age < 2 * self.window_ms) {
+                    return Ok(cached.reply.clone());
+                }
+                // This read refreshes it.
+                cached.refreshing = true;
             }
             values.writes
         };
-        let reply = self.inner.command(cmd).await?;
+        let reply = match self.inner.command(cmd).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Let the next read try again.
+                if let Some(cached) = self.values().kept.iter_mut().find(|c| c.key == key) {
+                    cached.refreshing = false;
+                }
+                return Err(e);
+            }
+        };
         let mut values = self.values();
         if values.writes == writes {
             values.kept.retain(|c| c.key != key);
@@ -119,6 +135,7 @@ impl<S: Store> Store for CachedReads<S> {
                 key: key.to_owned(),
                 sent_ms,
                 reply: reply.clone(),
+                refreshing: false,
             });
         }
         Ok(reply)
@@ -235,6 +252,89 @@ mod tests {
         NOW_MS.store(1_000 + 250, Ordering::Relaxed);
         store.command(&get(key)).await.unwrap();
         assert_eq!(redis.calls.get(), calls + 3);
+    }
+
+    /// Redis answering only when told to: a read in flight stays in flight.
+    struct Gated {
+        open: Cell<bool>,
+        calls: Cell<u32>,
+    }
+
+    impl Store for Gated {
+        type Messages = BoxStream<'static, Result<Vec<u8>, StoreError>>;
+
+        async fn command(&self, _: &Command) -> Result<Reply, StoreError> {
+            self.calls.set(self.calls.get() + 1);
+            let calls = self.calls.get();
+            std::future::poll_fn(|_| {
+                if self.open.get() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            Ok(Reply::Int(calls.into()))
+        }
+
+        async fn pipeline(&self, _: &[Command]) -> Result<Vec<EntryResult>, StoreError> {
+            unreachable!()
+        }
+
+        async fn multi_exec(&self, _: &[Command]) -> Result<Vec<EntryResult>, StoreError> {
+            unreachable!()
+        }
+
+        async fn subscribe(&self, _: &str) -> Result<Self::Messages, StoreError> {
+            Ok(Box::pin(stream::empty()))
+        }
+    }
+
+    #[test]
+    fn reads_during_a_refresh_get_the_value_being_refreshed_for_one_more_window() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let clock = || CLOCK.load(Ordering::Relaxed);
+        static CLOCK: AtomicU64 = AtomicU64::new(0);
+        let store = CachedReads::new(
+            Gated {
+                open: Cell::new(true),
+                calls: Cell::new(0),
+            },
+            Duration::from_millis(250),
+            clock,
+        );
+        let key = get("ec:{blog:home}:v");
+        let read = || store.command(&key);
+        fn poll<F: Future>(future: &mut std::pin::Pin<&mut F>) -> Poll<F::Output> {
+            future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+        }
+        let mut first = std::pin::pin!(read());
+        assert!(matches!(poll(&mut first), Poll::Ready(Ok(Reply::Int(1)))));
+        // The window passes; a refresh goes out and hangs.
+        CLOCK.store(300, Ordering::Relaxed);
+        store.inner.open.set(false);
+        let mut refresh = std::pin::pin!(read());
+        assert!(poll(&mut refresh).is_pending());
+        // Meanwhile, within one more window, the others get the value being refreshed, free.
+        for at in [300, 400, 499] {
+            CLOCK.store(at, Ordering::Relaxed);
+            let mut other = std::pin::pin!(read());
+            assert!(matches!(poll(&mut other), Poll::Ready(Ok(Reply::Int(1)))));
+        }
+        assert_eq!(store.inner.calls.get(), 2);
+        // Two windows after it was read, never: that read goes to Redis too.
+        CLOCK.store(500, Ordering::Relaxed);
+        let mut late = std::pin::pin!(read());
+        assert!(poll(&mut late).is_pending());
+        assert_eq!(store.inner.calls.get(), 3);
+        // The refresh lands: the fresh value answers from then on.
+        store.inner.open.set(true);
+        assert!(matches!(poll(&mut refresh), Poll::Ready(Ok(Reply::Int(2)))));
+        let mut next = std::pin::pin!(read());
+        assert!(matches!(poll(&mut next), Poll::Ready(Ok(Reply::Int(2)))));
     }
 
     #[tokio::test]
