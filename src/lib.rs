@@ -1,20 +1,32 @@
-//! edgecount: page-hit counters and rate limits at the edge, on Redis, over the Upstash REST API.
+//! edgecount: page-hit counters and rate limits at the edge, on Redis, over the Upstash REST API
+//! or straight over RESP. The contracts are in `docs/`: `API.md` (the counter and rate-limit
+//! API), `UPSTASH-REST.md` (what `edgecount proxy` serves), `DESIGN.md` (the layers, what may
+//! import what, the hot paths).
 //!
-//! - [`core`]: pure rules (names, counters, rate-limit algorithms, badges, Lua scripts); no I/O.
-//! - [`store`]: the [`store::Store`] trait and the Upstash REST client behind it.
-//! - [`service`]: [`service::Counters`] and [`service::RateLimiter`], the rules over a store.
-//! - [`api`]: the HTTP API of `API.md`, framework-free (`http::Request` in, `http::Response` out).
+//! - [`core`]: the rules (names, counters, rate-limit algorithms, badges, the Lua scripts): no
+//!   network or file I/O, no async runtime; time comes in as an argument. Three generators of
+//!   secrets read the OS's randomness (`docs/DESIGN.md` §14).
+//! - [`store`]: the [`store::Store`] trait and what implements it: the Upstash REST client
+//!   (`rest`, over a transport: the worker's `fetch`, or reqwest in `http_native`), the RESP store
+//!   of `edgecount serve --redis-url` (`redis`, native), and the worker's read cache (`cached`).
+//! - [`service`]: [`service::Counters`], [`service::RateLimiter`], [`service::DenyList`],
+//!   [`service::ConcurrencyLimiter`]: the rules over any store.
+//! - [`api`]: the HTTP API of `docs/API.md`, framework-free (`http::Request` in, `http::Response`
+//!   out).
 //! - [`driver`]: runs the API for a JavaScript host that does the HTTP itself (the edge worker).
 //! - `worker` (wasm): the worker's wasm exports over the driver; `serve` (native): the same API
-//!   on axum.
-//! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis.
+//!   on axum, over Upstash REST or RESP, with its own read cache and shared subscriptions
+//!   (`serve::hot`).
+//! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis, with its Redis
+//!   connection layer (`proxy::backend`, which serve's RESP store also uses for a Cluster,
+//!   transactions and pub/sub).
 //! - `migrate` (native): copies counters from CountAPI- or Abacus-compatible services.
 //! - `http_server` (native): the accept loop both servers run, which bounds slow and idle
-//!   clients and caps open connections.
+//!   clients and caps open connections; `request_id`, `metrics` and `shutdown` serve both too.
 //!
-//! Target-specific code stays in the adapters: `worker.rs` for wasm, `serve/`, `proxy/` and
-//! `store/http_native.rs` natively; the module declarations here and in `store/mod.rs` choose
-//! between them.
+//! Target-specific code stays in the adapters: `worker.rs` for wasm; `serve/`, `proxy/`,
+//! `store/redis.rs` and `store/http_native.rs` natively. The module declarations here and in
+//! `store/mod.rs` choose between them.
 
 pub mod api;
 pub mod core;

@@ -1,4 +1,4 @@
-//! Contract tests for `edgecount proxy` against UPSTASH-REST.md, section by section: the real
+//! Contract tests for `edgecount proxy` against docs/UPSTASH-REST.md, section by section: the real
 //! binary (`support::proxy::spawn_proxy`) in front of a private redis-server, driven by reqwest
 //! over loopback. Run: `cargo test --test proxy_contract`.
 

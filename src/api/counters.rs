@@ -1,6 +1,6 @@
-//! The counter routes of `API.md`: hit, get, create (Abacus and CountAPI forms), set, update,
-//! reset, delete, info, stats, stream and badge. Every answer about one counter carries
-//! `X-Path: <namespace>/<key>`.
+//! The counter routes every build has (`docs/API.md` §4, §7): hit, get, stats (of one counter
+//! and service-wide), stream, badge and shields; creating and administering counters is in
+//! `manage.rs` (§6). Every answer about one counter carries `X-Path: <namespace>/<key>`.
 
 use http::{header, HeaderValue, Method, StatusCode};
 use serde::Serialize;

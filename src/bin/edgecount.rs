@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "edgecount",
     version,
-    about = "Count things and limit things at the edge, on Redis, over HTTP (Upstash REST)."
+    about = "Count things and limit things at the edge, on Redis, over HTTP (Upstash REST) or RESP."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Upstash-compatible REST server in front of a real Redis (or Redis Cluster).
     Proxy(edgecount::proxy::ProxyArgs),
-    /// The counter and rate-limit API, natively, over an Upstash REST endpoint.
+    /// The counter and rate-limit API natively: over Upstash REST (--rest-url) or RESP straight
+    /// to Redis or a Redis Cluster (--redis-url).
     Serve(edgecount::serve::ServeArgs),
     /// Copy counters from a CountAPI- or Abacus-compatible service into edgecount.
     Migrate(edgecount::migrate::MigrateArgs),

@@ -1,5 +1,5 @@
 //! `edgecount proxy`: an Upstash-compatible REST server in front of a real Redis
-//! (contract: UPSTASH-REST.md).
+//! (contract: docs/UPSTASH-REST.md).
 //!
 //! - [`request`]: JSON bodies and paths → commands; [`reply`]: replies → JSON / base64 / RESP2;
 //!   [`commands`]: refused and read-only command tables — all pure and unit-tested.
@@ -9,12 +9,13 @@
 //! One fallback handler routes everything, so every answer — 404-ish paths and 405s included — is
 //! JSON and carries an `Upstash-Sync-Token`.
 //!
-//! Choices where the contract leaves room (UPSTASH-REST.md marks them unverified or optional):
+//! Choices where the contract leaves room (docs/UPSTASH-REST.md §17 lists how they differ):
 //! - The read-only token gets **403** `NOPERM …` for commands outside its allow-list; inside a
 //!   `/pipeline` the refusal is that entry's `{"error"}`, inside `/multi-exec` it refuses the whole
 //!   transaction (403) before anything is sent.
-//! - Refused commands (§9) inside a `/pipeline` are inline `{"error"}` entries; inside
-//!   `/multi-exec` they discard the transaction with a 400 `EXECABORT …` naming the command.
+//! - Refused commands (docs/UPSTASH-REST.md §9) inside a `/pipeline` are inline `{"error"}`
+//!   entries; inside `/multi-exec` they discard the transaction with a 400 `EXECABORT …` naming
+//!   the command.
 //! - Administrative commands (`SHUTDOWN`, `CONFIG`, `REPLICAOF`, `ACL`, `MIGRATE`, `SWAPDB`,
 //!   `CLUSTER MEET`, …; the list is in [`commands`]) are refused the same way (400), unless the
 //!   proxy runs with `--allow-admin-commands`; the read-only token gets `NOPERM` for them either

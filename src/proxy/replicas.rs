@@ -25,7 +25,7 @@ pub enum Freshness {
 
 impl Freshness {
     /// From the request's `Upstash-Sync-Token` header value, if any. Any value is accepted
-    /// (UPSTASH-REST.md §7): one that is not a number is answered by the primary.
+    /// (docs/UPSTASH-REST.md §7): one that is not a number is answered by the primary.
     pub fn of(token: Option<&[u8]>) -> Freshness {
         let Some(token) = token.map(<[u8]>::trim_ascii).filter(|t| !t.is_empty()) else {
             return Freshness::Any;

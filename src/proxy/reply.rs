@@ -1,8 +1,8 @@
 //! Redis replies → response bodies (pure: no I/O).
 //!
-//! JSON (UPSTASH-REST.md §4): simple and bulk strings → strings (lossy UTF-8, or base64 of the raw
-//! bytes with `Upstash-Encoding: base64`, except the status `OK`), integers → numbers, nil →
-//! `null`, arrays nested to any depth. The connection speaks RESP2, so floats arrive as bulk
+//! JSON (docs/UPSTASH-REST.md §4): simple and bulk strings → strings (lossy UTF-8, or base64 of
+//! the raw bytes with `Upstash-Encoding: base64`, except the status `OK`), integers → numbers,
+//! nil → `null`, arrays nested to any depth. The connection speaks RESP2, so floats arrive as bulk
 //! strings and stay strings. RESP3-only shapes cannot occur on a RESP2 connection; they are still
 //! mapped to their RESP2 equivalents (maps flattened, doubles as strings) rather than failing.
 //!

@@ -1,4 +1,4 @@
-//! Pub/sub and MONITOR over Server-Sent Events (UPSTASH-REST.md §8).
+//! Pub/sub and MONITOR over Server-Sent Events (docs/UPSTASH-REST.md §8).
 //!
 //! Subscriptions share one Redis connection ([`super::hub`]); `/monitor` owns a dedicated one. A
 //! stream ends (and gives back its subscriptions, or closes its MONITOR connection) when the
