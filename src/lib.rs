@@ -35,6 +35,8 @@ pub mod service;
 pub mod store;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod backend;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod http_server;
 #[cfg(not(target_arch = "wasm32"))]
 mod metrics;
@@ -44,6 +46,8 @@ pub mod migrate;
 pub mod proxy;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod request_id;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod secret;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 #[cfg(not(target_arch = "wasm32"))]

@@ -4,6 +4,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
+use crate::backend::BackendError;
+
 /// The text Upstash answers for a missing or wrong token (its troubleshooting page).
 pub const WRONGPASS: &str = "WRONGPASS invalid or missing auth token";
 
@@ -65,22 +67,18 @@ impl ProxyError {
 
     /// Map a client-side error of the redis crate (not an error reply) to a status.
     pub fn from_redis(e: &redis::RedisError) -> Self {
-        use redis::ErrorKind;
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_cluster_error()
-            || matches!(
-                e.kind(),
-                ErrorKind::ClusterConnectionNotFound | ErrorKind::AuthenticationFailed
-            )
-        {
-            return ProxyError::Unavailable(format!("ERR redis unavailable: {e}"));
-        }
-        match e.code() {
-            Some(code) => ProxyError::Redis(super::reply::error_words(code, e.detail())),
-            None => ProxyError::Internal(format!("ERR {e}")),
+        BackendError::from_redis(e).into()
+    }
+}
+
+/// A failure of the backend as the proxy answers it: an error reply 400, Redis unreachable (or a
+/// write not confirmed by enough replicas) 503, anything else 500; the body is the text.
+impl From<BackendError> for ProxyError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Redis(text) => ProxyError::Redis(text),
+            BackendError::Unavailable(text) => ProxyError::Unavailable(text),
+            BackendError::Internal(text) => ProxyError::Internal(text),
         }
     }
 }

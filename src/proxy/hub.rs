@@ -23,9 +23,9 @@ use redis::Msg;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::backend::Backend;
 use super::error::ProxyError;
 use super::sse;
+use crate::backend::Backend;
 
 /// Messages a subscription keeps for a reader that has not taken them yet.
 pub const BACKLOG: usize = 1024;

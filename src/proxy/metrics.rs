@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 
 pub use crate::metrics::{StreamGuard, CONTENT_TYPE};
 
-use super::backend::ReadOutcome;
+use crate::backend::ReadOutcome;
 
 /// Which REST endpoint a request went to (a small, fixed set: safe as a label).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

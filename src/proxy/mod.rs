@@ -3,8 +3,10 @@
 //!
 //! - [`request`]: JSON bodies and paths → commands; [`reply`]: replies → JSON / base64 / RESP2;
 //!   [`commands`]: refused and read-only command tables — all pure and unit-tested.
-//! - [`backend`]: multiplexed connections to one Redis, or the cluster client; [`sse`]: pub/sub.
-//! - [`error`]: the one [`ProxyError`], always a JSON body.
+//! - The connections to Redis (one server, replicas, or a Cluster) are [`crate::backend`]'s;
+//!   [`sse`]: pub/sub.
+//! - [`error`]: the one [`ProxyError`], always a JSON body (a [`crate::backend::BackendError`]
+//!   becomes one).
 //!
 //! One fallback handler routes everything, so every answer — 404-ish paths and 405s included — is
 //! JSON and carries an `Upstash-Sync-Token`.
@@ -38,12 +40,10 @@
 //! - `GET /metrics` (authenticated, like `/_stats`) answers the proxy's figures as OpenMetrics
 //!   text for Prometheus ([`metrics`]); no Redis command is named `METRICS`.
 
-pub mod backend;
 pub mod commands;
 pub mod error;
 pub mod hub;
 pub mod metrics;
-pub mod replicas;
 pub mod reply;
 pub mod request;
 pub mod scripts;
@@ -65,8 +65,9 @@ use redis::{Cmd, Value};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use backend::Intent;
-pub use backend::{Backend, BackendConfig, DurableWrites};
+use crate::backend::{replicas, Intent};
+pub use crate::backend::{Backend, BackendConfig, DurableWrites};
+use crate::secret::redact_url;
 pub use error::ProxyError;
 use reply::Encoding;
 
@@ -203,32 +204,6 @@ impl fmt::Debug for ProxyArgs {
             .field("connections", &self.connections)
             .finish()
     }
-}
-
-/// A Redis or REST URL for logs: without its password, and without the value of a `_token`
-/// query parameter (the REST API's other way to pass the token).
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return "<unparsable url>".to_string();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("redacted"));
-    }
-    if u.query_pairs().any(|(name, _)| name == "_token") {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(name, value)| {
-                let value = if name == "_token" {
-                    "redacted".into()
-                } else {
-                    value
-                };
-                (name.into_owned(), value.into_owned())
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
 }
 
 impl ProxyArgs {
@@ -479,21 +454,21 @@ impl ProxyState {
     fn intent<'a>(&self, cmds: impl IntoIterator<Item = &'a Cmd>, headers: &HeaderMap) -> Intent {
         if !self.backend.adds_commands() {
             // Nothing to choose: the request goes as it is.
-            return Intent::Write;
+            return Intent::Primary;
         }
         let mut cmds = cmds.into_iter().peekable();
-        if cmds.peek().is_some() && cmds.all(commands::reads_from_replica) {
+        if cmds.peek().is_some() && cmds.all(crate::backend::commands::reads_from_replica) {
             Intent::Read(replicas::Freshness::of(
                 headers.get(&SYNC_TOKEN).map(HeaderValue::as_bytes),
             ))
         } else {
-            Intent::Write
+            Intent::Primary
         }
     }
 
     /// Records how a request was served; its replies and, with replicas, the sync token its
     /// answer carries (the offset).
-    fn served<T>(&self, served: backend::Served<T>) -> (T, Option<HeaderValue>) {
+    fn served<T>(&self, served: crate::backend::Served<T>) -> (T, Option<HeaderValue>) {
         if let Some(outcome) = served.read {
             self.metrics.replica_read(outcome);
         }
@@ -675,7 +650,7 @@ async fn single(
     // Redis loading its data, busy with a script, cut off from its primary or its Cluster: an
     // outage (503, which clients retry and fail modes act on), not a refused command (400).
     if let Value::ServerError(e) = &value {
-        let text = reply::error_text(e);
+        let text = crate::backend::error_text(e);
         if matches!(
             crate::store::rest::redis_error(text.clone()),
             crate::store::StoreError::Unavailable(_)
@@ -897,19 +872,6 @@ mod tests {
             ("upstash-encoding", "base64")
         ]))
         .is_err());
-    }
-
-    #[test]
-    fn urls_lose_their_password_in_logs() {
-        let r = redact_url("redis://user:s3cret@localhost:6379/0");
-        assert!(!r.contains("s3cret"), "{r}");
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        let r = redact_url("https://eu1.example.upstash.io/?a=1&_token=AX9kq");
-        assert!(!r.contains("AX9kq") && r.contains("a=1"), "{r}");
-        assert_eq!(redact_url("not a url"), "<unparsable url>");
     }
 
     #[test]

@@ -11,33 +11,16 @@
 
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
-use redis::{ServerError, Value};
+use redis::Value;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+use crate::backend::error_text;
 
 /// How strings are written in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Utf8,
     Base64,
-}
-
-/// What Redis (and Upstash) answer for an unknown script SHA. Valkey 8 says only `NOSCRIPT No
-/// matching script.`, and clients (two of @upstash/redis's own tests) check Redis's words.
-const NOSCRIPT_TEXT: &str = "NOSCRIPT No matching script. Please use EVAL.";
-
-/// The text of an error reply, `CODE detail`: verbatim, except that a `NOSCRIPT` reads as Redis
-/// words it whatever the server behind the proxy.
-pub fn error_text(e: &ServerError) -> String {
-    error_words(e.code(), e.details())
-}
-
-/// [`error_text`] of an error's code and detail, however the redis crate handed them over.
-pub fn error_words(code: &str, detail: Option<&str>) -> String {
-    match detail {
-        _ if code == "NOSCRIPT" => NOSCRIPT_TEXT.to_owned(),
-        Some(d) => format!("{code} {d}"),
-        None => code.to_owned(),
-    }
 }
 
 /// A reply as a JSON value.

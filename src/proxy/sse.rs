@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::watch;
 
-use super::backend::Backend;
 use super::error::ProxyError;
 use super::hub::Hub;
 use super::metrics::StreamGuard;
+use crate::backend::Backend;
 
 /// `subscribe,<ch>,<count>` / `psubscribe,<pat>,<count>`.
 pub fn confirmation(pattern: bool, name: &[u8], count: usize) -> String {

@@ -21,7 +21,7 @@ use crate::api::assets::ASSETS;
 use crate::api::{
     Api, ApiError, ApiRequest, Asset, Client, Config, Forward, Handled, Platform, MAX_BODY,
 };
-use crate::proxy::redact_url;
+use crate::secret::redact_url;
 use crate::store::http_native::NativeRestStore;
 use crate::store::redis::{RedisConfig, RedisStore};
 pub use hot::HotStore;

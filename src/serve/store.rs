@@ -25,14 +25,14 @@ impl ServeStore {
         match self {
             ServeStore::Rest(store) => format!(
                 "Upstash REST at {}",
-                crate::proxy::redact_url(store.config().base_url())
+                crate::secret::redact_url(store.config().base_url())
             ),
             ServeStore::Redis(store) => {
                 let urls: Vec<String> = store
                     .config()
                     .urls
                     .iter()
-                    .map(|u| crate::proxy::redact_url(u))
+                    .map(|u| crate::secret::redact_url(u))
                     .collect();
                 let kind = if store.is_cluster() {
                     "Redis Cluster"

@@ -7,8 +7,9 @@
 //!   call, so serve heals by itself when Redis is back. The call's future is a few hundred bytes:
 //!   the axum layers move a request's future by value, and a store future of kilobytes made
 //!   copying it a quarter of serve's instructions (callgrind).
-//! - A Redis Cluster, `MULTI`/`EXEC` and pub/sub: `edgecount proxy`'s connection layer
-//!   ([`crate::proxy::Backend`], boxed): the async cluster client, a pipeline's commands grouped
+//! - A Redis Cluster, `MULTI`/`EXEC` and pub/sub: the native connection layer
+//!   ([`crate::backend::Backend`], boxed; `edgecount proxy` runs on it too): the async cluster
+//!   client, a pipeline's commands grouped
 //!   by slot, each group one round trip to its node, the groups in parallel (a hit's service-wide
 //!   figures live in other slots than its counter), transactions written as one block.
 //!
@@ -26,13 +27,13 @@ use std::time::Duration;
 
 use futures_util::stream::{BoxStream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, Value};
+use redis::{Cmd, Pipeline, Value};
 
 use super::rest::redis_error;
 use super::{EntryResult, Store, StoreError};
+use crate::backend::{error_text, resp2_info, Backend, BackendConfig, BackendError, Intent};
 use crate::core::command::{Command, Reply};
-use crate::proxy::backend::Intent;
-use crate::proxy::{redact_url, Backend, BackendConfig, ProxyError};
+use crate::secret::redact_url;
 
 /// Where the Redis is and how long to wait for it (`--redis-url`, `--cluster`, …).
 #[derive(Clone)]
@@ -85,17 +86,6 @@ impl std::fmt::Debug for RedisConfig {
             .field("response_timeout", &self.response_timeout)
             .finish()
     }
-}
-
-/// A URL as connection info, forced to RESP2 (floats stay strings, HGETALL a flat array: the
-/// replies the core reads over REST too). The proxy's backend connects with it too.
-pub(crate) fn resp2_info(url: &str) -> Result<ConnectionInfo, redis::RedisError> {
-    let info = url.into_connection_info()?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP2);
-    Ok(info.set_redis_settings(settings))
 }
 
 /// A [`Store`] speaking RESP to Redis.
@@ -204,7 +194,7 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         let limit = self.config.limit();
         match tokio::time::timeout(limit, fut).await {
-            Ok(result) => result.map_err(|e| store_error(ProxyError::from_redis(&e))),
+            Ok(result) => result.map_err(|e| store_error(BackendError::from_redis(&e))),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "redis did not answer within {} ms",
                 limit.as_millis()
@@ -225,12 +215,10 @@ fn to_cmd(command: &Command) -> Cmd {
 
 /// A failed call as the REST store would report it: unreachable (or `LOADING`, `BUSY`, … —
 /// Redis unable to serve for now, see [`redis_error`]) is `Unavailable`, an error reply `Redis`.
-fn store_error(e: ProxyError) -> StoreError {
+fn store_error(e: BackendError) -> StoreError {
     match e {
-        ProxyError::Unavailable(text) => StoreError::Unavailable(text),
-        ProxyError::Redis(text) | ProxyError::BadRequest(text) | ProxyError::NoPerm(text) => {
-            redis_error(text)
-        }
+        BackendError::Unavailable(text) => StoreError::Unavailable(text),
+        BackendError::Redis(text) => redis_error(text),
         other => StoreError::Protocol(other.to_string()),
     }
 }
@@ -247,7 +235,7 @@ fn to_reply(value: Value) -> Result<Reply, StoreError> {
         Value::Array(items) => {
             Reply::Array(items.into_iter().map(to_reply).collect::<Result<_, _>>()?)
         }
-        Value::ServerError(e) => Reply::Error(crate::proxy::reply::error_text(&e)),
+        Value::ServerError(e) => Reply::Error(error_text(&e)),
         // The connections speak RESP2 whatever the URL says; nothing else can arrive.
         other => {
             return Err(StoreError::Protocol(format!(
@@ -260,7 +248,7 @@ fn to_reply(value: Value) -> Result<Reply, StoreError> {
 /// One entry of a pipeline or transaction: its reply, or its own error reply.
 fn to_entry(value: Value) -> Result<EntryResult, StoreError> {
     match value {
-        Value::ServerError(e) => Ok(Err(crate::proxy::reply::error_text(&e))),
+        Value::ServerError(e) => Ok(Err(error_text(&e))),
         other => to_reply(other).map(Ok),
     }
 }
@@ -287,7 +275,7 @@ impl Store for RedisStore {
                     .await?
             }
             None => {
-                Box::pin(self.backend.query(&to_cmd(cmd), Intent::Write))
+                Box::pin(self.backend.query(&to_cmd(cmd), Intent::Primary))
                     .await
                     .map_err(store_error)?
                     .value
@@ -310,7 +298,7 @@ impl Store for RedisStore {
             None => {
                 Box::pin(
                     self.backend
-                        .pipeline(cmds.iter().map(to_cmd).collect(), Intent::Write),
+                        .pipeline(cmds.iter().map(to_cmd).collect(), Intent::Primary),
                 )
                 .await
                 .map_err(store_error)?
@@ -398,19 +386,15 @@ mod tests {
 
     #[test]
     fn errors_map_to_store_errors() {
-        assert!(store_error(ProxyError::Unavailable("down".into())).is_unavailable());
+        assert!(store_error(BackendError::Unavailable("down".into())).is_unavailable());
         // Redis restarting is an outage, as over REST.
-        assert!(store_error(ProxyError::Redis(
+        assert!(store_error(BackendError::Redis(
             "LOADING Redis is loading the dataset".into()
         ))
         .is_unavailable());
-        assert!(store_error(ProxyError::Redis("NOSCRIPT No matching script".into())).is_noscript());
-    }
-
-    #[test]
-    fn urls_are_forced_to_resp2() {
-        let info = resp2_info("redis://127.0.0.1:1/?protocol=resp3").unwrap();
-        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP2);
+        assert!(
+            store_error(BackendError::Redis("NOSCRIPT No matching script".into())).is_noscript()
+        );
     }
 
     #[tokio::test]
