@@ -17,16 +17,19 @@
 //! - `worker` (wasm): the worker's wasm exports over the driver; `serve` (native): the same API
 //!   on axum, over Upstash REST or RESP, with its own read cache and shared subscriptions
 //!   (`serve::hot`).
-//! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis, with its Redis
-//!   connection layer (`proxy::backend`, which serve's RESP store also uses for a Cluster,
-//!   transactions and pub/sub).
+//! - `backend` (native): the Redis connection layer both native servers share: multiplexed
+//!   connections to one server, replicas, durable writes, a Redis Cluster with slot-grouped
+//!   pipelines, transactions, pub/sub; its own `BackendError`. Imports no other front.
+//! - `proxy` (native): an Upstash-compatible REST server in front of a real Redis, on `backend`;
+//!   serve's RESP store uses `backend` for a Cluster, transactions and pub/sub.
 //! - `migrate` (native): copies counters from CountAPI- or Abacus-compatible services.
 //! - `http_server` (native): the accept loop both servers run, which bounds slow and idle
-//!   clients and caps open connections; `request_id`, `metrics` and `shutdown` serve both too.
+//!   clients and caps open connections; `request_id`, `metrics`, `shutdown` and `secret` (URLs
+//!   without their secrets for logs) serve both too.
 //!
-//! Target-specific code stays in the adapters: `worker.rs` for wasm; `serve/`, `proxy/`,
-//! `store/redis.rs` and `store/http_native.rs` natively. The module declarations here and in
-//! `store/mod.rs` choose between them.
+//! Target-specific code stays in the adapters: `worker.rs` for wasm; `backend/`, `serve/`,
+//! `proxy/`, `store/redis.rs` and `store/http_native.rs` natively. The module declarations here
+//! and in `store/mod.rs` choose between them.
 
 pub mod api;
 pub mod core;
