@@ -823,14 +823,6 @@ fn numpat(redis: &RedisServer) -> String {
     redis.cli(&["PUBSUB", "NUMPAT"])
 }
 
-async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn subscribe_streams_messages_and_releases_the_connection_on_disconnect() {
     let (redis, _proxy, api) = setup();
@@ -864,9 +856,12 @@ async fn subscribe_streams_messages_and_releases_the_connection_on_disconnect() 
     );
     // The client goes away: its subscription is released within a heartbeat or two.
     drop(stream);
-    wait_until("PUBSUB NUMSUB news to drop to 0", || {
-        numsub(&redis, "news") == "0"
-    })
+    let r = &redis;
+    support::eventually_async(
+        "PUBSUB NUMSUB news to drop to 0",
+        support::PATIENCE,
+        || async move { numsub(r, "news") == "0" },
+    )
     .await;
 }
 
@@ -894,7 +889,13 @@ async fn psubscribe_streams_pattern_messages() {
         ["pmessage,ne*,news,hi"]
     );
     drop(stream);
-    wait_until("PUBSUB NUMPAT to drop to 0", || numpat(&redis) == "0").await;
+    let r = &redis;
+    support::eventually_async(
+        "PUBSUB NUMPAT to drop to 0",
+        support::PATIENCE,
+        || async move { numpat(r) == "0" },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -941,9 +942,12 @@ async fn readers_of_a_channel_share_one_subscription() {
     );
     // The last one leaves: unsubscribed; a new reader subscribes again.
     drop(last);
-    wait_until("PUBSUB NUMSUB live to drop to 0", || {
-        numsub(&redis, "live") == "0"
-    })
+    let r = &redis;
+    support::eventually_async(
+        "PUBSUB NUMSUB live to drop to 0",
+        support::PATIENCE,
+        || async move { numsub(r, "live") == "0" },
+    )
     .await;
     let resp = api
         .request(Method::POST, "/subscribe/live")
