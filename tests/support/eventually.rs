@@ -34,3 +34,21 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// If the system clock (the one serve and the worker name day and hour buckets by, UTC) is less
+/// than `margin` before the next UTC midnight, sleep until just after it: for tests whose
+/// "today" figures need every step in one UTC day. Never assumes no boundary is crossed: it
+/// makes sure none is within `margin`.
+pub fn clear_of_utc_midnight(margin: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let into_day = Duration::from_millis((now.as_millis() % 86_400_000) as u64);
+    let left = Duration::from_secs(86_400) - into_day;
+    if left < margin {
+        std::thread::sleep(left + Duration::from_millis(500));
+    }
+}
+
+/// The margin [`clear_of_utc_midnight`] keeps for one API test: far longer than any test takes.
+pub const DAY_MARGIN: Duration = Duration::from_secs(300);
