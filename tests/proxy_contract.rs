@@ -1061,17 +1061,21 @@ async fn a_reader_that_stops_reading_holds_bounded_memory() {
 async fn a_busy_redis_is_a_503_not_a_400() {
     let (redis, _proxy, api) = setup();
     redis.cli(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
-    // A script that keeps Redis busy for 2 s, on a connection of its own.
+    // A script that keeps Redis busy until it is killed (at most 60 s), on a connection of its
+    // own. The request goes only once Redis says it is busy, and the script ends only when the
+    // test kills it: nothing depends on when the thread gets to run.
     let port = redis.port().to_string();
     let busy = std::thread::spawn(move || {
         std::process::Command::new("redis-cli")
             .args(["-p", &port, "EVAL"])
-            .arg("local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 2 do end return 1")
+            .arg("local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 60 do end return 1")
             .arg("0")
             .output()
             .expect("redis-cli")
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    support::eventually("Redis busy with the script", support::PATIENCE, || {
+        redis.cli(&["PING"]).starts_with("BUSY")
+    });
     let r = api.cmd(json!(["GET", "k"])).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.json());
     assert!(
@@ -1079,7 +1083,12 @@ async fn a_busy_redis_is_a_503_not_a_400() {
         "{:?}",
         r.json()
     );
-    busy.join().unwrap();
+    assert_eq!(redis.cli(&["SCRIPT", "KILL"]), "OK");
+    let ended = busy.join().unwrap();
+    assert!(
+        String::from_utf8_lossy(&ended.stdout).contains("killed"),
+        "the script ran until killed: {ended:?}"
+    );
     assert_eq!(api.cmd(json!(["GET", "k"])).await.status, StatusCode::OK);
 }
 
