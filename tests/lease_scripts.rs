@@ -11,7 +11,9 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use edgecount::core::command::Command;
-use edgecount::core::ratelimit::lease::{lease_call, parse_lease, LeaseDecision, LeaseId, LeaseOp};
+use edgecount::core::ratelimit::lease::{
+    lease_call, lease_call_at_test_time, parse_lease, LeaseDecision, LeaseId, LeaseOp,
+};
 use edgecount::core::ratelimit::{Policy, Reason};
 use support::direct::Conn;
 use support::RedisServer;
@@ -22,6 +24,41 @@ impl Conn {
         let call = lease_call(policy, id, op, lease).unwrap();
         let reply = self.eval(&call);
         parse_lease(policy, op, lease, &reply).unwrap()
+    }
+
+    /// One lease operation at `now_ms` (the script's test clock instead of Redis `TIME`): a test
+    /// moves time by argument, so no step depends on how fast the box runs.
+    fn lease_at(
+        &mut self,
+        now_ms: u64,
+        policy: &Policy,
+        id: &str,
+        op: LeaseOp,
+        lease: &LeaseId,
+    ) -> LeaseDecision {
+        let call = lease_call_at_test_time(policy, id, op, lease, now_ms).unwrap();
+        let reply = self.eval(&call);
+        let decision = parse_lease(policy, op, lease, &reply).unwrap();
+        assert_eq!(
+            decision.decision.now_ms, now_ms,
+            "the script took the given clock"
+        );
+        decision
+    }
+
+    fn acquire_at(&mut self, now_ms: u64, policy: &Policy, id: &str) -> LeaseDecision {
+        let lease = LeaseId::generate().unwrap();
+        self.lease_at(now_ms, policy, id, LeaseOp::Acquire, &lease)
+    }
+
+    fn renew_at(
+        &mut self,
+        now_ms: u64,
+        policy: &Policy,
+        id: &str,
+        lease: &LeaseId,
+    ) -> LeaseDecision {
+        self.lease_at(now_ms, policy, id, LeaseOp::Renew, lease)
     }
 
     fn acquire(&mut self, policy: &Policy, id: &str) -> LeaseDecision {
@@ -153,33 +190,48 @@ fn never_more_than_the_limit_under_500_concurrent_acquirers() {
     assert_eq!(redis.cli(&["EXISTS", key]), "0", "an empty set is gone");
 }
 
-/// A holder that never releases (it crashed) keeps its slot only until its lease expires.
+/// A holder that never releases (it crashed) keeps its slot only until its lease expires. Time
+/// moves by the script's clock argument: each step is exactly where the test says, however
+/// slowly the box runs (the set's own Redis expiry, a minute and more away, never comes into it).
 #[test]
 fn a_crashed_holders_slot_frees_after_its_ttl() {
     let redis = RedisServer::start();
     let mut conn = Conn::open(&redis);
-    let policy = conc(2, Duration::from_secs(1));
-    let first = conn.acquire(&policy, "u");
-    let crashed = conn.acquire(&policy, "u");
+    let t0 = conn.redis_time_ms();
+    let policy = conc(2, Duration::from_secs(60));
+    let first = conn.acquire_at(t0, &policy, "u");
+    let written = Instant::now();
+    let crashed = conn.acquire_at(t0 + 1, &policy, "u");
     assert!(first.ok && crashed.ok);
     assert_eq!(crashed.holders, 2);
-    let refused = conn.acquire(&policy, "u");
+    let refused = conn.acquire_at(t0 + 500, &policy, "u");
     assert!(!refused.ok && !refused.decision.allowed);
     // The earliest lease expires within the TTL: that is the wait a refusal announces.
     let wait = refused.decision.retry_after_ms;
-    assert!((1..=1_000).contains(&wait), "{wait}");
+    assert_eq!(wait, 60_000 - 500);
     assert_eq!(refused.decision.now_ms + wait, first.expires_ms);
+    // The set's PEXPIRE: its last lease's 60 s and the 1 s grace, counted down in real time
+    // since the write (however long that took).
     let pttl: i64 = redis.cli(&["PTTL", LEASES]).parse().unwrap();
+    let since = written.elapsed().as_millis() as i64;
     assert!(
-        (1_000..=2_000).contains(&pttl),
-        "the set outlives its last lease by the grace: {pttl}"
+        (61_000 - since - 1..=61_000).contains(&pttl),
+        "the set outlives its last lease by the grace: {pttl} ({since} ms since the write)"
     );
+    // One millisecond before the first lease expires, both slots are still taken.
+    let still = conn.acquire_at(first.expires_ms - 1, &policy, "u");
+    assert!(!still.ok && still.holders == 2, "{still:?}");
     // Nobody releases anything; time alone frees both slots.
-    std::thread::sleep(Duration::from_millis(1_100));
-    let after = conn.acquire(&policy, "u");
+    let after = conn.acquire_at(crashed.expires_ms, &policy, "u");
     assert!(after.ok, "{after:?}");
     assert_eq!(after.holders, 1, "both expired leases are gone");
-    assert!(!conn.renew(&policy, "u", crashed.lease.as_ref().unwrap()).ok);
+    let late = conn.renew_at(
+        crashed.expires_ms + 1,
+        &policy,
+        "u",
+        crashed.lease.as_ref().unwrap(),
+    );
+    assert!(!late.ok);
     assert_every_key_has_a_ttl(&redis);
 }
 
@@ -222,33 +274,39 @@ fn only_the_holder_can_release_or_renew() {
 }
 
 /// Renewing moves a held lease's expiry to now + TTL, so a long job keeps its slot past the
-/// first TTL; a lease left to expire cannot be renewed.
+/// first TTL; a lease left to expire cannot be renewed. The clock is the script's argument: a
+/// renewal lands 60% into the TTL exactly, not whenever the box gets round to it.
 #[test]
 fn renewing_extends_a_held_lease() {
     let redis = RedisServer::start();
     let mut conn = Conn::open(&redis);
     let policy = conc(1, Duration::from_secs(1));
-    let taken = conn.acquire(&policy, "u");
+    let mut now = conn.redis_time_ms();
+    let taken = conn.acquire_at(now, &policy, "u");
     let lease = taken.lease.clone().unwrap();
     for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(600));
-        let renewed = conn.renew(&policy, "u", &lease);
+        now += 600;
+        let renewed = conn.renew_at(now, &policy, "u", &lease);
         assert!(renewed.ok, "held 0.6 s after the last renewal");
-        assert_eq!(renewed.expires_ms, renewed.decision.now_ms + 1_000);
+        assert_eq!(renewed.expires_ms, now + 1_000);
         assert_eq!(conn.score(LEASES, &lease), Some(renewed.expires_ms));
         assert!(
-            !conn.acquire(&policy, "u").ok,
+            !conn.acquire_at(now, &policy, "u").ok,
             "the one slot is still taken"
         );
     }
     // 1.8 s after it was taken, past its first expiry: still the holder's.
-    assert!(conn.redis_time_ms() > taken.expires_ms);
-    std::thread::sleep(Duration::from_millis(1_100));
+    assert!(now > taken.expires_ms);
     assert!(
-        !conn.renew(&policy, "u", &lease).ok,
+        !conn.acquire_at(now + 999, &policy, "u").ok,
+        "held until its renewed expiry"
+    );
+    now += 1_000;
+    assert!(
+        !conn.renew_at(now, &policy, "u", &lease).ok,
         "expired: too late to renew"
     );
-    assert!(conn.acquire(&policy, "u").ok, "the slot is free");
+    assert!(conn.acquire_at(now, &policy, "u").ok, "the slot is free");
     assert_every_key_has_a_ttl(&redis);
 }
 
@@ -258,23 +316,31 @@ fn renewing_extends_a_held_lease() {
 fn a_denied_identity_acquires_nothing_and_nothing_is_written() {
     let redis = RedisServer::start();
     let mut conn = Conn::open(&redis);
-    let short = conc(3, Duration::from_millis(200));
-    conn.acquire(&short, "u");
-    std::thread::sleep(Duration::from_millis(250));
+    // Two leases taken at t0 on the script's clock, one for 30 s, one for 200 ms: by `now` the
+    // second has expired but is still in the set (nothing has cleaned it up yet).
+    let t0 = conn.redis_time_ms();
+    let now = t0 + 250;
     let long = conc(3, Duration::from_secs(30));
-    let held = conn.acquire(&long, "u").lease.unwrap();
+    let held = conn.acquire_at(t0, &long, "u").lease.unwrap();
+    let short = conc(3, Duration::from_millis(200));
+    assert!(conn.acquire_at(t0, &short, "u").ok);
     redis.cli(&["SET", "rl:{u}:deny", "1", "EX", "60"]);
     let before = redis.snapshot();
     for _ in 0..3 {
-        let denied = conn.acquire(&long, "u");
+        let denied = conn.acquire_at(now, &long, "u");
         assert!(!denied.ok && denied.decision.denied && denied.lease.is_none());
         assert_eq!(denied.decision.reason, Reason::Deny);
         assert_eq!(denied.holders, 1, "the expired lease does not count");
     }
     let after = redis.snapshot();
     assert_eq!(after, before, "written: {:?}", after.changes_since(&before));
+    assert_eq!(
+        redis.cli(&["ZCARD", LEASES]),
+        "2",
+        "the expired lease was not even cleaned up"
+    );
     assert!(
-        conn.release(&long, "u", &held).ok,
+        conn.lease_at(now, &long, "u", LeaseOp::Release, &held).ok,
         "a holder can still let go"
     );
     // Another identity is not concerned.
@@ -389,6 +455,38 @@ fn leases_use_the_redis_clock() {
     let now = taken.decision.now_ms;
     assert!(before <= now && now <= after, "{before} {now} {after}");
     assert_eq!(taken.expires_ms, now + 30_000);
+    // The production call carries no clock of its own (the test-only one is ARGV[6]).
+    let lease = LeaseId::generate().unwrap();
+    let policy = conc(3, Duration::from_secs(30));
+    assert_eq!(
+        lease_call(&policy, "u", LeaseOp::Acquire, &lease)
+            .unwrap()
+            .args
+            .len(),
+        5
+    );
+}
+
+/// The test clock is the script's "now" for every rule: a lease taken at an instant the test
+/// names expires exactly a TTL later, whatever Redis `TIME` says.
+#[test]
+fn the_test_clock_replaces_redis_time() {
+    let redis = RedisServer::start();
+    let mut conn = Conn::open(&redis);
+    let policy = conc(1, Duration::from_secs(30));
+    let at = conn.redis_time_ms() + 3_600_000;
+    let taken = conn.acquire_at(at, &policy, "u");
+    assert_eq!(taken.expires_ms, at + 30_000);
+    assert_eq!(
+        conn.score(LEASES, taken.lease.as_ref().unwrap()),
+        Some(at + 30_000)
+    );
+    // On Redis TIME (an hour earlier) the lease is live, on the test clock past its expiry not.
+    assert!(!conn.acquire(&policy, "u").ok, "live by Redis TIME");
+    assert!(
+        conn.acquire_at(at + 30_000, &policy, "u").ok,
+        "expired at the given instant"
+    );
 }
 
 #[test]

@@ -823,14 +823,6 @@ fn numpat(redis: &RedisServer) -> String {
     redis.cli(&["PUBSUB", "NUMPAT"])
 }
 
-async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn subscribe_streams_messages_and_releases_the_connection_on_disconnect() {
     let (redis, _proxy, api) = setup();
@@ -864,9 +856,12 @@ async fn subscribe_streams_messages_and_releases_the_connection_on_disconnect() 
     );
     // The client goes away: its subscription is released within a heartbeat or two.
     drop(stream);
-    wait_until("PUBSUB NUMSUB news to drop to 0", || {
-        numsub(&redis, "news") == "0"
-    })
+    let r = &redis;
+    support::eventually_async(
+        "PUBSUB NUMSUB news to drop to 0",
+        support::PATIENCE,
+        || async move { numsub(r, "news") == "0" },
+    )
     .await;
 }
 
@@ -894,7 +889,13 @@ async fn psubscribe_streams_pattern_messages() {
         ["pmessage,ne*,news,hi"]
     );
     drop(stream);
-    wait_until("PUBSUB NUMPAT to drop to 0", || numpat(&redis) == "0").await;
+    let r = &redis;
+    support::eventually_async(
+        "PUBSUB NUMPAT to drop to 0",
+        support::PATIENCE,
+        || async move { numpat(r) == "0" },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -941,9 +942,12 @@ async fn readers_of_a_channel_share_one_subscription() {
     );
     // The last one leaves: unsubscribed; a new reader subscribes again.
     drop(last);
-    wait_until("PUBSUB NUMSUB live to drop to 0", || {
-        numsub(&redis, "live") == "0"
-    })
+    let r = &redis;
+    support::eventually_async(
+        "PUBSUB NUMSUB live to drop to 0",
+        support::PATIENCE,
+        || async move { numsub(r, "live") == "0" },
+    )
     .await;
     let resp = api
         .request(Method::POST, "/subscribe/live")
@@ -1057,17 +1061,21 @@ async fn a_reader_that_stops_reading_holds_bounded_memory() {
 async fn a_busy_redis_is_a_503_not_a_400() {
     let (redis, _proxy, api) = setup();
     redis.cli(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
-    // A script that keeps Redis busy for 2 s, on a connection of its own.
+    // A script that keeps Redis busy until it is killed (at most 60 s), on a connection of its
+    // own. The request goes only once Redis says it is busy, and the script ends only when the
+    // test kills it: nothing depends on when the thread gets to run.
     let port = redis.port().to_string();
     let busy = std::thread::spawn(move || {
         std::process::Command::new("redis-cli")
             .args(["-p", &port, "EVAL"])
-            .arg("local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 2 do end return 1")
+            .arg("local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 60 do end return 1")
             .arg("0")
             .output()
             .expect("redis-cli")
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    support::eventually("Redis busy with the script", support::PATIENCE, || {
+        redis.cli(&["PING"]).starts_with("BUSY")
+    });
     let r = api.cmd(json!(["GET", "k"])).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.json());
     assert!(
@@ -1075,7 +1083,12 @@ async fn a_busy_redis_is_a_503_not_a_400() {
         "{:?}",
         r.json()
     );
-    busy.join().unwrap();
+    assert_eq!(redis.cli(&["SCRIPT", "KILL"]), "OK");
+    let ended = busy.join().unwrap();
+    assert!(
+        String::from_utf8_lossy(&ended.stdout).contains("killed"),
+        "the script ran until killed: {ended:?}"
+    );
     assert_eq!(api.cmd(json!(["GET", "k"])).await.status, StatusCode::OK);
 }
 

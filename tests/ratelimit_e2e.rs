@@ -101,8 +101,10 @@ async fn with_redis_stopped(fail_mode: &str) -> (Edge, reqwest::Response) {
     edge.redis.kill();
     let started = std::time::Instant::now();
     let response = edge.post("/limit/api/fm").send().await.unwrap();
+    // Answered well before the proxy's 10 s reply timeout: Redis being gone is noticed (a refused
+    // connection), not waited out; a bound a loaded box keeps.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(9),
         "{:?}",
         started.elapsed()
     );

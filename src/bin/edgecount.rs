@@ -41,6 +41,13 @@ fn main() -> std::process::ExitCode {
         .event_format(edgecount::request_id::LogFormat)
         .init();
     let cli = Cli::parse();
+    // A databases configuration the proxy cannot serve is a usage error, like a bad flag.
+    if let Command::Proxy(args) = &cli.command {
+        if let Err(e) = edgecount::proxy::tenants::resolve(args) {
+            eprintln!("edgecount: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let threads = match &cli.command {
         Command::Proxy(args) => Some(args.worker_threads()),
         Command::Serve(args) => Some(args.worker_threads()),

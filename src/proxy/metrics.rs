@@ -133,7 +133,20 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("edgecount_proxy");
+        Metrics::with_registry(Registry::with_prefix("edgecount_proxy"))
+    }
+}
+
+impl Metrics {
+    /// One database's figures among several: every series labelled `database="<name>"`.
+    pub fn for_database(name: &str) -> Metrics {
+        Metrics::with_registry(Registry::with_prefix_and_labels(
+            "edgecount_proxy",
+            [("database".into(), name.to_string().into())].into_iter(),
+        ))
+    }
+
+    fn with_registry(mut registry: Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",

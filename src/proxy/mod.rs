@@ -47,7 +47,9 @@ pub mod metrics;
 pub mod reply;
 pub mod request;
 pub mod scripts;
+pub mod srh;
 pub mod sse;
+pub mod tenants;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -122,8 +124,15 @@ pub struct ProxyArgs {
     /// Address to listen on (port 0 picks a free one; the startup line tells which).
     #[arg(long, env = "EDGECOUNT_LISTEN", default_value = "127.0.0.1:8079")]
     pub listen: SocketAddr,
-    /// The REST token clients must present (Bearer header or `?_token=`).
-    #[arg(long, env = "UPSTASH_REDIS_REST_TOKEN", hide_env_values = true)]
+    /// The REST token clients must present (Bearer header or `?_token=`); required unless
+    /// `--databases` or `SRH_MODE` gives the tokens.
+    #[arg(
+        long,
+        env = "UPSTASH_REDIS_REST_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub token: String,
     /// Optional second token that may run read commands only.
     #[arg(long, env = "EDGECOUNT_READ_ONLY_TOKEN", hide_env_values = true)]
@@ -163,6 +172,8 @@ pub struct ProxyArgs {
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub connections: crate::http_server::ConnectionArgs,
+    #[command(flatten)]
+    pub databases: tenants::DatabaseArgs,
 }
 
 /// Tokens never reach a log line, not even through `{:?}`.
@@ -202,6 +213,7 @@ impl fmt::Debug for ProxyArgs {
             .field("allow_admin_commands", &self.allow_admin_commands)
             .field("metrics_listen", &self.metrics_listen)
             .field("connections", &self.connections)
+            .field("databases", &self.databases)
             .finish()
     }
 }
@@ -226,6 +238,7 @@ impl ProxyArgs {
             allow_admin_commands: false,
             metrics_listen: None,
             connections: crate::http_server::ConnectionArgs::default(),
+            databases: tenants::DatabaseArgs::default(),
         }
     }
 
@@ -785,6 +798,11 @@ async fn multi_exec(
 
 /// Serve until SIGINT/SIGTERM, then finish open requests (SSE streams are ended) and return.
 pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // `--databases` / serverless-redis-http's configuration: one database runs as below.
+    let args = match tenants::resolve(&args)? {
+        tenants::Resolved::One(args) => *args,
+        tenants::Resolved::Several(each) => return tenants::run_several(each).await,
+    };
     let state = Arc::new(ProxyState::new(&args)?);
     let limits = args.connections.limits();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

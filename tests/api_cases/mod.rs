@@ -110,6 +110,8 @@ fn from_ip(request: reqwest::RequestBuilder, ip: &str) -> reqwest::RequestBuilde
 }
 
 pub async fn hit_creates_counts_and_names_the_path(kind: Stack) {
+    // Its "today" figures need every step in one UTC day: never within minutes of midnight.
+    crate::support::eventually::clear_of_utc_midnight(crate::support::eventually::DAY_MARGIN);
     let edge = Edge::start(kind, &[]).await;
     for expected in 1..=3 {
         let (status, headers, body) = send(edge.post("/hit/blog/home")).await;
@@ -364,6 +366,8 @@ pub async fn bots_head_prefetch_and_owner_are_not_counted(kind: Stack) {
 }
 
 pub async fn uniques_count_visitors_not_hits(kind: Stack) {
+    // Its "today" figures need every step in one UTC day: never within minutes of midnight.
+    crate::support::eventually::clear_of_utc_midnight(crate::support::eventually::DAY_MARGIN);
     let edge = Edge::start(kind, &[]).await;
     // The worker reads CF-Connecting-IP; serve sees one socket peer, so there the user agent
     // tells the visitors apart.
@@ -397,6 +401,8 @@ pub async fn uniques_count_visitors_not_hits(kind: Stack) {
 }
 
 pub async fn info_and_stats_describe_the_counter(kind: Stack) {
+    // Its "today" figures need every step in one UTC day: never within minutes of midnight.
+    crate::support::eventually::clear_of_utc_midnight(crate::support::eventually::DAY_MARGIN);
     let edge = Edge::start(kind, &[]).await;
     for _ in 0..3 {
         send(edge.post("/hit/blog/stats")).await;
@@ -1241,6 +1247,8 @@ pub async fn refused_requests_change_nothing(kind: Stack) {
 }
 
 pub async fn namespace_tokens_listings_and_live_changes(kind: Stack) {
+    // Its "today" figures need every step in one UTC day: never within minutes of midnight.
+    crate::support::eventually::clear_of_utc_midnight(crate::support::eventually::DAY_MARGIN);
     let edge = Edge::start(kind, &[]).await;
     // The first create in a namespace hands out its token (once); later ones do not.
     let (status, _, first) = send(edge.post("/create/site/home")).await;
@@ -1379,6 +1387,8 @@ fn history_line(key: &str, last_day: i64, days: i64) -> String {
 }
 
 pub async fn export_then_import_round_trips_every_bucket(kind: Stack) {
+    // Its "today" figures need every step in one UTC day: never within minutes of midnight.
+    crate::support::eventually::clear_of_utc_midnight(crate::support::eventually::DAY_MARGIN);
     let source = Edge::start(kind, &[]).await;
     let today = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

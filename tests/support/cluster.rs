@@ -93,14 +93,6 @@ fn text(node: &RedisServer, args: &[&str]) -> String {
     }
 }
 
-fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 impl RedisCluster {
     /// Start 6 nodes, assign the slots, join them and pair each master with a replica; returns
     /// once every node says `cluster_state:ok`, every node knows every replica and every
@@ -141,7 +133,7 @@ impl RedisCluster {
             }
         }
         let everyone = 2 * MASTERS;
-        wait_until(
+        super::eventually(
             "every node knows every node",
             Duration::from_secs(10),
             || {
@@ -168,7 +160,7 @@ impl RedisCluster {
     /// Wait until the cluster is whole: `cluster_state:ok` on every node, every node seeing
     /// MASTERS masters and MASTERS replicas, every replica's link up.
     pub fn wait_ready(&self, within: Duration) {
-        wait_until("the cluster", within, || {
+        super::eventually("the cluster", within, || {
             self.nodes.iter().all(|n| {
                 let info = text(n, &["CLUSTER", "INFO"]);
                 let nodes = text(n, &["CLUSTER", "NODES"]);
@@ -279,14 +271,16 @@ impl RedisCluster {
         self.master_of_slot(self.slot_of(key))
     }
 
-    /// Run one command with `redis-cli -c` (following MOVED redirections), through a master.
+    /// Run one command with `redis-cli -c` (following MOVED redirections), through a master;
+    /// panics with redis-cli's stderr when it fails (as [`RedisServer::cli`]).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-c", "-p", &self.any_master().port().to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli (apt-get install redis-tools)");
-        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+        let port = self.any_master().port().to_string();
+        super::redis_server::cli_output(
+            Command::new("redis-cli")
+                .args(["-c", "-p", &port])
+                .args(args),
+        )
+        .unwrap_or_else(|failure| panic!("redis-cli -c {args:?} on port {port}: {failure}"))
     }
 
     /// Every key matching `pattern` on every master.
@@ -356,7 +350,7 @@ impl RedisCluster {
             "OK"
         );
         let master_id = text(&self.nodes[master], &["CLUSTER", "MYID"]);
-        wait_until(
+        super::eventually(
             "the new node knows the master",
             Duration::from_secs(10),
             || {
@@ -366,7 +360,7 @@ impl RedisCluster {
             },
         );
         assert_eq!(text(&node, &["CLUSTER", "REPLICATE", &master_id]), "OK");
-        wait_until("the new replica's link", Duration::from_secs(10), || {
+        super::eventually("the new replica's link", Duration::from_secs(10), || {
             text(&node, &["INFO", "replication"]).contains("master_link_status:up")
         });
         self.nodes[dead] = node;

@@ -5,8 +5,11 @@
 pub mod backend;
 pub mod cluster;
 pub mod direct;
+pub mod eventually;
 pub mod redis_server;
 
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use eventually::{eventually, eventually_async, PATIENCE};
 pub use redis_server::RedisServer;
 pub mod edge;
 pub mod proxy;

@@ -69,6 +69,12 @@ pub fn spawn_proxy_with_open_files(
     proxy
 }
 
+/// Start `edgecount proxy` with exactly these arguments and environment (no `--token`, no
+/// `--redis-url`: the databases come from `--databases` or `SRH_*`).
+pub fn spawn_proxy_bare(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+    spawn("proxy", args, env, None)
+}
+
 /// Start `edgecount serve` (the binary: its CLI and environment as users run them) in front of
 /// the REST endpoint `rest_url` with `token`, with more environment (`EDGECOUNT_*`).
 pub fn spawn_serve(rest_url: &str, token: &str, env: &[(&str, &str)]) -> ProxyProcess {
@@ -118,6 +124,14 @@ const OWN_VARIABLES: &[&str] = &[
     "EDGECOUNT_HEADER_READ_TIMEOUT_MS",
     "EDGECOUNT_IDLE_TIMEOUT_MS",
     "EDGECOUNT_MAX_CONNECTIONS",
+    "EDGECOUNT_DATABASES",
+    "SRH_MODE",
+    "SRH_TOKEN",
+    "SRH_CONNECTION_STRING",
+    "SRH_MAX_CONNECTIONS",
+    "SRH_PORT",
+    "SRH_IPV6",
+    "SRH_CONFIG",
 ];
 
 /// `edgecount <subcommand> --listen 127.0.0.1:0 <args>` in its own process group, its URL read

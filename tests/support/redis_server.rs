@@ -15,6 +15,25 @@ pub struct RedisServer {
     extra_args: Vec<String>,
 }
 
+/// Run a prepared redis-cli command: its stdout (trailing whitespace trimmed) when it exits 0,
+/// else its exit status and stderr.
+pub fn cli_output(command: &mut Command) -> Result<String, String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli (apt-get install redis-tools)");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        Err(format!(
+            "{}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        ))
+    }
+}
+
 /// A port that was free a moment ago (the OS picks it; we release it for the server to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -110,13 +129,22 @@ impl RedisServer {
     }
 
     /// Run one command with redis-cli and return its raw output (for assertions beside the API).
+    /// Panics, with redis-cli's stderr, when redis-cli fails (it could not connect, say): an
+    /// empty output must mean an empty answer, never "nothing was asked". An error *reply*
+    /// (`ERR …`) is output like any other.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli (apt-get install redis-tools)");
-        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+        self.try_cli(args)
+            .unwrap_or_else(|failure| panic!("redis-cli {args:?} on port {}: {failure}", self.port))
+    }
+
+    /// [`RedisServer::cli`] for a caller that expects redis-cli may fail (the server is down):
+    /// `Err` with the exit status and stderr.
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
+        cli_output(
+            Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args),
+        )
     }
 
     /// Every key matching `pattern` with its `PTTL` (ms; -1 none, -2 expired since `KEYS`), for

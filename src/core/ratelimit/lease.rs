@@ -184,9 +184,34 @@ pub fn lease_call(
     op: LeaseOp,
     lease: &LeaseId,
 ) -> Result<ScriptCall, LeaseError> {
+    build_call(policy, id, op, lease, None)
+}
+
+/// TESTS ONLY: like [`lease_call`], but the script uses `now_ms` instead of Redis `TIME` (its
+/// `ARGV[6]`, absent from every production call), so a test moves a lease's time by argument
+/// instead of sleeping. Never call this with a time that came from a request: leases shared by
+/// several edges must use the one clock of Redis.
+#[doc(hidden)]
+pub fn lease_call_at_test_time(
+    policy: &Policy,
+    id: &str,
+    op: LeaseOp,
+    lease: &LeaseId,
+    now_ms: u64,
+) -> Result<ScriptCall, LeaseError> {
+    build_call(policy, id, op, lease, Some(now_ms))
+}
+
+fn build_call(
+    policy: &Policy,
+    id: &str,
+    op: LeaseOp,
+    lease: &LeaseId,
+    test_now_ms: Option<u64>,
+) -> Result<ScriptCall, LeaseError> {
     check_policy(policy)?;
     let tag = encode_id(id)?;
-    Ok(ScriptCall {
+    let mut call = ScriptCall {
         script: script(),
         keys: vec![
             format!("rl:{{{tag}}}:{}:lease", policy.name()),
@@ -199,7 +224,9 @@ pub fn lease_call(
             policy.window_ms().to_string(),
             if policy.shadow() { "1" } else { "0" }.to_owned(),
         ],
-    })
+    };
+    call.args.extend(test_now_ms.map(|t| t.to_string()));
+    Ok(call)
 }
 
 /// One lease operation's outcome.
@@ -435,6 +462,12 @@ mod tests {
         assert_eq!(cmd.parts()[2], "2");
         let call = lease_call(&conc(), "u", LeaseOp::Release, &lease).unwrap();
         assert_eq!(call.args[0], "release");
+        // Only a test names the time: production calls leave the script on Redis TIME.
+        let call = lease_call_at_test_time(&conc(), "u", LeaseOp::Renew, &lease, 77).unwrap();
+        assert_eq!(
+            call.args,
+            ["renew", "AAAAAAAAAAAAAAAAAAAAAA", "3", "30000", "0", "77"]
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ ARGV[2]  the lease id (Rust generated it for acquire, validated it for release a
 ARGV[3]  limit L: most leases held at once
 ARGV[4]  ttl T (ms): a lease expires T after it was acquired or last renewed
 ARGV[5]  shadow: '1' admits beyond the limit (and the caller reports that it would not have)
+ARGV[6]  absent in production. Tests only: "now" in ms replacing Redis TIME (as limit.lua's
+         ARGV[4]), so a test drives time by argument instead of sleeping.
 Returns {now_ms, ok, denied, holders, earliest_expiry_ms, expires_ms}:
   ok        acquire: the lease was taken; release: it was held and is no more; renew: it was
             held and now expires at expires_ms
@@ -43,12 +45,17 @@ if mode ~= 'acquire' and mode ~= 'release' and mode ~= 'renew' then
   return redis.error_reply('ERR edgecount: unknown lease mode ' .. tostring(mode))
 end
 
--- Redis < 5 needs effects replication to write after a non-deterministic command.
-if redis.replicate_commands then
-  redis.replicate_commands()
+local now
+if ARGV[6] and ARGV[6] ~= '' then
+  now = tonumber(ARGV[6])
+else
+  -- Redis < 5 needs effects replication to write after a non-deterministic command.
+  if redis.replicate_commands then
+    redis.replicate_commands()
+  end
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 -- Integers as decimal strings: tostring would switch to exponents above 14 digits.
 local function int(x)
