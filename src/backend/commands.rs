@@ -1,7 +1,7 @@
 //! Where a command's keys are and whether it only reads (pure tables, no I/O): what the backend
 //! needs to group a Cluster pipeline by slot, send reads to replicas and add `WAIT` behind writes.
-//! The proxy's own access and lockdown tables (`proxy::commands`) build on [`Name`] and
-//! [`is_read_command`].
+//! The proxy's own access and lockdown tables (`proxy::commands`) build on `Name` and
+//! `is_read_command`.
 
 use redis::{Arg, Cmd};
 
