@@ -804,19 +804,46 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
         tenants::Resolved::Several(each) => return tenants::run_several(each).await,
     };
     let state = Arc::new(ProxyState::new(&args)?);
+    let cluster = state.backend.is_cluster();
+    let render = {
+        let state = state.clone();
+        move || state.metrics.render()
+    };
+    serve_until_stopped(
+        &args,
+        app_with(state.clone()),
+        vec![state],
+        render,
+        |addr| {
+            tracing::info!(
+                %addr,
+                redis = ?args.redis_url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                cluster,
+                max_body = args.max_body,
+                read_only_token = args.read_only_token.is_some(),
+                allow_admin_commands = args.allow_admin_commands,
+                "edgecount proxy started"
+            )
+        },
+    )
+    .await
+}
+
+/// What one database and several share: bind `args.listen`, say where, warn about
+/// `--allow-admin-commands`, serve `--metrics-listen` with `render_metrics`, then serve `app`
+/// until SIGINT/SIGTERM, when every state's event streams are ended and open requests finish.
+pub(crate) async fn serve_until_stopped(
+    args: &ProxyArgs,
+    app: Router,
+    states: Vec<Arc<ProxyState>>,
+    render_metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
+    started: impl FnOnce(SocketAddr),
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let limits = args.connections.limits();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("edgecount proxy listening on http://{addr}");
-    tracing::info!(
-        %addr,
-        redis = ?args.redis_url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
-        cluster = state.backend.is_cluster(),
-        max_body = args.max_body,
-        read_only_token = args.read_only_token.is_some(),
-        allow_admin_commands = args.allow_admin_commands,
-        "edgecount proxy started"
-    );
+    started(addr);
     if args.allow_admin_commands {
         tracing::warn!(
             "--allow-admin-commands is on: whoever holds the token can administer Redis \
@@ -824,22 +851,19 @@ pub async fn run(args: ProxyArgs) -> Result<(), Box<dyn std::error::Error + Send
         );
     }
     if let Some(metrics_addr) = args.metrics_listen {
-        let state = state.clone();
-        crate::metrics::listen(metrics_addr, "proxy", limits, move || {
-            state.metrics.render()
-        })
-        .await?;
+        crate::metrics::listen(metrics_addr, "proxy", limits, render_metrics).await?;
     }
-    let shutdown_state = state.clone();
     let stop = async move {
         crate::shutdown::signal().await;
         // Event streams never end by themselves; shutdown waits for open responses.
-        shutdown_state.begin_shutdown();
+        for state in &states {
+            state.begin_shutdown();
+        }
     };
     // Open requests are each bounded by the Redis timeout; the grace caps shutdown anyway.
     crate::http_server::serve(
         listener,
-        app_with(state).into_make_service(),
+        app.into_make_service(),
         limits,
         stop,
         crate::http_server::SHUTDOWN_GRACE,

@@ -330,57 +330,41 @@ pub async fn run_several(
     each: Vec<(String, ProxyArgs)>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use std::sync::Arc;
-    let first = each[0].1.clone();
+    let first = &each[0].1;
     let mut states = Vec::with_capacity(each.len());
     for (name, args) in &each {
         let mut state = super::ProxyState::new(args)?;
         state.metrics = super::metrics::Metrics::for_database(name);
         states.push(Arc::new(state));
     }
-    let tenants = Arc::new(Tenants { states });
-    let limits = first.connections.limits();
-    let listener = tokio::net::TcpListener::bind(first.listen).await?;
-    let addr = listener.local_addr()?;
-    println!("edgecount proxy listening on http://{addr}");
-    for (name, args) in &each {
-        tracing::info!(
-            database = %name,
-            redis = ?args.redis_url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
-            read_only_token = args.read_only_token.is_some(),
-            "database"
-        );
-    }
-    tracing::info!(
-        %addr,
-        databases = each.len(),
-        max_body = first.max_body,
-        allow_admin_commands = first.allow_admin_commands,
-        "edgecount proxy started"
-    );
-    if let Some(metrics_addr) = first.metrics_listen {
+    let tenants = Arc::new(Tenants {
+        states: states.clone(),
+    });
+    let render = {
         let tenants = tenants.clone();
-        crate::metrics::listen(metrics_addr, "proxy", limits, move || tenants.render()).await?;
-    }
-    let shutdown = tenants.clone();
-    let stop = async move {
-        crate::shutdown::signal().await;
-        for state in &shutdown.states {
-            state.begin_shutdown();
-        }
+        move || tenants.render()
     };
     let app = axum::Router::new()
         .fallback(handle_tenants)
         .with_state(tenants);
-    crate::http_server::serve(
-        listener,
-        app.into_make_service(),
-        limits,
-        stop,
-        crate::http_server::SHUTDOWN_GRACE,
-    )
-    .await;
-    tracing::info!("edgecount proxy stopped");
-    Ok(())
+    super::serve_until_stopped(first, app, states, render, |addr| {
+        for (name, args) in &each {
+            tracing::info!(
+                database = %name,
+                redis = ?args.redis_url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                read_only_token = args.read_only_token.is_some(),
+                "database"
+            );
+        }
+        tracing::info!(
+            %addr,
+            databases = each.len(),
+            max_body = first.max_body,
+            allow_admin_commands = first.allow_admin_commands,
+            "edgecount proxy started"
+        );
+    })
+    .await
 }
 
 #[cfg(test)]
